@@ -1,0 +1,63 @@
+"""A rich progress bar as a search callback: trials done, ETA, best so far."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nasforge.storage.base import Record
+from nasforge.strategies.base import Callback, SearchContext
+
+
+class ProgressCallback(Callback):
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[best]}"),
+            transient=False,
+        )
+        self.task_id: Any = None
+        self.step_id: Any = None
+        self.best = -math.inf
+
+    def on_start(self, ctx: SearchContext) -> None:
+        self.progress.start()
+        done = ctx.store.count_trials()
+        best = ctx.best()
+        self.best = best.val_acc if best else -math.inf
+        self.task_id = self.progress.add_task(
+            f"search {ctx.config.name}", total=ctx.budget, completed=done, best=self._best_text()
+        )
+
+    def _best_text(self) -> str:
+        return f"best {self.best:.4f}" if self.best > -math.inf else "best -"
+
+    def on_trial(self, record: Record, ctx: SearchContext) -> None:
+        if record.ok and record.val_acc > self.best:
+            self.best = record.val_acc
+        self.progress.update(self.task_id, advance=1, best=self._best_text())
+
+    def on_step(self, step: int, total: int, info: dict[str, Any], ctx: SearchContext) -> None:
+        desc = str(info.get("phase", "step"))
+        text = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in info.items() if k != "phase")
+        if self.step_id is None or self.progress.tasks[self.step_id].description != desc:
+            self.step_id = self.progress.add_task(desc, total=total, best=text)
+        self.progress.update(self.step_id, completed=step, total=total, best=text)
+
+    def on_end(self, ctx: SearchContext) -> None:
+        self.progress.stop()

@@ -1,0 +1,187 @@
+"""Run configuration: YAML <-> a validated pydantic model. Unknown keys and wrong types are errors.
+
+A config names its components as ``{name: ..., **params}``: ``task``, ``space``, ``strategy``,
+``evaluator`` and ``executor``. Each registered component declares a pydantic ``Params`` model,
+so a component's parameters are checked the same way as the top-level keys.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nasforge.exceptions import ConfigError
+from nasforge.registry import Registry
+
+T = TypeVar("T")
+
+
+class FinalConfig(BaseModel):
+    """How the best architecture is reported at the end of a search."""
+
+    model_config = ConfigDict(extra="forbid")
+    seeds: int = Field(default=3, ge=0, description="retrainings of the best architecture (0: skip)")
+    candidates: int = Field(
+        default=1, ge=1, description="top-k by validation re-trained; the best mean validation wins"
+    )
+
+
+class RunConfig(BaseModel):
+    """The whole run. Components are ``{"name": ..., **params}`` dicts checked by their registry."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "run"
+    seed: int = Field(default=0, ge=0)
+    device: str = "auto"
+    budget: int = Field(default=100, ge=1, description="trials (evaluations) for black-box search")
+    task: dict[str, Any] = Field(default_factory=lambda: {"name": "moons"})
+    space: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
+    strategy: dict[str, Any] = Field(default_factory=lambda: {"name": "random"})
+    evaluator: dict[str, Any] = Field(default_factory=lambda: {"name": "train"})
+    executor: dict[str, Any] = Field(default_factory=lambda: {"name": "local"})
+    final: FinalConfig = Field(default_factory=FinalConfig)
+
+    @field_validator("task", "space", "strategy", "evaluator", "executor", mode="before")
+    @classmethod
+    def _component(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"name": v}
+        return v
+
+
+def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model that ``path`` points into."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def format_validation_error(
+    err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
+    """One line naming the first problem, e.g. ``bad config value strategy.lr: ...``."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *e["loc"]))
+    if e["type"] == "extra_forbidden":
+        fields = _allowed_keys(model, tuple(e["loc"][:-1])) if model is not None else []
+        allowed = f"; allowed keys: {', '.join(fields)}" if fields else ""
+        return f"unknown config key {loc!r}{allowed}"
+    if e["type"] == "missing":
+        return f"missing config key {loc!r}"
+    got = e.get("input")
+    got_s = f" (got {got!r})" if not isinstance(got, dict) else ""
+    return f"bad config value {loc}: {e['msg']}{got_s}"
+
+
+def validate_params(cls: Any, kind: str, params: dict[str, Any]) -> BaseModel:
+    model: type[BaseModel] | None = getattr(cls, "Params", None)
+    if model is None:
+        raise TypeError(f"{cls!r} has no Params model")
+    try:
+        return model(**params)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, kind, model)) from None
+
+
+def split_spec(kind: str, spec: Any, registry: Registry[Any]) -> tuple[str, dict[str, Any]]:
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(
+            f"{kind} needs a 'name'; allowed: {', '.join(registry.names())}"
+        )
+    rest = {k: v for k, v in spec.items() if k != "name"}
+    return str(spec["name"]), rest
+
+
+def build_component(registry: Registry[Any], kind: str, spec: Any, **extra: Any) -> Any:
+    """Instantiate ``registry[spec.name](**validated params, **extra)``."""
+    name, rest = split_spec(kind, spec, registry)
+    cls = registry.get(name)
+    params = validate_params(cls, kind, rest)
+    return cls(**params.model_dump(), **extra)
+
+
+# ------------------------------------------------------------------ YAML I/O
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"cannot parse config {str(p)!r}{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {str(p)!r} must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["strategy.lr=0.01", "budget=10"]`` -> a new dict; values are parsed as YAML scalars."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if isinstance(child, str):  # "strategy: random" -> {"name": "random"}
+                child = {"name": child}
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a mapping")
+            node[p] = child
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def parse_config(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig(**data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, model=RunConfig)) from None
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] | None = None
+) -> RunConfig:
+    """A RunConfig from a YAML path, a dict or a RunConfig, with ``--set`` style overrides."""
+    if isinstance(source, RunConfig):
+        data = source.model_dump()
+    elif isinstance(source, dict):
+        data = copy.deepcopy(source)
+    else:
+        data = read_yaml(source)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return parse_config(data)
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+ExecutorName = Literal["local", "ray"]

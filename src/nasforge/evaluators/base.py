@@ -1,0 +1,100 @@
+"""The one Evaluator interface and its frozen Result record.
+
+An evaluator scores an architecture: ``evaluate(arch, seed=...) -> Result``. Failure is a state,
+not an exception: a child that raises, diverges to NaN or cannot be built gives a ``failed``
+Result carrying its error, and the search goes on.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from nasforge.registry import Registry
+from nasforge.spaces.base import Architecture
+
+Status = Literal["complete", "failed"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one evaluation produced. ``val_acc`` is the objective (higher is better)."""
+
+    status: Status
+    val_acc: float = math.nan
+    params: int = 0
+    train_seconds: float = 0.0
+    epochs: int = 0
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+    @classmethod
+    def failed(cls, error: str, **kw: Any) -> Result:
+        return cls(status="failed", error=error, **kw)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "val_acc": None if math.isnan(self.val_acc) else self.val_acc,
+            "params": self.params,
+            "train_seconds": self.train_seconds,
+            "epochs": self.epochs,
+            "error": self.error,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Result:
+        va = d.get("val_acc")
+        return cls(
+            status=d["status"],
+            val_acc=math.nan if va is None else float(va),
+            params=int(d.get("params") or 0),
+            train_seconds=float(d.get("train_seconds") or 0.0),
+            epochs=int(d.get("epochs") or 0),
+            error=d.get("error"),
+            metrics=dict(d.get("metrics") or {}),
+        )
+
+
+class Evaluator(ABC):
+    """Scores architectures. Constructed once per run; must be picklable for process pools.
+
+    ``cost_key`` names the metric that measures an evaluation's cost (for budgets in simulated
+    seconds); ``train_seconds`` by default.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def evaluate(self, arch: Architecture, *, seed: int) -> Result:
+        """Score one architecture. Implementations may raise; callers use :func:`evaluate_safely`."""
+
+    def evaluate_batch(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[Result]:
+        """Score several architectures; the default evaluates them one by one."""
+        return [evaluate_safely(self, a, seed=s) for a, s in zip(archs, seeds)]
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change results (part of the evaluation cache key)."""
+        return {"name": self.name}
+
+
+def evaluate_safely(evaluator: Evaluator, arch: Architecture, *, seed: int) -> Result:
+    """Run ``evaluate``; any exception or non-finite score becomes a ``failed`` Result."""
+    try:
+        result = evaluator.evaluate(arch, seed=seed)
+    except Exception as err:  # noqa: BLE001  (a child's failure must not stop the search)
+        return Result.failed(f"{type(err).__name__}: {err}")
+    if result.ok and not math.isfinite(result.val_acc):
+        return Result.failed("non-finite objective", metrics=result.metrics)
+    return result
+
+
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")

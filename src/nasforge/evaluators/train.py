@@ -1,0 +1,185 @@
+"""TrainEvaluator: trains a child network and scores it on the validation split.
+
+Data stays in tensors (no DataLoader); minibatches come from a seeded ``randperm``. Early
+stopping ends training after ``patience`` epochs without a strict improvement of validation
+accuracy. The reward is the best epoch's validation accuracy (weights restored) or, with
+``reward: last``, the last epoch's (seed 002's behaviour, quirk Q-M3).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from nasforge.data.base import Split, Task
+from nasforge.evaluators.base import EVALUATORS, Evaluator, Result
+from nasforge.seeding import seed_torch
+from nasforge.spaces.base import Architecture, SearchSpace
+
+
+class TrainParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = Field(default=1e-2, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd / rmsprop only")
+    batch_size: int = Field(default=32, ge=0, description="0: full batch")
+    max_epochs: int = Field(default=100, ge=1)
+    patience: int = Field(default=10, ge=0, description="0: no early stopping")
+    reward: Literal["best", "last"] = "best"
+    val_metric: Literal["accuracy", "batch_mean"] = Field(
+        default="accuracy",
+        description="accuracy over the whole split, or seed 002's unweighted mean of shuffled "
+        "per-batch accuracies (quirk Q-M4)",
+    )
+    val_batch_size: int = Field(default=32, ge=1, description="batch_mean only")
+    grad_clip: float = Field(default=0.0, ge=0, description="max grad norm; 0: off")
+    trainer: Literal["auto", "single", "batched"] = Field(
+        default="auto", description="batched: train same-shaped MLP children together"
+    )
+    threads: int = Field(default=0, ge=0, description="torch threads in the driver; 0: leave")
+
+
+def make_optimizer(params: Any, p: TrainParams) -> torch.optim.Optimizer:
+    if p.optimizer == "adam":
+        return torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
+    if p.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
+    if p.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    return torch.optim.RMSprop(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, split: Split, batch: int = 4096) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(split), batch):
+        correct += int((model(split.x[i : i + batch]).argmax(1) == split.y[i : i + batch]).sum())
+    model.train()
+    return correct / max(1, len(split))
+
+
+@torch.no_grad()
+def batch_mean_accuracy(model: nn.Module, split: Split, batch: int, g: torch.Generator) -> float:
+    """Seed 002's metric: shuffled batches, unweighted mean of per-batch accuracies."""
+    model.eval()
+    perm = torch.randperm(len(split), generator=g).to(split.x.device)
+    accs = []
+    for i in range(0, len(split), batch):
+        idx = perm[i : i + batch]
+        accs.append(float((model(split.x[idx]).argmax(1) == split.y[idx]).float().mean()))
+    model.train()
+    return sum(accs) / len(accs)
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+@EVALUATORS.register("train")
+class TrainEvaluator(Evaluator):
+    """Trains each child from scratch with the configured optimizer, batch size and patience."""
+
+    name: ClassVar[str] = "train"
+    Params: ClassVar[type[BaseModel]] = TrainParams
+
+    def __init__(
+        self, *, space: SearchSpace, task: Task, device: torch.device | str = "cpu", **params: Any
+    ) -> None:
+        self.p = TrainParams(**params)
+        self.space = space
+        self.task = task
+        self.device = torch.device(device)
+
+    def settings(self) -> dict[str, Any]:
+        return {"name": self.name, **self.p.model_dump(exclude={"trainer", "threads"})}
+
+    def build(self, arch: Architecture) -> nn.Module:
+        return self.space.build(arch, self.task.input_shape, self.task.num_classes)
+
+    def evaluate(self, arch: Architecture, *, seed: int) -> Result:
+        _, result = self.fit(arch, seed=seed)
+        return result
+
+    def fit(self, arch: Architecture, *, seed: int) -> tuple[nn.Module | None, Result]:
+        """Train ``arch``; returns the trained model (best or last epoch, per ``reward``)."""
+        p = self.p
+        start = time.perf_counter()
+        try:
+            model = self.build(arch).to(self.device)
+        except Exception as err:  # noqa: BLE001
+            return None, Result.failed(f"cannot build: {type(err).__name__}: {err}")
+        seed_torch(seed)
+        # rebuild after seeding so that initial weights depend on the seed alone
+        model = self.build(arch).to(self.device)
+        g = torch.Generator().manual_seed(seed)
+        gval = torch.Generator().manual_seed(seed + 1)
+        opt = make_optimizer(model.parameters(), p)
+        loss_fn = nn.CrossEntropyLoss()
+        train, val = self.task.train.to(self.device), self.task.val.to(self.device)
+        n = len(train)
+        bs = n if p.batch_size == 0 else p.batch_size
+        best, best_state, best_epoch, bad = -math.inf, None, 0, 0
+        curve: list[float] = []
+        last_loss = math.nan
+        epoch = 0
+        try:
+            for epoch in range(1, p.max_epochs + 1):
+                perm = torch.randperm(n, generator=g).to(self.device)
+                for i in range(0, n, bs):
+                    idx = perm[i : i + bs]
+                    loss = loss_fn(model(train.x[idx]), train.y[idx])
+                    if not torch.isfinite(loss):
+                        raise Diverged(f"non-finite training loss at epoch {epoch}")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if p.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+                    opt.step()
+                    last_loss = float(loss.detach())
+                if p.val_metric == "batch_mean":
+                    acc = batch_mean_accuracy(model, val, p.val_batch_size, gval)
+                else:
+                    acc = accuracy(model, val)
+                curve.append(acc)
+                if acc > best:
+                    best, best_epoch, bad = acc, epoch, 0
+                    if p.reward == "best":
+                        best_state = copy.deepcopy(model.state_dict())
+                else:
+                    bad += 1
+                    if p.patience and bad >= p.patience:
+                        break
+        except Diverged as err:
+            return None, Result.failed(
+                f"diverged: {err}", params=count_params(model), epochs=epoch,
+                train_seconds=time.perf_counter() - start,
+            )
+        if p.reward == "best" and best_state is not None:
+            model.load_state_dict(best_state)
+            score = best
+        else:
+            score = curve[-1]
+        result = Result(
+            status="complete",
+            val_acc=float(score),
+            params=count_params(model),
+            train_seconds=time.perf_counter() - start,
+            epochs=epoch,
+            metrics={"best_epoch": best_epoch, "best_val_acc": best, "train_loss": last_loss},
+        )
+        return model, result
+
+    def test_accuracy(self, model: nn.Module) -> float:
+        return accuracy(model.to(self.device), self.task.test.to(self.device))

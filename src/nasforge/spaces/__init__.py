@@ -1,0 +1,15 @@
+"""Search spaces: architectures as frozen values, spaces as data (registered by name)."""
+
+from nasforge.spaces.base import SPACES, Architecture, SearchSpace, make_space
+from nasforge.spaces.sequence import SequenceSpace
+from nasforge.spaces.state_space import CNNSpace, StateSpace
+
+__all__ = [
+    "SPACES",
+    "Architecture",
+    "CNNSpace",
+    "SearchSpace",
+    "SequenceSpace",
+    "StateSpace",
+    "make_space",
+]

@@ -1,0 +1,39 @@
+"""Plots of stored runs: pure info functions plus lazy matplotlib renderers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from nasforge.exceptions import RunDirError
+from nasforge.run import Run
+from nasforge.viz._info import HistoryInfo, history_info
+
+RUN_PLOTS: dict[str, Callable[[Run, Path], Path]] = {}
+"""Extra plots by stored series kind (e.g. DARTS alphas, PBT members): kind -> renderer."""
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Write the run's plots and return their paths: the trial history (accuracy per trial with
+    the best-so-far line) and one plot per registered series kind the run stored."""
+    from nasforge.viz.plots import plot_history
+
+    run = Run(run_dir)
+    out_path = Path(out) if out is not None else run.dir / "history.png"
+    if out_path.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise RunDirError(f"plot output {str(out_path)!r} must end in .png, .pdf or .svg")
+    paths = []
+    trials = run.trials
+    if trials:
+        paths.append(plot_history(history_info(trials), out_path, title=run.config.name))
+    for kind in run.series_kinds():
+        renderer = RUN_PLOTS.get(kind)
+        if renderer is not None:
+            extra = out_path.with_name(f"{out_path.stem}_{kind}{out_path.suffix}")
+            paths.append(renderer(run, extra))
+    if not paths:
+        raise RunDirError(f"{str(run.dir)!r} has nothing to plot yet")
+    return paths
+
+
+__all__ = ["RUN_PLOTS", "HistoryInfo", "history_info", "plot_run"]

@@ -1,0 +1,46 @@
+"""Matplotlib renderers (matplotlib is imported lazily, with the Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from nasforge.viz._info import HistoryInfo
+
+
+def pyplot() -> ModuleType:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # pragma: no cover
+        raise ImportError("plotting needs matplotlib: pip install matplotlib") from err
+    return plt
+
+
+def plot_history(info: HistoryInfo, out: str | Path, *, title: str = "") -> Path:
+    """Validation accuracy per trial, with the best-so-far line and failed trials marked."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.scatter(info.numbers, info.values, s=8, alpha=0.5, label="trial val acc")
+    ax.plot(info.numbers, info.best_so_far, color="C3", lw=2, label="best so far")
+    if info.failed:
+        ax.scatter(info.failed, [0.0] * len(info.failed), marker="x", color="k", s=12,
+                   label=f"failed ({len(info.failed)})")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, plt, out)
+
+
+def _save(fig: Any, plt: ModuleType, out: str | Path) -> Path:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
