@@ -136,7 +136,7 @@ def search(
             config=cfg, space=space, task=task, evaluator=evaluator, executor=executor,
             store=store, budget=cfg.budget, seed=cfg.seed, device=device, run_dir=rdir,
             callbacks=list(callbacks or []),
-            reevaluate=bool(cfg.strategy.get("reevaluate", False)),
+            reevaluate=bool(getattr(strategy, "reevaluate", False)),
         )
         for cb in ctx.callbacks:
             cb.on_start(ctx)

@@ -177,6 +177,11 @@ class Strategy(ABC):
 class AskTellParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     batch_size: int = Field(default=1, ge=1, description="architectures per ask (evaluated together)")
+    reevaluate: bool = Field(
+        default=False,
+        description="train a repeated architecture again with a fresh seed instead of re-using "
+        "its stored result (the reward cache)",
+    )
 
 
 class AskTellStrategy(Strategy):
@@ -189,9 +194,10 @@ class AskTellStrategy(Strategy):
 
     transient: ClassVar[tuple[str, ...]] = ("space",)
 
-    def __init__(self, *, seed: int = 0, batch_size: int = 1) -> None:
+    def __init__(self, *, seed: int = 0, batch_size: int = 1, reevaluate: bool = False) -> None:
         super().__init__(seed=seed)
         self.batch_size = batch_size
+        self.reevaluate = reevaluate
         self.space: SearchSpace | None = None
         self.rng = np.random.default_rng(derive_seed(seed, "strategy"))
 
