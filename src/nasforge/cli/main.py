@@ -154,7 +154,10 @@ COMMANDS = {"search": _cmd_search, "show": _cmd_show, "plot": _cmd_plot, "export
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a bad argument (2, one line printed)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_BAD_INPUT
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
     lib_logger = logging.getLogger("nasforge")

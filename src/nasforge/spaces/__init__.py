@@ -1,12 +1,14 @@
 """Search spaces: architectures as frozen values, spaces as data (registered by name)."""
 
 from nasforge.spaces.base import SPACES, Architecture, SearchSpace, make_space
+from nasforge.spaces.cell import CellSpace
 from nasforge.spaces.sequence import SequenceSpace
 from nasforge.spaces.state_space import CNNSpace, StateSpace
 
 __all__ = [
     "SPACES",
     "Architecture",
+    "CellSpace",
     "CNNSpace",
     "SearchSpace",
     "SequenceSpace",
