@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/nasforge search configs/demo.yaml --run-dir runs/demo --overwrite
+	rm -rf runs/demo
+	$(VENV)/bin/nasforge search configs/demo.yaml --run-dir runs/demo
 	$(VENV)/bin/nasforge plot runs/demo --out runs/demo/history.png
 
 test: $(STAMP)

@@ -21,10 +21,26 @@ def _write(tmp_path: Path, cfg: dict, name: str = "c.yaml") -> Path:
     return p
 
 
-def test_search_show_plot_export_load(tmp_path: Path, tiny_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_show_plot_export_load(
+    tmp_path: Path, tiny_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
-    assert main(["search", str(tiny_yaml), "--run-dir", str(run_dir), "--no-progress",
-                 "--budget", "6", "--set", "final.seeds=2"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(tiny_yaml),
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+                "--budget",
+                "6",
+                "--set",
+                "final.seeds=2",
+            ]
+        )
+        == 0
+    )
     assert (run_dir / "run.sqlite").is_file() and (run_dir / "config.yaml").is_file()
     capsys.readouterr()
     assert main(["show", str(run_dir), "--json"]) == 0
@@ -42,6 +58,7 @@ def test_search_show_plot_export_load(tmp_path: Path, tiny_yaml: Path, capsys: p
     assert isinstance(model, torch.nn.Module) and not model.training
     # the exported weights are the retrained best model: same predictions as in the run
     run = nasforge.load_run(run_dir)
+    assert run.final is not None
     space = nasforge.SequenceSpace(max_len=4)
     ref = space.build(space.arch_from_json(run.final["arch"]), (2,), 2)
     ref.load_state_dict(torch.load(run_dir / "best_model.pt"))
@@ -59,10 +76,16 @@ BAD_CASES = [
     ({"task": {"name": "imagenet"}}, "unknown task 'imagenet'; allowed: digits, file, mnist1d"),
     ({"strategy": {"name": "magic"}}, "unknown strategy 'magic'; allowed: "),
     ({"strategy": {"name": "random", "lr": 1}}, "unknown config key 'strategy.lr'; allowed keys:"),
-    ({"evaluator": {"name": "train", "optimizer": "adamax"}}, "bad config value evaluator.optimizer"),
+    (
+        {"evaluator": {"name": "train", "optimizer": "adamax"}},
+        "bad config value evaluator.optimizer",
+    ),
     ({"final": {"seeds": -1}}, "bad config value final.seeds"),
     ({"device": "tpu"}, "unknown device 'tpu'; allowed: auto, cpu, cuda"),
-    ({"task": {"name": "file", "path": "/nonexistent/x.csv"}}, "data file '/nonexistent/x.csv' not found"),
+    (
+        {"task": {"name": "file", "path": "/nonexistent/x.csv"}},
+        "data file '/nonexistent/x.csv' not found",
+    ),
 ]
 
 
@@ -78,7 +101,9 @@ def test_bad_config_exits_2_with_one_line_and_writes_nothing(
     assert not run_dir.exists()
 
 
-def test_bad_arguments_exit_2(tmp_path: Path, tiny_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_exit_2(
+    tmp_path: Path, tiny_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cases = [
         (["search", str(tmp_path / "missing.yaml")], "config file"),
         (["search", str(tiny_yaml), "--budget", "0"], "expected a positive integer"),
@@ -102,7 +127,9 @@ def test_unparsable_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert not (tmp_path / "r").exists()
 
 
-def test_existing_run_dir_needs_resume(tmp_path: Path, tiny_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_run_dir_needs_resume(
+    tmp_path: Path, tiny_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "keep.txt").write_text("mine")
@@ -113,7 +140,9 @@ def test_existing_run_dir_needs_resume(tmp_path: Path, tiny_yaml: Path, capsys: 
     assert "is not a nasforge run" in capsys.readouterr().err
 
 
-def test_resume_refuses_a_different_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_a_different_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
     cfg = _write(tmp_path, tiny_config(budget=2, final={"seeds": 0}))
     assert main(["search", str(cfg), "--run-dir", str(run_dir), "--no-progress"]) == 0

@@ -12,8 +12,18 @@ from tests.conftest import tiny_config
 
 
 def _signature(run: nasforge.Run) -> list[tuple]:
-    return [(r.number, r.arch_id, r.seed, r.result.status, r.val_acc, r.result.epochs,
-             r.result.metrics.get("train_loss")) for r in run.trials]
+    return [
+        (
+            r.number,
+            r.arch_id,
+            r.seed,
+            r.result.status,
+            r.val_acc,
+            r.result.epochs,
+            r.result.metrics.get("train_loss"),
+        )
+        for r in run.trials
+    ]
 
 
 def test_same_seed_same_trials_and_metrics(tmp_path: Path) -> None:
@@ -30,15 +40,26 @@ def test_same_seed_same_trials_and_metrics(tmp_path: Path) -> None:
         "print(json.dumps([(t.number, t.arch_id, t.seed, t.result.status, t.val_acc,"
         " t.result.epochs, t.result.metrics.get('train_loss')) for t in r.trials]))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True,
-                         text=True, check=True, cwd=Path(__file__).parents[1],
-                         env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
     assert [tuple(t) for t in json.loads(out.stdout)] == a
 
 
-def test_random_search_is_without_replacement_and_stops_when_space_is_spent(tmp_path: Path) -> None:
-    cfg = tiny_config(budget=50, space={"name": "mlp", "max_len": 2},
-                      evaluator={"name": "train", "max_epochs": 1}, final={"seeds": 0})
+def test_random_search_is_without_replacement_and_stops_when_space_is_spent(
+    tmp_path: Path,
+) -> None:
+    cfg = tiny_config(
+        budget=50,
+        space={"name": "mlp", "max_len": 2},
+        evaluator={"name": "train", "max_epochs": 1},
+        final={"seeds": 0},
+    )
     run = nasforge.search(cfg, run_dir=tmp_path / "r")
     space = nasforge.SequenceSpace(max_len=2)
     assert len(run.trials) == space.size() == 40
@@ -46,9 +67,13 @@ def test_random_search_is_without_replacement_and_stops_when_space_is_spent(tmp_
 
 
 def test_reward_cache_prevents_retraining(tmp_path: Path) -> None:
-    cfg = tiny_config(budget=12, space={"name": "mlp", "max_len": 2},
-                      strategy={"name": "random", "replacement": True, "batch_size": 4},
-                      evaluator={"name": "train", "max_epochs": 1}, final={"seeds": 0})
+    cfg = tiny_config(
+        budget=12,
+        space={"name": "mlp", "max_len": 2},
+        strategy={"name": "random", "replacement": True, "batch_size": 4},
+        evaluator={"name": "train", "max_epochs": 1},
+        final={"seeds": 0},
+    )
     cfg["space"]["widths"] = [4]
     cfg["space"]["activations"] = ["ReLU"]
     run = nasforge.search(cfg, run_dir=tmp_path / "r")  # only 2 architectures exist
@@ -60,8 +85,9 @@ def test_reward_cache_prevents_retraining(tmp_path: Path) -> None:
             src = trials[t.cached_from]
             assert src.arch_id == t.arch_id and src.val_acc == t.val_acc
             assert t.result.train_seconds == 0.0
-    fresh = nasforge.search({**cfg, "strategy": {**cfg["strategy"], "reevaluate": True}},
-                            run_dir=tmp_path / "re")
+    fresh = nasforge.search(
+        {**cfg, "strategy": {**cfg["strategy"], "reevaluate": True}}, run_dir=tmp_path / "re"
+    )
     assert all(t.cached_from is None for t in fresh.trials)
 
 

@@ -38,17 +38,30 @@ def _count(db: Path) -> int:
 
 
 def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    cfg = tiny_config(budget=BUDGET, final={"seeds": 0},
-                      evaluator={"name": "train", "max_epochs": 25, "patience": 25, "batch_size": 32})
+    cfg = tiny_config(
+        budget=BUDGET,
+        final={"seeds": 0},
+        evaluator={"name": "train", "max_epochs": 25, "patience": 25, "batch_size": 32},
+    )
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
     db = run_dir / "run.sqlite"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nasforge.cli.main", "search", str(cfg_path), "--run-dir",
-         str(run_dir), "--no-progress"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "nasforge.cli.main",
+            "search",
+            str(cfg_path),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
     while _count(db) < 7 and time.time() < deadline and proc.poll() is None:

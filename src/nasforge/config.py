@@ -24,14 +24,18 @@ class FinalConfig(BaseModel):
     """How the best architecture is reported at the end of a search."""
 
     model_config = ConfigDict(extra="forbid")
-    seeds: int = Field(default=3, ge=0, description="retrainings of the best architecture (0: skip)")
+    seeds: int = Field(
+        default=3, ge=0, description="retrainings of the best architecture (0: skip)"
+    )
     candidates: int = Field(
-        default=1, ge=1, description="top-k by validation re-trained; the best mean validation wins"
+        default=1,
+        ge=1,
+        description="top-k by validation re-trained; the best mean validation wins",
     )
 
 
 class RunConfig(BaseModel):
-    """The whole run. Components are ``{"name": ..., **params}`` dicts checked by their registry."""
+    """The whole run. Components are ``{"name": ..., **params}`` dicts, checked by registry."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = "run"
@@ -95,9 +99,7 @@ def split_spec(kind: str, spec: Any, registry: Registry[Any]) -> tuple[str, dict
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(
-            f"{kind} needs a 'name'; allowed: {', '.join(registry.names())}"
-        )
+        raise ConfigError(f"{kind} needs a 'name'; allowed: {', '.join(registry.names())}")
     rest = {k: v for k, v in spec.items() if k != "name"}
     return str(spec["name"]), rest
 
@@ -125,7 +127,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config {str(p)!r} must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"config {str(p)!r} must be a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 

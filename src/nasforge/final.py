@@ -84,5 +84,7 @@ def report_best(ctx: SearchContext) -> dict[str, Any]:
         test_std=statistics.pstdev(tests),
         candidates=[c.number for c in ranked[: cfg.candidates]],
     )
-    _logger.info("final: %s test_acc=%.4f over %d seeds", chosen.arch, report["test_acc"], len(tests))
+    _logger.info(
+        "final: %s test_acc=%.4f over %d seeds", chosen.arch, report["test_acc"], len(tests)
+    )
     return report

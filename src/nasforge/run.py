@@ -81,8 +81,12 @@ class Run:
                 "test_accs": final.get("test_accs"),
             }
         elif best_rec is not None:
-            best = {"arch": best_rec.arch.to_json(), "trial": best_rec.number,
-                    "val_acc": best_rec.val_acc, "test_acc": None}
+            best = {
+                "arch": best_rec.arch.to_json(),
+                "trial": best_rec.number,
+                "val_acc": best_rec.val_acc,
+                "test_acc": None,
+            }
         return {
             "run_dir": str(self.dir),
             "status": self.meta("status"),
@@ -92,9 +96,14 @@ class Run:
             "distinct": len({r.arch_id for r in trials}),
             "best": best,
             "top": [
-                {"trial": r.number, "arch": r.arch.to_json(), "val_acc": r.val_acc,
-                 "params": r.result.params, "epochs": r.result.epochs,
-                 "train_seconds": round(r.result.train_seconds, 3)}
+                {
+                    "trial": r.number,
+                    "arch": r.arch.to_json(),
+                    "val_acc": r.val_acc,
+                    "params": r.result.params,
+                    "epochs": r.result.epochs,
+                    "train_seconds": round(r.result.train_seconds, 3),
+                }
                 for r in ranked[:top]
             ],
             "final": final,
@@ -133,7 +142,9 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         "run_dir": str(run.dir),
     }
     shutil.copyfile(weights, out / EXPORT_WEIGHTS)
-    (out / EXPORT_ARCH).write_text(json.dumps(doc, indent=2, allow_nan=False if _finite(doc) else True))
+    (out / EXPORT_ARCH).write_text(
+        json.dumps(doc, indent=2, allow_nan=False if _finite(doc) else True)
+    )
     return out
 
 
@@ -149,7 +160,9 @@ def load(model_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.
     _registries()
     d = Path(model_dir)
     if not (d / EXPORT_ARCH).is_file() or not (d / EXPORT_WEIGHTS).is_file():
-        raise RunDirError(f"{str(d)!r} is not an exported model ({EXPORT_ARCH} + {EXPORT_WEIGHTS})")
+        raise RunDirError(
+            f"{str(d)!r} is not an exported model ({EXPORT_ARCH} + {EXPORT_WEIGHTS})"
+        )
     doc = json.loads((d / EXPORT_ARCH).read_text())
     space = make_space(doc["space"])
     arch = space.arch_from_json(doc["arch"])

@@ -9,6 +9,7 @@ input is checked before the run directory is created, so bad input writes nothin
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,10 @@ _logger = get_logger(__name__)
 
 def _registries() -> None:
     """Import the modules that fill the registries (explicit, cheap)."""
-    import nasforge.data  # noqa: F401
-    import nasforge.evaluators  # noqa: F401
-    import nasforge.executors  # noqa: F401
-    import nasforge.spaces  # noqa: F401
+    import nasforge.data
+    import nasforge.evaluators
+    import nasforge.executors
+    import nasforge.spaces
     import nasforge.strategies  # noqa: F401
 
 
@@ -78,7 +79,7 @@ def search(
     run_dir: str | Path | None = None,
     resume: bool = False,
     overrides: list[str] | None = None,
-    callbacks: list[Callback] | None = None,
+    callbacks: Sequence[Callback] | None = None,
 ) -> Run:
     """Run (or resume) a search and return the stored :class:`Run`.
 
@@ -128,22 +129,33 @@ def search(
             if task is not None:
                 store.set_meta(
                     "task",
-                    {"spec": task.spec, "input_shape": list(task.input_shape),
-                     "num_classes": task.num_classes},
+                    {
+                        "spec": task.spec,
+                        "input_shape": list(task.input_shape),
+                        "num_classes": task.num_classes,
+                    },
                 )
             store.set_meta("status", "running")
         ctx = SearchContext(
-            config=cfg, space=space, task=task, evaluator=evaluator, executor=executor,
-            store=store, budget=cfg.budget, seed=cfg.seed, device=device, run_dir=rdir,
+            config=cfg,
+            space=space,
+            task=task,
+            evaluator=evaluator,
+            executor=executor,
+            store=store,
+            budget=cfg.budget,
+            seed=cfg.seed,
+            device=device,
+            run_dir=rdir,
             callbacks=list(callbacks or []),
             reevaluate=bool(getattr(strategy, "reevaluate", False)),
         )
         for cb in ctx.callbacks:
             cb.on_start(ctx)
         strategy.run(ctx)
-        if store.get_meta("status") != "finished" or store.get_meta("final") is None or (
-            store.get_meta("final_trials") != store.count_trials()
-        ):
+        # a resumed run that was already reported for these trials is not retrained again
+        reported = store.get_meta("final_trials")
+        if store.get_meta("final") is None or reported != store.count_trials():
             final = strategy.finalize(ctx)
             with store.transaction():
                 store.set_meta("final", final)

@@ -40,14 +40,16 @@ def test_mlp_space_matches_seed_002() -> None:
     assert space.decode(space.encode(short)) == short
     net = space.build(arch, (2,), 2)
     assert net(torch.zeros(5, 2)).shape == (5, 2)
-    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(2, 8), (8, 8), (8, 4), (4, 2)]
 
 
 def test_mlp_mask_grammar() -> None:
     space = SequenceSpace()
     eos = space.eos
-    assert not space.allowed([])[eos] and not space.allowed([3])[eos] and space.allowed([3, 6])[eos]
+    assert (
+        not space.allowed([])[eos] and not space.allowed([3])[eos] and space.allowed([3, 6])[eos]
+    )
     assert not space.allowed([3])[:5].any() and space.allowed([3])[5:9].all()
     with pytest.raises(InvalidArchitecture, match="not allowed at position 1"):
         space.validate(Architecture((8, 8)))
@@ -96,7 +98,11 @@ def test_cnn_space_builds_for_images_and_sequences() -> None:
 
 
 def test_spaces_are_data() -> None:
-    for spec in [{"name": "mlp", "max_len": 3}, {"name": "cnn", "filters": [4, 8]}]:
+    specs: list[dict[str, object]] = [
+        {"name": "mlp", "max_len": 3},
+        {"name": "cnn", "filters": [4, 8]},
+    ]
+    for spec in specs:
         space = make_space(spec)
         again = make_space(space.spec())
         assert again.spec() == space.spec() and again.space_id == space.space_id

@@ -56,8 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_nonneg_int, help="run seed")
     s.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
     s.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set strategy.lr=0.001 (repeatable)")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set strategy.lr=0.001 (repeatable)",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sh = sub.add_parser("show", help="table of the best trials of a run")
@@ -85,8 +90,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     callbacks = [] if args.no_progress else [ProgressCallback()]
     run = search(
-        args.config, budget=args.budget, seed=args.seed, run_dir=args.run_dir,
-        resume=args.resume, overrides=args.set, callbacks=callbacks,
+        args.config,
+        budget=args.budget,
+        seed=args.seed,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        overrides=args.set,
+        callbacks=callbacks,
     )
     _print_summary(run.summary(top=5))
     return 0
@@ -103,13 +113,20 @@ def _print_summary(summary: dict[str, Any], top: int = 5) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{summary['run_dir']}: {summary['trials']} trials "
-                  f"({summary['failed']} failed, {summary['cached']} cached)")
+    table = Table(
+        title=f"{summary['run_dir']}: {summary['trials']} trials "
+        f"({summary['failed']} failed, {summary['cached']} cached)"
+    )
     for col in ("trial", "val acc", "params", "epochs", "architecture"):
         table.add_column(col)
     for row in summary["top"][:top]:
-        table.add_row(str(row["trial"]), _fmt(row["val_acc"]), str(row["params"]),
-                      str(row["epochs"]), json.dumps(row["arch"].get("tokens", row["arch"])))
+        table.add_row(
+            str(row["trial"]),
+            _fmt(row["val_acc"]),
+            str(row["params"]),
+            str(row["epochs"]),
+            json.dumps(row["arch"].get("tokens", row["arch"])),
+        )
     console.print(table)
     best, final = summary["best"], summary.get("final") or {}
     if best.get("arch") is not None:
@@ -117,8 +134,10 @@ def _print_summary(summary: dict[str, Any], top: int = 5) -> None:
         line = f"  validation accuracy {_fmt(best.get('val_acc'))}"
         if best.get("test_acc") is not None:
             accs = final.get("test_accs") or []
-            line += (f", test accuracy {_fmt(best['test_acc'])} "
-                     f"(mean of {len(accs)} retrainings, std {_fmt(final.get('test_std'))})")
+            line += (
+                f", test accuracy {_fmt(best['test_acc'])} "
+                f"(mean of {len(accs)} retrainings, std {_fmt(final.get('test_std'))})"
+            )
         console.print(line)
 
 
@@ -174,8 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nasforge: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"nasforge: interrupted after {time.perf_counter() - start:.0f}s; "
-              "continue with --resume", file=sys.stderr)
+        print(
+            f"nasforge: interrupted after {time.perf_counter() - start:.0f}s; "
+            "continue with --resume",
+            file=sys.stderr,
+        )
         return 130
     finally:
         lib_logger.removeHandler(handler)

@@ -53,8 +53,11 @@ class ProgressCallback(Callback):
 
     def on_step(self, step: int, total: int, info: dict[str, Any], ctx: SearchContext) -> None:
         desc = str(info.get("phase", "step"))
-        text = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in info.items() if k != "phase")
+        text = " ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in info.items()
+            if k != "phase"
+        )
         if self.step_id is None or self.progress.tasks[self.step_id].description != desc:
             self.step_id = self.progress.add_task(desc, total=total, best=text)
         self.progress.update(self.step_id, completed=step, total=total, best=text)

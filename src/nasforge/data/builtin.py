@@ -47,7 +47,13 @@ class Moons(TaskFactory):
         x, y = make_moons(p.n_samples, noise=p.noise, random_state=p.seed)
         spec = {"name": self.name, **p.model_dump()}
         return split_arrays(
-            x, y, name=self.name, spec=spec, input_shape=(2,), fractions=(p.train, p.val), seed=None
+            x,
+            y,
+            name=self.name,
+            spec=spec,
+            input_shape=(2,),
+            fractions=(p.train, p.val),
+            seed=None,
         )
 
 
@@ -65,8 +71,13 @@ class Digits(TaskFactory):
         d = load_digits()
         spec = {"name": self.name, **p.model_dump()}
         return split_arrays(
-            d.data / 16.0, d.target, name=self.name, spec=spec, input_shape=(1, 8, 8),
-            fractions=(p.train, p.val), seed=p.seed,
+            d.data / 16.0,
+            d.target,
+            name=self.name,
+            spec=spec,
+            input_shape=(1, 8, 8),
+            fractions=(p.train, p.val),
+            seed=p.seed,
         )
 
 
@@ -84,8 +95,13 @@ class MNIST5k(TaskFactory):
         x, y = mnist_data()
         spec = {"name": self.name, **p.model_dump()}
         return split_arrays(
-            x / 255.0, y, name=self.name, spec=spec, input_shape=(1, 28, 28),
-            fractions=(p.train, p.val), seed=p.seed,
+            x / 255.0,
+            y,
+            name=self.name,
+            spec=spec,
+            input_shape=(1, 28, 28),
+            fractions=(p.train, p.val),
+            seed=p.seed,
         )
 
 
@@ -123,8 +139,13 @@ class MNIST1D(TaskFactory):
         spec = {"name": self.name, **p.model_dump()}
         f_train = (n_tr - n_val) / len(y)
         return split_arrays(
-            x[order], y[order], name=self.name, spec=spec, input_shape=(x.shape[1],),
-            fractions=(f_train, n_val / len(y)), seed=None,
+            x[order],
+            y[order],
+            name=self.name,
+            spec=spec,
+            input_shape=(x.shape[1],),
+            fractions=(f_train, n_val / len(y)),
+            seed=None,
         )
 
 
@@ -157,7 +178,12 @@ class FileTask(TaskFactory):
             raise DataError(f"input_shape {list(shape)} does not fit rows of {x.shape[1:]} values")
         spec: dict[str, Any] = {"name": self.name, **p.model_dump()}
         return split_arrays(
-            x, y, name=path.stem, spec=spec, input_shape=shape, fractions=(p.train, p.val),
+            x,
+            y,
+            name=path.stem,
+            spec=spec,
+            input_shape=shape,
+            fractions=(p.train, p.val),
             seed=p.seed,
         )
 
@@ -174,11 +200,15 @@ def _read_xy(path: Path, label_column: int) -> tuple[np.ndarray, np.ndarray]:
             y = data[:, label_column]
             x = np.delete(data, label_column % data.shape[1], axis=1).astype(np.float32)
         else:
-            raise DataError(f"{path}: unsupported data file type {path.suffix!r}; allowed: .npz, .csv")
+            raise DataError(
+                f"{path}: unsupported data file type {path.suffix!r}; allowed: .npz, .csv"
+            )
     except DataError:
         raise
     except (ValueError, OSError) as err:
-        raise DataError(f"cannot read data file {str(path)!r}: {str(err).splitlines()[0]}") from None
+        raise DataError(
+            f"cannot read data file {str(path)!r}: {str(err).splitlines()[0]}"
+        ) from None
     if len(x) != len(y) or len(y) < 3:
         raise DataError(f"{path}: x has {len(x)} rows and y {len(y)}; need equal counts >= 3")
     if not np.allclose(y, np.round(y)) or y.min() < 0:

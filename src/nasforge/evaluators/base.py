@@ -75,7 +75,7 @@ class Evaluator(ABC):
 
     @abstractmethod
     def evaluate(self, arch: Architecture, *, seed: int) -> Result:
-        """Score one architecture. Implementations may raise; callers use :func:`evaluate_safely`."""
+        """Score one architecture. May raise; callers use :func:`evaluate_safely`."""
 
     def evaluate_batch(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[Result]:
         """Score several architectures; the default evaluates them one by one."""
@@ -90,7 +90,7 @@ def evaluate_safely(evaluator: Evaluator, arch: Architecture, *, seed: int) -> R
     """Run ``evaluate``; any exception or non-finite score becomes a ``failed`` Result."""
     try:
         result = evaluator.evaluate(arch, seed=seed)
-    except Exception as err:  # noqa: BLE001  (a child's failure must not stop the search)
+    except Exception as err:
         return Result.failed(f"{type(err).__name__}: {err}")
     if result.ok and not math.isfinite(result.val_acc):
         return Result.failed("non-finite objective", metrics=result.metrics)

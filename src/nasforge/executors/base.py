@@ -22,7 +22,7 @@ class Executor(ABC):
     ) -> Iterator[tuple[int, Result]]:
         """Evaluate ``archs[i]`` with ``seeds[i]``; yield each index once, in completion order."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook)
         """Release workers. Safe to call twice."""
 
     def __enter__(self) -> Executor:

@@ -169,7 +169,9 @@ class SearchSpace(ABC):
 
     # ----------------------------------------------------------------- build
     @abstractmethod
-    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def build(
+        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
+    ) -> nn.Module:
         """Build a fresh ``nn.Module`` for the task's input shape and class count."""
 
     def describe(self, arch: Architecture) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -47,7 +47,7 @@ class SequenceParams(BaseModel):
 
 @SPACES.register("mlp")
 class SequenceSpace(SearchSpace):
-    """Seed 002's space: widths {1,2,4,8,16}, Sigmoid/Tanh/ReLU/LeakyReLU, EOS, at most 6 tokens."""
+    """Seed 002's space: widths {1,2,4,8,16}, Sigmoid/Tanh/ReLU/LeakyReLU, EOS, max 6 tokens."""
 
     name: ClassVar[str] = "mlp"
     Params: ClassVar[type[BaseModel]] = SequenceParams
@@ -148,7 +148,7 @@ class SequenceSpace(SearchSpace):
     def size(self) -> int:
         n_w, n_a = len(self.widths), len(self.activations)
 
-        @lru_cache(maxsize=None)
+        @cache
         def count(length: int, last: str) -> int:
             # number of completions of a prefix of `length` tokens whose last kind is `last`
             if length >= self.max_len:
@@ -164,7 +164,9 @@ class SequenceSpace(SearchSpace):
         return count(0, "none")
 
     # ----------------------------------------------------------------- build
-    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def build(
+        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
+    ) -> nn.Module:
         self.validate(arch)
         prev = math.prod(input_shape)
         layers: list[nn.Module] = [nn.Flatten()]

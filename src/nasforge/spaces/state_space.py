@@ -1,4 +1,4 @@
-"""Named categorical states repeated for N layers (seed 003's ``StateSpace``), and the ``cnn`` space.
+"""Named categorical states repeated for N layers (seed 003's ``StateSpace``); the ``cnn`` space.
 
 Decision ``t`` chooses a value of state ``t mod n_states`` for layer ``t // n_states``; every
 decision has its own softmax head, while the embedding table of a state type is shared by all
@@ -140,7 +140,9 @@ class StateSpace(SearchSpace):
         )
 
     # ----------------------------------------------------------------- build
-    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def build(
+        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
+    ) -> nn.Module:
         self.validate(arch)
         unknown = [n for n, _ in self.states if n not in BUILD_STATES]
         if unknown:
@@ -148,6 +150,8 @@ class StateSpace(SearchSpace):
                 f"cannot build state {unknown[0]!r}; buildable states: {', '.join(BUILD_STATES)} "
                 "(subclass StateSpace and override build for others)"
             )
+        conv: type[nn.Conv1d | nn.Conv2d]
+        pool: type[nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d]
         if len(input_shape) == 1:
             in_ch, conv, pool = 1, nn.Conv1d, nn.AdaptiveAvgPool1d
         elif len(input_shape) == 2:
@@ -164,7 +168,9 @@ class StateSpace(SearchSpace):
             s = int(layer.get("stride", self.strides[i % len(self.strides)]))
             act = str(layer.get("activation", "ReLU"))
             if act not in ACTIVATIONS:
-                raise InvalidArchitecture(f"unknown activation {act!r}; allowed: {', '.join(ACTIVATIONS)}")
+                raise InvalidArchitecture(
+                    f"unknown activation {act!r}; allowed: {', '.join(ACTIVATIONS)}"
+                )
             mods += [conv(prev, f, k, stride=s, padding=k // 2), ACTIVATIONS[act]()]
             prev = f
         mods += [pool(1), nn.Flatten(), nn.Linear(prev, num_classes)]

@@ -136,8 +136,21 @@ class SQLiteRunStore:
         )
 
     def _row_to_record(self, row: tuple[Any, ...]) -> Record:
-        (number, _aid, arch, status, val_acc, params, secs, epochs, seed, error, metrics,
-         cached_from, finished_at) = row
+        (
+            number,
+            _aid,
+            arch,
+            status,
+            val_acc,
+            params,
+            secs,
+            epochs,
+            seed,
+            error,
+            metrics,
+            cached_from,
+            finished_at,
+        ) = row
         result = Result(
             status=status,
             val_acc=math.nan if val_acc is None else float(val_acc),
@@ -171,7 +184,8 @@ class SQLiteRunStore:
     def find_complete(self, arch_id: str) -> Record | None:
         """The first stored (non-cached) trial of this architecture, for the reward cache."""
         row = self._con.execute(
-            "SELECT * FROM trials WHERE arch_id = ? AND cached_from IS NULL ORDER BY number LIMIT 1",
+            "SELECT * FROM trials WHERE arch_id = ? AND cached_from IS NULL"
+            " ORDER BY number LIMIT 1",
             (arch_id,),
         ).fetchone()
         return None if row is None else self._row_to_record(row)

@@ -77,6 +77,8 @@ class SearchContext:
     run_dir: Path
     callbacks: list[Callback] = field(default_factory=list)
     reevaluate: bool = False
+    _best: Record | None = field(default=None, init=False, repr=False)
+    _best_loaded: bool = field(default=False, init=False, repr=False)
 
     def trial_seed(self, number: int) -> int:
         """Seed of trial ``number``: depends on the run seed and the number only."""
@@ -86,8 +88,12 @@ class SearchContext:
         return self.store.trials()
 
     def best(self) -> Record | None:
-        ok = [r for r in self.store.trials() if r.ok]
-        return max(ok, key=lambda r: (r.val_acc, -r.number)) if ok else None
+        """The best stored trial (highest val_acc, earliest on ties); kept up to date in memory."""
+        if not self._best_loaded:
+            ok = [r for r in self.store.trials() if r.ok]
+            self._best = max(ok, key=lambda r: (r.val_acc, -r.number)) if ok else None
+            self._best_loaded = True
+        return self._best
 
     def emit_step(self, step: int, total: int, info: dict[str, Any]) -> None:
         for cb in self.callbacks:
@@ -96,16 +102,22 @@ class SearchContext:
     def _commit(self, rec: Record) -> None:
         self.store.add_trial(rec)
         best = self.best()
+        if rec.ok and (best is None or rec.val_acc > best.val_acc):
+            self._best = best = rec
         _logger.info(
             "Trial %d %s val_acc=%.4f %s (best: trial %d, %.4f)",
-            rec.number, rec.result.status, rec.val_acc, rec.arch,
-            best.number if best else -1, best.val_acc if best else math.nan,
+            rec.number,
+            rec.result.status,
+            rec.val_acc,
+            rec.arch,
+            best.number if best else -1,
+            best.val_acc if best else math.nan,
         )
         for cb in self.callbacks:
             cb.on_trial(rec, self)
 
     def evaluate_batch(self, first: int, archs: Sequence[Architecture]) -> list[Record]:
-        """Evaluate trials ``first, first+1, ...``, store each as it finishes, return them in order.
+        """Evaluate trials ``first, first+1, ...``; store each as it finishes; return them.
 
         Trials already stored (a resumed pending batch) are not evaluated again. Unless
         ``reevaluate`` is set, an architecture seen before re-uses its stored result (reward
@@ -132,9 +144,13 @@ class SearchContext:
             todo.append(n)
         if todo:
             seeds = [self.trial_seed(n) for n in todo]
-            for i, result in self.executor.map(self.evaluator, [archs[n - first] for n in todo], seeds):
+            for i, result in self.executor.map(
+                self.evaluator, [archs[n - first] for n in todo], seeds
+            ):
                 n = todo[i]
-                self._commit(Record(n, archs[n - first], seeds[i], result, finished_at=time.time()))
+                self._commit(
+                    Record(n, archs[n - first], seeds[i], result, finished_at=time.time())
+                )
         for n, src in sorted(copies.items()):
             if n in done:
                 continue
@@ -145,7 +161,11 @@ class SearchContext:
     def _cached(self, number: int, arch: Architecture, source: Record) -> Record:
         result = replace(source.result, train_seconds=0.0)
         return Record(
-            number, arch, self.trial_seed(number), result, cached_from=source.number,
+            number,
+            arch,
+            self.trial_seed(number),
+            result,
+            cached_from=source.number,
             finished_at=time.time(),
         )
 
@@ -176,7 +196,9 @@ class Strategy(ABC):
 
 class AskTellParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    batch_size: int = Field(default=1, ge=1, description="architectures per ask (evaluated together)")
+    batch_size: int = Field(
+        default=1, ge=1, description="architectures per ask (evaluated together)"
+    )
     reevaluate: bool = Field(
         default=False,
         description="train a repeated architecture again with a fresh seed instead of re-using "

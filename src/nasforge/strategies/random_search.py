@@ -28,7 +28,11 @@ class RandomSearch(AskTellStrategy):
     Params: ClassVar[type[BaseModel]] = RandomParams
 
     def __init__(
-        self, *, seed: int = 0, batch_size: int = 16, replacement: bool = False,
+        self,
+        *,
+        seed: int = 0,
+        batch_size: int = 16,
+        replacement: bool = False,
         reevaluate: bool = False,
     ) -> None:
         super().__init__(seed=seed, batch_size=batch_size, reevaluate=reevaluate)

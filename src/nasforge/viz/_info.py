@@ -10,9 +10,9 @@ from nasforge.storage.base import Record
 
 class HistoryInfo(NamedTuple):
     numbers: list[int]
-    values: list[float]          # validation accuracy per trial (NaN for failed)
+    values: list[float]  # validation accuracy per trial (NaN for failed)
     best_so_far: list[float]
-    failed: list[int]            # trial numbers that failed
+    failed: list[int]  # trial numbers that failed
 
 
 def history_info(records: list[Record]) -> HistoryInfo:

@@ -27,8 +27,14 @@ def plot_history(info: HistoryInfo, out: str | Path, *, title: str = "") -> Path
     ax.scatter(info.numbers, info.values, s=8, alpha=0.5, label="trial val acc")
     ax.plot(info.numbers, info.best_so_far, color="C3", lw=2, label="best so far")
     if info.failed:
-        ax.scatter(info.failed, [0.0] * len(info.failed), marker="x", color="k", s=12,
-                   label=f"failed ({len(info.failed)})")
+        ax.scatter(
+            info.failed,
+            [0.0] * len(info.failed),
+            marker="x",
+            color="k",
+            s=12,
+            label=f"failed ({len(info.failed)})",
+        )
     ax.set_xlabel("trial")
     ax.set_ylabel("validation accuracy")
     ax.set_title(title)
