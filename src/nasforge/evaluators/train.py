@@ -4,6 +4,12 @@ Data stays in tensors (no DataLoader); minibatches come from a seeded ``randperm
 stopping ends training after ``patience`` epochs without a strict improvement of validation
 accuracy. The reward is the best epoch's validation accuracy (weights restored) or, with
 ``reward: last``, the last epoch's (seed 002's behaviour, quirk Q-M3).
+
+``trainer`` (default ``auto``): MLP children (an ``nn.Sequential`` of Linear layers and
+elementwise activations) train together as stacked populations with the same per-child
+semantics (:mod:`nasforge.evaluators.batched`; ``bucket`` chooses the grouping), other children
+(CNNs, where batching was measured not to pay) one by one; ``single`` trains everything one by
+one. ``cache_dir`` adds a persistent cross-run evaluation cache (:mod:`nasforge.evaluators.cache`).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -44,6 +51,16 @@ class TrainParams(BaseModel):
         default="auto", description="batched: train same-shaped MLP children together"
     )
     threads: int = Field(default=0, ge=0, description="torch threads in the driver; 0: leave")
+    bucket: Literal["auto", "shape", "merge"] = Field(
+        default="auto",
+        description="batched trainer grouping: shape (identical layer shapes), merge (one "
+        "zero-padded population), auto (merge layers up to 64 units, else shape)",
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="persistent evaluation cache folder shared across runs (written by the "
+        "driver); key: task, architecture id, settings, seed",
+    )
 
 
 def make_optimizer(params: Any, p: TrainParams) -> torch.optim.Optimizer:
@@ -103,7 +120,39 @@ class TrainEvaluator(Evaluator):
         self.device = torch.device(device)
 
     def settings(self) -> dict[str, Any]:
-        return {"name": self.name, **self.p.model_dump(exclude={"trainer", "threads"})}
+        return {
+            "name": self.name,
+            **self.p.model_dump(exclude={"trainer", "threads", "bucket", "cache_dir"}),
+        }
+
+    @property
+    def prefers_batches(self) -> bool:
+        """Executors hand this evaluator whole batches (the batched trainer is on)."""
+        return self.p.trainer != "single"
+
+    @property
+    def cache_path(self) -> str | None:
+        """Folder of the persistent evaluation cache (``cache_dir``), or None."""
+        return self.p.cache_dir
+
+    def evaluate_batch(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[Result]:
+        """``trainer: auto`` / ``batched``: MLP children train together as stacked populations
+        (:mod:`nasforge.evaluators.batched`), other children one by one."""
+        if self.p.trainer == "single":
+            return super().evaluate_batch(archs, seeds)
+        from nasforge.evaluators.batched import fit_batch
+
+        return [r for _, r in fit_batch(self, archs, seeds)]
+
+    def fit_batch(
+        self, archs: Sequence[Architecture], seeds: Sequence[int]
+    ) -> list[tuple[nn.Module | None, Result]]:
+        """:meth:`fit` for several children at once (batched where possible)."""
+        if self.p.trainer == "single":
+            return [self.fit_single(a, seed=s) for a, s in zip(archs, seeds)]
+        from nasforge.evaluators.batched import fit_batch
+
+        return fit_batch(self, archs, seeds, keep_models=True)
 
     def build(self, arch: Architecture) -> nn.Module:
         return self.space.build(arch, self.task.input_shape, self.task.num_classes)
@@ -113,12 +162,22 @@ class TrainEvaluator(Evaluator):
         return result
 
     def fit(self, arch: Architecture, *, seed: int) -> tuple[nn.Module | None, Result]:
-        """Train ``arch``; returns the trained model (best or last epoch, per ``reward``)."""
+        """Train ``arch``; returns the trained model (best or last epoch, per ``reward``).
+
+        Unless ``trainer: single``, an MLP child trains as a population of one (same results up
+        to float rounding, a fraction of the per-step overhead); others use :meth:`fit_single`.
+        """
+        if self.p.trainer == "single":
+            return self.fit_single(arch, seed=seed)
+        return self.fit_batch([arch], [seed])[0]
+
+    def fit_single(self, arch: Architecture, *, seed: int) -> tuple[nn.Module | None, Result]:
+        """The one-by-one trainer (autograd, ``torch.optim``)."""
         p = self.p
         start = time.perf_counter()
         try:
             model = self.build(arch).to(self.device)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             return None, Result.failed(f"cannot build: {type(err).__name__}: {err}")
         seed_torch(seed)
         # rebuild after seeding so that initial weights depend on the seed alone
@@ -163,7 +222,9 @@ class TrainEvaluator(Evaluator):
                         break
         except Diverged as err:
             return None, Result.failed(
-                f"diverged: {err}", params=count_params(model), epochs=epoch,
+                f"diverged: {err}",
+                params=count_params(model),
+                epochs=epoch,
                 train_seconds=time.perf_counter() - start,
             )
         if p.reward == "best" and best_state is not None:

@@ -1,7 +1,14 @@
 """LocalExecutor: in-process (``workers: 1``) or a spawn process pool.
 
-Each worker receives the evaluator once (pool initializer), sets its torch thread count, and then
-evaluates chunks of a batch with ``evaluate_batch`` (so batched trainers work inside workers).
+Each worker receives the evaluator once (pool initializer), sets its torch thread count (default:
+usable cores // workers, so the pool never oversubscribes the CPU), and then evaluates chunks of
+a batch with ``evaluate_batch`` (so batched trainers work inside workers: a batch is split evenly
+into one population per worker). The driver stays the single writer of the run store and of the
+evaluator's persistent cache (:mod:`nasforge.evaluators.cache`): workers only return Results.
+
+Failure isolation: an exception escaping ``evaluate_batch`` (a bug) falls back to one-by-one
+evaluation of that chunk; a worker that dies (killed, out of memory) fails only the
+architectures of its chunk, and the pool is rebuilt for the next batch.
 """
 
 from __future__ import annotations
@@ -11,15 +18,19 @@ import multiprocessing as mp
 import os
 import pickle
 from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.evaluators.base import Evaluator, Result, evaluate_safely
+from nasforge.evaluators.cache import cached_map
 from nasforge.executors.base import EXECUTORS, Executor
+from nasforge.logging import get_logger
 from nasforge.spaces.base import Architecture
 
+_logger = get_logger(__name__)
 _WORKER_EVALUATOR: Evaluator | None = None
 
 
@@ -29,12 +40,32 @@ def _init_worker(blob: bytes, threads: int) -> None:
     _WORKER_EVALUATOR = pickle.loads(blob)
 
 
+def _batch_safely(
+    evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
+) -> list[Result]:
+    try:
+        results = evaluator.evaluate_batch(list(archs), list(seeds))
+        if len(results) == len(archs):
+            return results
+    except Exception as err:  # fall back to one by one
+        _logger.warning("evaluate_batch failed (%s: %s); evaluating one by one",
+                        type(err).__name__, err)
+    return [evaluate_safely(evaluator, a, seed=s) for a, s in zip(archs, seeds)]
+
+
 def _eval_chunk(
     indices: list[int], archs: list[Architecture], seeds: list[int]
 ) -> list[tuple[int, Result]]:
     assert _WORKER_EVALUATOR is not None
-    results = _WORKER_EVALUATOR.evaluate_batch(archs, seeds)
-    return list(zip(indices, results))
+    return list(zip(indices, _batch_safely(_WORKER_EVALUATOR, archs, seeds)))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class LocalParams(BaseModel):
@@ -49,9 +80,11 @@ class LocalExecutor(Executor):
     name: ClassVar[str] = "local"
     Params: ClassVar[type[BaseModel]] = LocalParams
 
-    def __init__(self, *, workers: int = 1, threads_per_worker: int = 0, chunk_size: int = 0) -> None:
+    def __init__(
+        self, *, workers: int = 1, threads_per_worker: int = 0, chunk_size: int = 0
+    ) -> None:
         self.workers = workers
-        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads_per_worker or max(1, usable_cores() // workers)
         self.chunk_size = chunk_size
         self._pool: cf.ProcessPoolExecutor | None = None
         self._pool_for: int | None = None
@@ -71,9 +104,17 @@ class LocalExecutor(Executor):
     def map(
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
     ) -> Iterator[tuple[int, Result]]:
+        """Evaluate in the driver or the pool, behind the evaluator's persistent cache (if it
+        has a ``cache_dir``): hits are not trained again, new results are stored here, in the
+        driver, which is the cache's only writer."""
+        yield from cached_map(self._map, evaluator, archs, seeds)
+
+    def _map(
+        self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
+    ) -> Iterator[tuple[int, Result]]:
         if self.workers == 1 or len(archs) == 1:
             if getattr(evaluator, "prefers_batches", False):
-                yield from enumerate(evaluator.evaluate_batch(list(archs), list(seeds)))
+                yield from enumerate(_batch_safely(evaluator, archs, seeds))
             else:
                 for i, (a, s) in enumerate(zip(archs, seeds)):
                     yield i, evaluate_safely(evaluator, a, seed=s)
@@ -81,14 +122,23 @@ class LocalExecutor(Executor):
         pool = self._get_pool(evaluator)
         n = len(archs)
         size = self.chunk_size or max(1, -(-n // self.workers))
-        futures: list[cf.Future[Any]] = []
+        futures: dict[cf.Future[Any], list[int]] = {}
         for start in range(0, n, size):
             idx = list(range(start, min(n, start + size)))
-            futures.append(
-                pool.submit(_eval_chunk, idx, [archs[i] for i in idx], [seeds[i] for i in idx])
-            )
+            fut = pool.submit(_eval_chunk, idx, [archs[i] for i in idx], [seeds[i] for i in idx])
+            futures[fut] = idx
+        broken = False
         for fut in cf.as_completed(futures):
-            yield from fut.result()
+            try:
+                chunk = fut.result()
+            except BrokenProcessPool as err:
+                broken = True
+                error = f"worker died: {err}"
+                chunk = [(i, Result.failed(error)) for i in futures[fut]]
+            yield from chunk
+        if broken:
+            _logger.warning("a worker process died; restarting the pool")
+            self.close()
 
     def close(self) -> None:
         if self._pool is not None:
