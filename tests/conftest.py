@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 import torch
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# matplotlib writes a font cache under $HOME unless told otherwise: keep the home folder clean
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="nasforge-mpl-"))
 torch.set_num_threads(1)
 
 
