@@ -113,6 +113,12 @@ def search(
         )
     parts = build_parts(cfg)  # bad names, params and data fail here, before anything is written
     task, space, evaluator, executor, strategy, device = parts
+    # the evaluator may ask for a torch thread count in the driver (tiny children train faster
+    # on one thread); it is restored when the search returns
+    threads = int(getattr(getattr(evaluator, "p", None), "threads", 0) or 0)
+    prev_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     created = not rdir.exists()
     rdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -167,4 +173,5 @@ def search(
     finally:
         executor.close()
         store.close()
+        torch.set_num_threads(prev_threads)
     return Run(rdir)
