@@ -11,3 +11,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 def add_commands(sub: Any) -> None:
     """Add the extra sub-commands to the ``nasforge`` parser."""
+    from nasforge.cli import bench_cmds
+
+    bench_cmds.add(sub, COMMANDS)

@@ -105,7 +105,9 @@ OPS: dict[str, OpFactory] = {
 """Cell operations (stride 1, ``c`` channels in and out): name -> factory(c, affine, track)."""
 
 
-def make_op(name: str, channels: int, *, affine: bool = True, track_running_stats: bool = True) -> nn.Module:
+def make_op(
+    name: str, channels: int, *, affine: bool = True, track_running_stats: bool = True
+) -> nn.Module:
     """Build one cell operation by name (raises :class:`InvalidArchitecture` on unknown names)."""
     if name not in OPS:
         raise InvalidArchitecture(f"unknown cell op {name!r}; allowed: {', '.join(OPS)}")
@@ -236,8 +238,9 @@ class CellSpace(SearchSpace):
     >>> space = CellSpace()
     >>> space.size()
     15625
-    >>> arch = space.from_arch_str(
-    ...     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    >>> arch = space.from_nb201_key("333133")
+    >>> space.to_arch_str(arch)[:31]
+    '|nor_conv_3x3~0|+|nor_conv_3x3~0'
     >>> space.nb201_key(arch)
     '333133'
     """
@@ -283,8 +286,8 @@ class CellSpace(SearchSpace):
     def encode(self, arch: Architecture) -> tuple[int, ...]:
         if len(arch.tokens) != len(EDGES):
             raise InvalidArchitecture(
-                f"{self.name}: {arch} has {len(arch.tokens)} tokens; expected {len(EDGES)} op names "
-                "(edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2)"
+                f"{self.name}: {arch} has {len(arch.tokens)} tokens; expected {len(EDGES)} op "
+                "names (edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2)"
             )
         out = []
         for t, v in enumerate(arch.tokens):
@@ -323,11 +326,29 @@ class CellSpace(SearchSpace):
     def from_nb201_key(self, key: str) -> Architecture:
         return self.validate(Architecture(ops_from_nb201_key(key)))
 
+    def canonical(self, arch: Architecture) -> Architecture:
+        """A representative of ``arch``'s equivalence class (``arch`` itself without ``none``).
+
+        Edges that cannot reach the output, and edges leaving a node that is always zero, are
+        set to ``none`` (repeatedly); when edge 2<-1 is ``none``, nodes 1 and 2 are
+        interchangeable and the smaller of the two orderings is kept. Equivalent cells compute
+        the same function family, except that a conv edge from an always-zero node adds a
+        learnable per-channel constant (BatchNorm's shift), which is ignored here, as in
+        NAS-Bench-201's own isomorphism count. ``nasforge tabulate`` with ``dedup: true`` trains
+        one representative per class.
+        """
+        self.validate(arch)
+        if "none" not in self.ops:
+            return arch
+        return Architecture(canonical_ops([str(t) for t in arch.tokens]))
+
     def describe(self, arch: Architecture) -> str:
         return self.to_arch_str(arch)
 
     # ----------------------------------------------------------------- build
-    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def build(
+        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
+    ) -> nn.Module:
         self.validate(arch)
         shape = image_shape_of(tuple(input_shape))
         return CellNetwork(
@@ -357,7 +378,9 @@ def parse_arch_str(s: str) -> tuple[str, ...]:
     """Op names in edge order from an NB201 arch string."""
     nodes = s.strip().split("+")
     if len(nodes) != NUM_NODES - 1:
-        raise InvalidArchitecture(f"NB201 arch string needs {NUM_NODES - 1} nodes joined by '+': {s!r}")
+        raise InvalidArchitecture(
+            f"NB201 arch string needs {NUM_NODES - 1} nodes joined by '+': {s!r}"
+        )
     ops: list[str] = []
     for j, node in enumerate(nodes, start=1):
         parts = [p for p in node.strip("|").split("|") if p]
@@ -369,6 +392,31 @@ def parse_arch_str(s: str) -> tuple[str, ...]:
                 raise InvalidArchitecture(f"bad edge {part!r} in {s!r}: expected '<op>~{i}'")
             ops.append(op)
     return tuple(ops)
+
+
+def canonical_ops(ops: Sequence[str]) -> tuple[str, ...]:
+    """Prune dead edges to ``none`` and order interchangeable nodes (see ``canonical``)."""
+    cur = list(ops)
+    changed = True
+    while changed:
+        changed = False
+        live = {0}
+        for j in range(1, NUM_NODES):
+            if any(to == j and frm in live and op != "none" for (to, frm), op in zip(EDGES, cur)):
+                live.add(j)
+        useful = {NUM_NODES - 1}
+        for j in range(NUM_NODES - 2, -1, -1):
+            if any(frm == j and to in useful and o != "none" for (to, frm), o in zip(EDGES, cur)):
+                useful.add(j)
+        for k, (to, frm) in enumerate(EDGES):
+            if cur[k] != "none" and (frm not in live or to not in useful):
+                cur[k] = "none"
+                changed = True
+    out = tuple(cur)
+    if cur[2] == "none":
+        swapped = (cur[1], cur[0], "none", cur[3], cur[5], cur[4])
+        out = min(out, swapped)
+    return out
 
 
 def nb201_key(ops: Sequence[Token]) -> str:

@@ -1,0 +1,420 @@
+"""``nasforge bench``: strategies x seeds x budget on a tabular evaluator, in memory.
+
+Each (strategy, seed) run is the real ask/tell loop (:meth:`AskTellStrategy.run`, with its reward
+cache and trial seeds) over an in-memory SQLite store, so a benchmarked strategy behaves exactly
+as it does in ``nasforge search``. With ``seed_mode: sample`` every query draws one of the
+table's training seeds (from the trial seed), as in the NAS-Bench-201 protocol.
+
+Score: after ``n`` queries the *incumbent* is the architecture with the best observed (noisy)
+validation accuracy (earliest on ties); its score is its mean validation accuracy over the
+table's seeds. Regret = table optimum (best mean) - score. Simulated seconds: the table's
+training time of each query, summed (a cached repeat costs 0 s but counts as a query).
+
+Outputs in ``--out``: ``results.json`` (per strategy: ``queries``, ``mean``, ``sem`` of the score
+in percent at every query count, and ``seconds``, ``mean_s``, ``sem_s``, ``n_s`` on a log grid of
+simulated seconds; ``per_seed`` scores at the checkpoints), ``regret.png`` (best-so-far regret
+with standard-error bands, log scale) and ``table.md``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import math
+import multiprocessing as mp
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nasforge.config import (
+    RunConfig,
+    apply_overrides,
+    build_component,
+    format_validation_error,
+    read_yaml,
+)
+from nasforge.exceptions import ConfigError
+from nasforge.logging import get_logger
+
+_logger = get_logger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+class BenchConfig(BaseModel):
+    """A benchmark: one tabular evaluator, several labelled strategies, seeds and a budget."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "bench"
+    seeds: int = Field(default=30, ge=1, description="runs per strategy (seeds 0..seeds-1)")
+    first_seed: int = Field(default=0, ge=0)
+    budget: int = Field(default=300, ge=1, description="queries per run")
+    checkpoints: list[int] = Field(default=[10, 30, 100, 300], description="columns of table.md")
+    space: dict[str, Any] = Field(default_factory=lambda: {"name": "nb201"})
+    evaluator: dict[str, Any]
+    strategies: dict[str, dict[str, Any]] = Field(
+        description="label -> strategy spec {name: ..., **params}"
+    )
+    workers: int = Field(default=1, ge=1, description="processes over (strategy, seed) runs")
+    published: dict[str, Any] = Field(
+        default_factory=dict,
+        description="published figures shown in table.md, labelled not comparable: "
+        "{note: str, rows: {method: value}}",
+    )
+
+
+def load_bench_config(
+    source: str | Path | dict[str, Any], overrides: list[str] | None = None
+) -> BenchConfig:
+    data = dict(source) if isinstance(source, dict) else read_yaml(source)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    try:
+        cfg = BenchConfig(**data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, model=BenchConfig)) from None
+    if not cfg.strategies:
+        raise ConfigError("bench needs at least one entry under 'strategies'")
+    for label, spec in cfg.strategies.items():
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise ConfigError(f"strategies.{label} needs a 'name'")
+    return cfg
+
+
+# ------------------------------------------------------------------ one run
+def run_in_memory(
+    strategy: Any,
+    space: Any,
+    evaluator: Any,
+    *,
+    seed: int,
+    budget: int,
+    config: RunConfig | None = None,
+) -> list[Any]:
+    """Run an ask/tell ``strategy`` through its real loop on an in-memory store; its records."""
+    from nasforge.executors.local import LocalExecutor
+    from nasforge.storage.sqlite import SQLiteRunStore
+    from nasforge.strategies.base import SearchContext
+
+    cfg = config or RunConfig(name="in_memory", seed=seed, budget=budget)
+    with tempfile.TemporaryDirectory(prefix="nfb") as tmp:
+        store = SQLiteRunStore(":memory:", create=True)
+        ctx = SearchContext(
+            config=cfg, space=space, task=None, evaluator=evaluator,
+            executor=LocalExecutor(workers=1), store=store, budget=budget, seed=seed,
+            device=torch.device("cpu"), run_dir=Path(tmp),
+            reevaluate=bool(getattr(strategy, "reevaluate", False)),
+        )
+        try:
+            strategy.run(ctx)
+            return store.trials()
+        finally:
+            store.close()
+
+
+def run_one(
+    space_spec: dict[str, Any],
+    evaluator_spec: dict[str, Any],
+    strategy_spec: dict[str, Any],
+    seed: int,
+    budget: int,
+) -> dict[str, Any]:
+    """One search on the table; returns per-query observed score, table mean and cost."""
+    import nasforge.evaluators
+    import nasforge.strategies  # noqa: F401
+    from nasforge.evaluators.base import EVALUATORS
+    from nasforge.spaces.base import make_space
+    from nasforge.strategies.base import STRATEGIES, AskTellStrategy
+
+    space = make_space(space_spec)
+    evaluator = build_component(
+        EVALUATORS, "evaluator", evaluator_spec, space=space, task=None, device="cpu"
+    )
+    mean_val = getattr(evaluator, "mean_val", None)
+    if mean_val is None:
+        raise ConfigError(f"bench needs a tabular evaluator (name: table), got {evaluator.name!r}")
+    strategy = build_component(STRATEGIES, "strategy", strategy_spec, seed=seed)
+    if not isinstance(strategy, AskTellStrategy):
+        raise ConfigError(
+            f"bench runs black-box (ask/tell) strategies; {strategy_spec['name']!r} is not one"
+        )
+    cfg = RunConfig(
+        name="bench", seed=seed, budget=budget, space=space_spec, strategy=strategy_spec,
+        evaluator=evaluator_spec, task={"name": "moons"},
+    )
+    start = time.perf_counter()
+    records = run_in_memory(strategy, space, evaluator, seed=seed, budget=budget, config=cfg)
+    obs = np.array([r.val_acc if r.ok else np.nan for r in records], dtype=float)
+    true = np.array([mean_val(r.arch) for r in records], dtype=float)
+    cost = np.array([r.result.train_seconds for r in records], dtype=float)
+    return {
+        "obs": obs, "true": true, "cost": cost, "wall": time.perf_counter() - start,
+        "unique": len({r.arch_id for r in records}),
+    }
+
+
+def incumbent_scores(obs: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Score after each query: table mean of the best observed so far (earliest on ties)."""
+    out = np.full(len(obs), np.nan)
+    best, score = -math.inf, math.nan
+    for i, (o, t) in enumerate(zip(obs, true)):
+        if math.isfinite(o) and o > best:
+            best, score = o, t
+        out[i] = score
+    return out
+
+
+def scores_at_seconds(
+    obs: np.ndarray, true: np.ndarray, cost: np.ndarray, grid: np.ndarray
+) -> np.ndarray:
+    inc = incumbent_scores(obs, true)
+    cum = np.cumsum(cost)
+    idx = np.searchsorted(cum, grid, side="right") - 1  # last query finished by time T
+    return np.where(idx >= 0, inc[np.clip(idx, 0, None)], np.nan)
+
+
+def _sem(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Standard error of the mean over ``axis`` (0 where fewer than 2 finite values)."""
+    ok = np.isfinite(x)
+    n = ok.sum(axis=axis)
+    mean = np.where(ok, x, 0.0).sum(axis=axis) / np.maximum(n, 1)
+    dev = np.where(ok, x - np.expand_dims(mean, axis), 0.0)
+    var = (dev**2).sum(axis=axis) / np.maximum(n - 1, 1)
+    return np.where(n > 1, np.sqrt(var / np.maximum(n, 1)), 0.0)
+
+
+# ------------------------------------------------------------------- bench
+def bench(
+    config: str | Path | dict[str, Any],
+    out: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run every strategy for every seed; write results.json, regret.png and table.md."""
+    import nasforge.evaluators
+    from nasforge.evaluators.base import EVALUATORS
+    from nasforge.spaces.base import make_space
+
+    cfg = load_bench_config(config, overrides)
+    space = make_space(cfg.space)
+    evaluator = build_component(
+        EVALUATORS, "evaluator", cfg.evaluator, space=space, task=None, device="cpu"
+    )
+    optimum_fn = getattr(evaluator, "optimum", None)
+    if optimum_fn is None:
+        raise ConfigError(f"bench needs a tabular evaluator (name: table), got {cfg.evaluator}")
+    optimum = float(optimum_fn())
+    # check every strategy spec before the long part
+    import nasforge.strategies  # noqa: F401
+    from nasforge.strategies.base import STRATEGIES, AskTellStrategy
+
+    for label, spec in cfg.strategies.items():
+        s = build_component(STRATEGIES, f"strategies.{label}", spec, seed=0)
+        if not isinstance(s, AskTellStrategy):
+            raise ConfigError(f"strategies.{label}: {spec['name']!r} is not an ask/tell strategy")
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    jobs = [(label, seed) for label in cfg.strategies for seed in seeds]
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    args = {
+        (label, seed): (cfg.space, cfg.evaluator, cfg.strategies[label], seed, cfg.budget)
+        for label, seed in jobs
+    }
+    t0 = time.perf_counter()
+    if cfg.workers == 1:
+        from contextlib import nullcontext
+
+        try:
+            from threadpoolctl import threadpool_limits
+
+            limit: Any = threadpool_limits(limits=1)
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            limit = nullcontext()
+        with limit:
+            for n, job in enumerate(jobs):
+                runs[job] = run_one(*args[job])
+                _logger.info("bench %s: %s seed %d done (%d/%d)", cfg.name, *job, n + 1, len(jobs))
+                if progress is not None:
+                    progress(n + 1, len(jobs))
+    else:
+        with cf.ProcessPoolExecutor(
+            cfg.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+        ) as pool:
+            futs = {pool.submit(run_one, *args[job]): job for job in jobs}
+            for n, fut in enumerate(cf.as_completed(futs)):
+                runs[futs[fut]] = fut.result()
+                _logger.info("bench %s: %s seed %d done (%d/%d)", cfg.name, *futs[fut],
+                             n + 1, len(jobs))
+                if progress is not None:
+                    progress(n + 1, len(jobs))
+    wall = time.perf_counter() - t0
+    results = summarise(cfg, runs, seeds, optimum)
+    results["wall_seconds"] = round(wall, 1)
+    results["published"] = cfg.published
+    (outdir / "results.json").write_text(json.dumps(results, indent=1))
+    (outdir / "table.md").write_text(render_table(results))
+    try:
+        plot_regret(results, outdir / "regret.png")
+    except ImportError:  # matplotlib missing: results and table are still written
+        _logger.warning("matplotlib is not installed; regret.png not written")
+    return results
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)  # this worker process only
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+
+
+def summarise(
+    cfg: BenchConfig, runs: dict[tuple[str, int], dict[str, Any]], seeds: list[int], optimum: float
+) -> dict[str, Any]:
+    budget = cfg.budget
+    all_costs = [r["cost"] for r in runs.values()]
+    positive = np.concatenate([c[c > 0] for c in all_costs]) if all_costs else np.array([])
+    total = max((float(np.sum(c)) for c in all_costs), default=0.0)
+    if len(positive) and total > 0:
+        lo = float(np.min(positive))
+        grid = np.geomspace(lo, total, 60)
+    else:
+        grid = np.array([])
+    checkpoints = sorted({c for c in cfg.checkpoints if c <= budget} | {budget})
+    out: dict[str, Any] = {
+        "name": cfg.name,
+        "units": "percent (validation accuracy x 100)",
+        "optimum": round(100 * optimum, 4),
+        "budget": budget,
+        "seeds": seeds,
+        "checkpoints": checkpoints,
+        "space": cfg.space,
+        "evaluator": cfg.evaluator,
+        "protocol": "incumbent = best observed val acc (one table seed drawn per query when "
+        "seed_mode is sample); score = its mean val acc over the table's seeds",
+        "strategies": {},
+    }
+    for label, spec in cfg.strategies.items():
+        curves = np.full((len(seeds), budget), np.nan)
+        at_s = np.full((len(seeds), len(grid)), np.nan)
+        walls, uniq = [], []
+        for j, seed in enumerate(seeds):
+            r = runs[(label, seed)]
+            inc = incumbent_scores(r["obs"], r["true"])
+            n = min(budget, len(inc))
+            curves[j, :n] = inc[:n]
+            if n and n < budget:  # a strategy that stopped early keeps its incumbent
+                curves[j, n:] = inc[n - 1]
+            if len(grid):
+                at_s[j] = scores_at_seconds(r["obs"], r["true"], r["cost"], grid)
+            walls.append(r["wall"])
+            uniq.append(r["unique"])
+        pct = 100 * curves
+        pct_s = 100 * at_s
+        with np.errstate(invalid="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean_s = np.nanmean(pct_s, axis=0) if len(grid) else np.array([])
+                mean = np.nanmean(pct, axis=0)
+        out["strategies"][label] = {
+            "spec": spec,
+            "queries": list(range(1, budget + 1)),
+            "mean": _round(mean),
+            "sem": _round(_sem(pct)),
+            "seconds": _round(grid, 1),
+            "mean_s": _round(mean_s),
+            "sem_s": _round(_sem(pct_s)) if len(grid) else [],
+            "n_s": [int(v) for v in np.sum(np.isfinite(pct_s), axis=0)] if len(grid) else [],
+            "per_seed": {str(c): _round(pct[:, c - 1]) for c in checkpoints},
+            "unique_archs_mean": float(np.mean(uniq)),
+            "wall_seconds_per_run": round(float(np.mean(walls)), 3),
+        }
+    return out
+
+
+def _round(x: np.ndarray, nd: int = 4) -> list[float | None]:
+    return [None if not math.isfinite(float(v)) else round(float(v), nd) for v in x]
+
+
+def render_table(results: dict[str, Any]) -> str:
+    cps = results["checkpoints"]
+    opt = results["optimum"]
+    lines = [
+        f"# {results['name']}",
+        "",
+        f"Table optimum (best mean validation accuracy): **{opt:.2f}**. "
+        f"{len(results['seeds'])} seeds; mean +- standard error of the mean validation "
+        "accuracy (%) of the incumbent (best observed) after N queries.",
+        "",
+        "| strategy | " + " | ".join(f"{c} queries" for c in cps) + " |",
+        "|---|" + "---|" * len(cps),
+    ]
+    for label, s in results["strategies"].items():
+        cells = []
+        for c in cps:
+            m, e = s["mean"][c - 1], s["sem"][c - 1]
+            cells.append("-" if m is None else f"{m:.2f} +- {e:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    pub = results.get("published") or {}
+    if pub:
+        lines += ["", f"Published figures (NOT comparable: {pub.get('note', '')})", ""]
+        lines += ["| method | value |", "|---|---|"]
+        for k, v in (pub.get("rows") or {}).items():
+            lines.append(f"| {k} | {v} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_regret(results: dict[str, Any], path: Path) -> Path:
+    """Best-so-far regret (log scale) vs queries and vs simulated seconds, with SEM bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    opt = results["optimum"]
+    floor = 1e-3
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, s in results["strategies"].items():
+        m = np.array([np.nan if v is None else v for v in s["mean"]])
+        e = np.array([0.0 if v is None else v for v in s["sem"]])
+        q = np.array(s["queries"])
+        reg = np.maximum(opt - m, floor)
+        (line,) = axes[0].plot(q, reg, label=label)
+        axes[0].fill_between(
+            q, np.maximum(reg - e, floor), reg + e, color=line.get_color(), alpha=0.2
+        )
+        if s["seconds"]:
+            t = np.array(s["seconds"])
+            ms = np.array([np.nan if v is None else v for v in s["mean_s"]])
+            es = np.array([0.0 if v is None else v for v in s["sem_s"]])
+            rs = np.maximum(opt - ms, floor)
+            axes[1].plot(t, rs, color=line.get_color(), label=label)
+            axes[1].fill_between(
+                t, np.maximum(rs - es, floor), rs + es, color=line.get_color(), alpha=0.2
+            )
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("queries")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("simulated training seconds")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"regret to the table optimum {opt:.2f} (% val acc)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{results['name']}: mean +- s.e.m. over {len(results['seeds'])} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

