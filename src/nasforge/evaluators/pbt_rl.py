@@ -1,0 +1,313 @@
+"""``pbt_rl``: a compact PPO training ``gene_ac`` actor-critics on a gymnasium task, step by step.
+
+Why our own PPO rather than stable-baselines3: PBT-NAS moves single layers (and their optimiser
+state) between networks after every step. With our own loop the member *is* one ``nn.Module``
+plus a name-keyed optimiser state, so mixing works on plain state dicts; SB3 would hide the
+networks behind a policy class whose optimiser and rollout buffer would have to be re-created
+around every transplanted layer (and SB3 is not a dependency).
+
+Algorithm (Schulman et al. 2017, the cleanrl shape): ``n_envs`` environments stepped in lockstep,
+rollouts of ``n_steps``, GAE(lambda), advantages normalised per minibatch, clipped surrogate,
+value loss, entropy bonus, gradient clipping, Adam over actor and critic together. One PBT unit is
+``frames_per_unit`` environment frames; every decision is repeated for ``action_repeat`` frames
+(seed 004 uses action repeat 2 on DMC; 4 makes Acrobot's exploration feasible within a CPU budget:
+a uniformly random policy reaches the goal in 50 % of episodes instead of 7 %). Training rewards
+are multiplied by ``reward_scale`` (Acrobot's -1 per frame otherwise gives value losses that
+swamp the policy gradient under gradient clipping). Truncated episodes (time limit) bootstrap
+from the critic's value of the last observation. Fitness = mean return of ``eval_episodes`` greedy
+(argmax) episodes; the final report uses ``test_episodes`` fresh episodes with other seeds.
+
+Deviations from seed 004 (DrQ-v2 from pixels, off-policy with replay): on-policy PPO on a
+classic-control task, so there is no replay buffer and no critic target network. The member's
+environments (mid-episode, pickled, a few kB) travel in its checkpoint, so episodes span PBT
+steps; a child continues the base parent's environments (the on-policy analogue of quirk P4's
+default; ``inherit_extra: donor`` is the reference). Environments are created and reset from the
+seed of a member's first step. Discrete action spaces only. gymnasium is imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from nasforge.evaluators.base import EVALUATORS
+from nasforge.evaluators.pbt import MemberTrainer
+from nasforge.exceptions import ConfigError
+from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.spaces.genes import ActorCritic, GeneACSpace
+
+
+def _gym() -> ModuleType:
+    try:
+        import gymnasium
+    except ImportError as err:  # pragma: no cover
+        raise ConfigError("evaluator pbt_rl needs gymnasium: pip install 'nasforge[rl]'") from err
+    return gymnasium
+
+
+class PBTRLParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    env: str = Field(default="Acrobot-v1", description="gymnasium id, discrete actions")
+    frames_per_unit: int = Field(default=2048, ge=1, description="env frames per PBT unit")
+    action_repeat: int = Field(default=4, ge=1, description="frames per decision (seed: 2)")
+    n_envs: int = Field(default=8, ge=1)
+    n_steps: int = Field(default=64, ge=1, description="rollout length per env")
+    lr: float = Field(default=1e-3, gt=0)
+    gamma: float = Field(default=0.99, gt=0, le=1)
+    reward_scale: float = Field(
+        default=0.01, gt=0, description="training rewards are multiplied by this (fitness is not)"
+    )
+    gae_lambda: float = Field(default=0.95, ge=0, le=1)
+    clip: float = Field(default=0.2, gt=0)
+    epochs: int = Field(default=4, ge=1)
+    minibatch: int = Field(default=128, ge=1)
+    ent_coef: float = Field(default=0.01, ge=0)
+    vf_coef: float = Field(default=0.5, ge=0)
+    max_grad_norm: float = Field(default=0.5, gt=0)
+    eval_episodes: int = Field(default=10, ge=1, description="fitness episodes (greedy)")
+    test_episodes: int = Field(default=20, ge=1, description="final report episodes")
+    max_episode_steps: int = Field(default=0, ge=0, description="0: the env's own limit")
+    full_units: int = Field(default=16, ge=1, description="units of a stand-alone evaluate()")
+    threads: int = Field(default=1, ge=1, description="torch threads of every training step")
+
+
+@EVALUATORS.register("pbt_rl")
+class PBTRLTrainer(MemberTrainer):
+    """PPO member trainer for ``gene_ac`` spaces; needs no task (the environment is the task)."""
+
+    name: ClassVar[str] = "pbt_rl"
+    Params: ClassVar[type[BaseModel]] = PBTRLParams
+    needs_task: ClassVar[bool] = False
+    unit: ClassVar[str] = "frame block"
+
+    def __init__(
+        self, *, space: SearchSpace, task: Any = None, device: torch.device | str = "cpu",
+        **params: Any,
+    ) -> None:
+        self.p = PBTRLParams(**params)
+        if not isinstance(space, GeneACSpace):
+            raise ConfigError(
+                f"evaluator pbt_rl needs an actor-critic space; got {space.name!r}; "
+                "allowed: gene_ac"
+            )
+        self.space, self.device = space, torch.device(device)
+        self.threads, self.full_units = self.p.threads, self.p.full_units
+        gym = _gym()
+        try:
+            env = self._make(gym)
+        except gym.error.Error as err:
+            raise ConfigError(f"evaluator.env {self.p.env!r} cannot be made: {err}") from None
+        act, obs = env.action_space, env.observation_space
+        env.close()
+        if not isinstance(act, gym.spaces.Discrete):
+            raise ConfigError(
+                f"evaluator.env {self.p.env!r} has {type(act).__name__} actions; pbt_rl needs "
+                "discrete actions (e.g. Acrobot-v1, CartPole-v1, MountainCar-v0)"
+            )
+        if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
+            raise ConfigError(f"evaluator.env {self.p.env!r} needs flat Box observations")
+        self.obs_dim, self.n_actions = int(obs.shape[0]), int(act.n)
+        high = np.asarray(obs.high, dtype=np.float64)
+        self.obs_scale = np.where(np.isfinite(high) & (high < 1e6) & (high > 0), high, 1.0)
+
+    def _make(self, gym: ModuleType) -> Any:
+        kw = {"max_episode_steps": self.p.max_episode_steps} if self.p.max_episode_steps else {}
+        return gym.make(self.p.env, **kw)
+
+    def settings(self) -> dict[str, Any]:
+        return {"name": self.name, **self.p.model_dump(exclude={"threads"})}
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.obs_dim,)
+
+    @property
+    def num_classes(self) -> int:
+        return self.n_actions
+
+    def task_meta(self) -> dict[str, Any]:
+        return {"spec": {"name": "gym", "env": self.p.env}, "input_shape": [self.obs_dim],
+                "num_classes": self.n_actions}
+
+    def build(self, arch: Architecture) -> nn.Module:
+        model = self.space.build(arch, (self.obs_dim,), self.n_actions)
+        assert isinstance(model, ActorCritic)
+        model.obs_scale.copy_(torch.as_tensor(self.obs_scale, dtype=torch.float32))
+        return model
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=self.p.lr, eps=1e-5)
+
+    # ------------------------------------------------------------------------------ training
+    def _train(
+        self, model: nn.Module, opt: torch.optim.Optimizer, units: int, seed: int,
+        extra: dict[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        p, gym = self.p, _gym()
+        ne, ns = p.n_envs, p.n_steps
+        if "envs" in extra:
+            envs = pickle.loads(extra["envs"])
+            obs, ep_ret = np.array(extra["obs"]), np.array(extra["ep_ret"])
+        else:
+            envs = [self._make(gym) for _ in range(ne)]
+            obs = np.stack([e.reset(seed=int(seed) + i)[0] for i, e in enumerate(envs)])
+            ep_ret = np.zeros(ne)
+        g = torch.Generator().manual_seed(int(seed))
+        finished: list[float] = []
+        k = p.action_repeat
+        iters = math.ceil(units * p.frames_per_unit / (ne * ns * k))
+        assert isinstance(model, ActorCritic)
+        logits_value, value_fn = model.logits_value, model.value
+        stats: dict[str, float] = {}
+        for _ in range(iters):
+            b_obs = torch.zeros(ns, ne, self.obs_dim)
+            b_act = torch.zeros(ns, ne, dtype=torch.long)
+            b_logp, b_val = torch.zeros(ns, ne), torch.zeros(ns, ne)
+            b_rew, b_done = torch.zeros(ns, ne), torch.zeros(ns, ne)
+            for t in range(ns):
+                o_t = torch.as_tensor(obs, dtype=torch.float32)
+                with torch.no_grad():
+                    logits, v = logits_value(o_t)
+                    logp_all = torch.log_softmax(logits, -1)
+                    a = torch.multinomial(logp_all.exp(), 1, generator=g).squeeze(1)
+                b_obs[t], b_act[t], b_val[t] = o_t, a, v
+                b_logp[t] = logp_all.gather(1, a[:, None]).squeeze(1)
+                nxt = np.empty_like(obs)
+                trunc_idx: list[int] = []
+                trunc_obs: list[np.ndarray] = []
+                for i, env in enumerate(envs):
+                    o, r, term, trunc = _repeat(env, int(a[i]), k)
+                    ep_ret[i] += r
+                    b_rew[t, i] = float(r) * p.reward_scale
+                    if term or trunc:
+                        if trunc and not term:
+                            trunc_idx.append(i)
+                            trunc_obs.append(o)
+                        finished.append(float(ep_ret[i]))
+                        ep_ret[i] = 0.0
+                        b_done[t, i] = 1.0
+                        o, _ = env.reset()
+                    nxt[i] = o
+                if trunc_idx:  # time limit: bootstrap from the critic
+                    with torch.no_grad():
+                        tv = value_fn(torch.as_tensor(np.stack(trunc_obs), dtype=torch.float32))
+                    for j, i in enumerate(trunc_idx):
+                        b_rew[t, i] += p.gamma * float(tv[j])
+                obs = nxt
+            with torch.no_grad():
+                last_v = value_fn(torch.as_tensor(obs, dtype=torch.float32))
+            adv = gae(b_rew, b_val, b_done, last_v, p.gamma, p.gae_lambda)
+            ret = adv + b_val
+            stats = self._update(
+                model, opt, b_obs.reshape(-1, self.obs_dim), b_act.reshape(-1),
+                b_logp.reshape(-1), adv.reshape(-1), ret.reshape(-1), g,
+            )
+        metrics = {
+            "train_return": float(np.mean(finished)) if finished else float("nan"),
+            "episodes": len(finished), "frames": iters * ne * ns * k, **stats,
+        }
+        return metrics, {"envs": pickle.dumps(envs), "obs": obs.copy(), "ep_ret": ep_ret.copy()}
+
+    def _update(
+        self, model: nn.Module, opt: torch.optim.Optimizer, obs: torch.Tensor,
+        act: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, ret: torch.Tensor,
+        g: torch.Generator,
+    ) -> dict[str, float]:
+        p = self.p
+        assert isinstance(model, ActorCritic)
+        n = obs.shape[0]
+        mb = min(p.minibatch, n)
+        losses = []
+        for _ in range(p.epochs):
+            perm = torch.randperm(n, generator=g)
+            for i in range(0, n, mb):
+                idx = perm[i : i + mb]
+                logits, v = model.logits_value(obs[idx])
+                logp_all = torch.log_softmax(logits, -1)
+                logp = logp_all.gather(1, act[idx, None]).squeeze(1)
+                ent = -(logp_all.exp() * logp_all).sum(-1).mean()
+                a = adv[idx]
+                a = (a - a.mean()) / (a.std() + 1e-8) if len(idx) > 1 else a
+                ratio = (logp - old_logp[idx]).exp()
+                pg = -torch.min(ratio * a, ratio.clamp(1 - p.clip, 1 + p.clip) * a).mean()
+                vl = 0.5 * (v - ret[idx]).pow(2).mean()
+                loss = pg + p.vf_coef * vl - p.ent_coef * ent
+                if not torch.isfinite(loss):
+                    raise FloatingPointError("non-finite PPO loss")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
+                opt.step()
+                losses.append((float(pg.detach()), float(vl.detach()), float(ent.detach())))
+        arr = np.asarray(losses)
+        return {"pg_loss": float(arr[:, 0].mean()), "v_loss": float(arr[:, 1].mean()),
+                "entropy": float(arr[:, 2].mean())}
+
+    # ---------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def episodes(self, model: nn.Module, n: int, seed: int) -> list[float]:
+        """Returns of ``n`` greedy episodes, environment ``k`` reset with ``seed + k``."""
+        gym = _gym()
+        envs = [self._make(gym) for _ in range(n)]
+        obs = [e.reset(seed=int(seed) + k)[0] for k, e in enumerate(envs)]
+        alive = list(range(n))
+        rets = [0.0] * n
+        model.eval()
+        while alive:
+            x = torch.as_tensor(np.stack([obs[k] for k in alive]), dtype=torch.float32)
+            acts = model(x).argmax(-1)
+            still = []
+            for j, k in enumerate(alive):
+                o, r, term, trunc = _repeat(envs[k], int(acts[j]), self.p.action_repeat)
+                rets[k] += r
+                obs[k] = o
+                if not (term or trunc):
+                    still.append(k)
+            alive = still
+        model.train()
+        for e in envs:
+            e.close()
+        return rets
+
+    def fitness(self, model: nn.Module, *, eval_seed: int) -> float:
+        return float(np.mean(self.episodes(model, self.p.eval_episodes, eval_seed)))
+
+    def final_scores(self, model: nn.Module, *, seed: int) -> dict[str, Any]:
+        rets = self.episodes(model, self.p.test_episodes, seed)
+        return {"test_return": float(np.mean(rets)), "test_return_std": float(np.std(rets))}
+
+
+def _repeat(env: Any, action: int, k: int) -> tuple[np.ndarray, float, bool, bool]:
+    """Apply ``action`` for up to ``k`` frames (stopping at the episode's end); rewards summed."""
+    total = 0.0
+    for _ in range(k):
+        o, r, term, trunc, _ = env.step(action)
+        total += float(r)
+        if term or trunc:
+            return o, total, bool(term), bool(trunc)
+    return o, total, False, False
+
+
+def gae(
+    rew: torch.Tensor, val: torch.Tensor, done: torch.Tensor, last_v: torch.Tensor,
+    gamma: float, lam: float,
+) -> torch.Tensor:
+    """Generalised advantage estimates for ``(T, N)`` rollouts; ``done[t]`` ends step ``t``."""
+    T = rew.shape[0]
+    adv = torch.zeros_like(rew)
+    nxt_adv = torch.zeros_like(last_v)
+    nxt_v = last_v
+    for t in range(T - 1, -1, -1):
+        keep = 1.0 - done[t]
+        delta = rew[t] + gamma * nxt_v * keep - val[t]
+        nxt_adv = delta + gamma * lam * keep * nxt_adv
+        adv[t] = nxt_adv
+        nxt_v = val[t]
+    return adv

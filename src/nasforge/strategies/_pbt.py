@@ -1,0 +1,163 @@
+"""Pure PBT-NAS operators (ALGORITHMS.md 5.2): initial population, truncation selection, layer-wise
+mixing with shrink-perturb, the optimiser-state rules, mutation, and greedy soups.
+
+Everything here works on plain values (gene tuples, state dicts, numpy generators) so that it is
+tested without training anything. ``pbt_nas.py`` owns the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasforge.spaces.genes import owned_by
+
+State = dict[str, torch.Tensor]
+
+
+def stratified_population(
+    options: Sequence[Sequence[Any]], n: int, rng: np.random.Generator
+) -> list[tuple[Any, ...]]:
+    """Seed 004's initial population: per gene, a pool holding each option ``n // |A_g|``
+    times, filled up to ``n`` with random options, shuffled independently; member ``i`` takes
+    ``pool[i]``."""
+    columns = []
+    for opts in options:
+        pool = [o for o in opts for _ in range(n // len(opts))]
+        pool += [opts[int(k)] for k in rng.integers(len(opts), size=n - len(pool))]
+        columns.append([pool[int(k)] for k in rng.permutation(n)])
+    return [tuple(col[i] for col in columns) for i in range(n)]
+
+
+def rank(fitness: Sequence[float]) -> list[int]:
+    """Member indices, best first; NaN counts as worst; ties keep the lower index first."""
+    key = [(-f if math.isfinite(f) else math.inf) for f in fitness]
+    return sorted(range(len(fitness)), key=lambda i: (key[i], i))
+
+
+def select(
+    fitness: Sequence[float], survive_fraction: float = 0.75, parent_fraction: float = 0.25
+) -> tuple[list[int], list[int]]:
+    """Truncation selection: ``(parents, replaced)``. The top ``int(survive_fraction * N)`` members
+    survive, the rest (the bottom tau) are replaced; parents are the top
+    ``max(2, int(parent_fraction * N))`` members by fitness."""
+    n = len(fitness)
+    order = rank(fitness)
+    n_survive = min(n - 1, max(1, int(survive_fraction * n)))
+    n_parents = min(n, max(2, int(parent_fraction * n)))
+    return order[:n_parents], order[n_survive:]
+
+
+def mix_genes(
+    base: Sequence[Any], donor: Sequence[Any], replace_prob: float, rng: np.random.Generator
+) -> tuple[tuple[Any, ...], list[int]]:
+    """Each gene independently comes from the donor with probability ``replace_prob`` (also when
+    the two values are equal: the layer's weights still come from the donor)."""
+    mask = rng.random(len(base)) < replace_prob
+    child = tuple(d if m else b for b, d, m in zip(base, donor, mask))
+    return child, [int(i) for i in np.flatnonzero(mask)]
+
+
+def shrink_perturb(
+    donor: torch.Tensor, fresh: torch.Tensor, lam: float, gamma: float
+) -> torch.Tensor:
+    """``lam * donor + gamma * fresh`` for floating tensors; integer buffers are copied as is."""
+    if not donor.is_floating_point():
+        return donor.clone()
+    return lam * donor + gamma * fresh
+
+
+def transfer_weights(
+    base: State, donor: State, fresh: State, prefixes: Sequence[str], lam: float, gamma: float
+) -> State:
+    """The child's state dict: entries owned by ``prefixes`` (the replaced genes' layers) are
+    shrink-perturbed from the donor, every other entry is the base's. ``fresh`` is a freshly
+    initialised network of the child's architecture and fixes the child's key set."""
+    out: State = {}
+    for name, f in fresh.items():
+        if owned_by(name, prefixes):
+            src = donor.get(name)
+            if src is None or src.shape != f.shape:
+                raise ValueError(f"donor has no tensor {name!r} of shape {tuple(f.shape)}")
+            out[name] = shrink_perturb(src, f, lam, gamma)
+        else:
+            src = base.get(name)
+            if src is None or src.shape != f.shape:
+                raise ValueError(f"base has no tensor {name!r} of shape {tuple(f.shape)}")
+            out[name] = src.clone()
+    return out
+
+
+def child_optimizer_state(
+    base_opt: dict[str, Any], base_names: Sequence[str], child_names: Sequence[str],
+    child_shapes: dict[str, tuple[int, ...]], prefixes: Sequence[str], mode: str,
+) -> dict[str, Any]:
+    """Quirk P3. ``by_name`` (default): keep the base's state of every parameter that is not in a
+    replaced layer. ``positional`` (reference): load the base's state by position; if the
+    parameter count differs, start fresh; drop entries whose shapes do not match (so a replaced
+    layer can keep the base's moments, and a same-shaped layer can take another's)."""
+    if mode == "by_name":
+        return {
+            k: copy_state(v) for k, v in base_opt.items()
+            if k in child_shapes and not owned_by(k, prefixes)
+        }
+    if len(base_names) != len(child_names):
+        return {}
+    out: dict[str, Any] = {}
+    for bn, cn in zip(base_names, child_names):
+        st = base_opt.get(bn)
+        if st is None:
+            continue
+        shapes = {tuple(v.shape) for v in st.values() if torch.is_tensor(v) and v.dim() > 0}
+        if shapes and shapes != {child_shapes[cn]}:
+            continue
+        out[cn] = copy_state(st)
+    return out
+
+
+def copy_state(st: dict[str, Any]) -> dict[str, Any]:
+    """A copy of one parameter's optimiser state whose tensors share nothing with ``st``."""
+    return {k: v.detach().clone() if torch.is_tensor(v) else v for k, v in st.items()}
+
+
+def weight_noise(state: State, sigma: float, g: torch.Generator, names: Sequence[str]) -> State:
+    """SEARL-style weight mutation (simplified): Gaussian noise of ``sigma`` times each parameter
+    tensor's standard deviation, added to the parameters named in ``names``."""
+    out = {k: v.clone() for k, v in state.items()}
+    for k in names:
+        v = out[k]
+        if v.is_floating_point() and v.numel() > 1:
+            out[k] = v + sigma * float(v.std()) * torch.randn(v.shape, generator=g)
+    return out
+
+
+def average_states(states: Sequence[State]) -> State:
+    """Uniform weight average; integer buffers come from the first state."""
+    out: State = {}
+    for k, v in states[0].items():
+        if v.is_floating_point():
+            out[k] = torch.stack([s[k] for s in states]).mean(0)
+        else:
+            out[k] = v.clone()
+    return out
+
+
+def greedy_soup(
+    states: Sequence[State], fitness: Sequence[float], score: Callable[[State], float]
+) -> tuple[State, list[int], float]:
+    """Greedy soup (Wortsman et al. 2022) of same-architecture members: sort by fitness, start
+    from the best, add a member only if the averaged network scores strictly better."""
+    order = rank(fitness)
+    chosen = [order[0]]
+    best = float(fitness[order[0]])
+    for i in order[1:]:
+        trial = average_states([states[j] for j in [*chosen, i]])
+        s = float(score(trial))
+        if s > best:
+            chosen.append(i)
+            best = s
+    return average_states([states[j] for j in chosen]), chosen, best

@@ -1,0 +1,219 @@
+"""PBT-NAS end to end on tiny budgets: exploit, stored lineage, finalize, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nasforge.data.base import make_task
+from nasforge.evaluators.pbt import PBTClassifierTrainer, seeded_build
+from nasforge.run import Run, export, load
+from nasforge.search import search
+from nasforge.spaces.base import Architecture
+from nasforge.spaces.genes import GeneCNNSpace, owned_by
+from nasforge.strategies.pbt_nas import PBTNAS, Member, PBTState
+from nasforge.viz.pbt import fitness_info, lineage_info
+
+
+def tiny_cfg(**strategy: Any) -> dict[str, Any]:
+    return {
+        "name": "pbt_tiny", "seed": 3, "budget": 12,
+        "task": {"name": "digits", "seed": 0},
+        "space": {"name": "gene_cnn", "channels": 4, "num_layers": 2, "reduce_after": [0]},
+        "strategy": {"name": "pbt_nas", "population_size": 4, **strategy},
+        "evaluator": {"name": "pbt_train", "lr": 0.01, "batch_size": 128},
+        "executor": {"name": "local", "workers": 1},
+    }
+
+
+def population(run_dir: Path) -> list[tuple[int, list[Any], float]]:
+    final = Run(run_dir).final or {}
+    return [(m["member"], m["arch"], m["fitness"]) for m in final["population"]]
+
+
+def test_exploit_replaces_bottom_members_with_mixed_children() -> None:
+    space = GeneCNNSpace(channels=4, num_layers=3, reduce_after=[0])
+    trainer = PBTClassifierTrainer(space=space, task=make_task({"name": "digits"}))
+    strat = PBTNAS(seed=5, population_size=8, replace_prob=0.5)
+    rng = np.random.default_rng(0)
+    members = []
+    for i in range(8):
+        arch = space.sample(rng)
+        ckpt = trainer.init_member(arch, 100 + i)
+        ckpt["opt"] = {n: {"exp_avg": torch.full(t.shape, float(i))}
+                       for n, t in ckpt["model"].items() if t.is_floating_point()}
+        members.append(Member(i, i, arch.tokens, ckpt, fitness=i / 10, founders=(i,) * 6))
+    state = PBTState(members=list(members), next_id=8)
+    events = strat.exploit(state, 0, trainer, space)
+    assert sorted(e["slot"] for e in events) == [0, 1]  # the two worst of 8
+    assert [m.id for m in state.members[2:]] == [2, 3, 4, 5, 6, 7]  # survivors untouched
+    for e in events:
+        child = state.members[e["slot"]]
+        assert {e["base"], e["donor"]} <= {6, 7} and e["base"] != e["donor"]
+        assert e["base"] == 7  # the fitter parent is the base
+        base, donor = members[e["base"]], members[e["donor"]]
+        genes = e["genes_from_donor"]
+        assert child.tokens == tuple(
+            donor.tokens[k] if k in genes else base.tokens[k] for k in range(6)
+        )
+        prefixes = [p for k in genes for p in space.gene_prefixes(k)]
+        fresh = seeded_build(trainer.build, Architecture(child.tokens),
+                             strat._fresh_seed(0, e["slot"], base.slot, donor.slot)).state_dict()
+        for name, t in child.ckpt["model"].items():
+            if owned_by(name, prefixes) and t.is_floating_point():
+                assert torch.equal(t, 0.4 * donor.ckpt["model"][name] + 0.1 * fresh[name])
+            elif owned_by(name, prefixes):
+                assert torch.equal(t, donor.ckpt["model"][name])
+            else:
+                assert torch.equal(t, base.ckpt["model"][name])
+        # optimiser state (quirk P3 default): the base's, minus the replaced layers
+        opt = child.ckpt["opt"]
+        assert all(not owned_by(n, prefixes) for n in opt)
+        assert all(float(v["exp_avg"].flatten()[0]) == 7.0 for v in opt.values())
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return search(tiny_cfg(), run_dir=tmp_path_factory.mktemp("s") / "run")
+
+
+def test_pbt_search_stores_lineage_and_reports_best(straight: Run, tmp_path: Path) -> None:
+    run = straight
+    trials = run.trials
+    assert len(trials) == 12 and all(t.ok for t in trials)
+    final = run.final
+    assert final is not None and 0.0 <= final["test_acc"] <= 1.0
+    assert final["val_acc"] == max(m["fitness"] for m in final["population"])
+    series = run.series("pbt")
+    info = fitness_info(series)
+    assert info.rounds == [0, 1, 2] and sorted(info.fitness) == [0, 1, 2, 3]
+    # one child (25 % of 4) after rounds 0 and 1, none after the last round; the child's slot
+    # held the worst member of that round
+    assert [r for r, _ in info.children] == [0, 1]
+    for r, slot in info.children:
+        assert info.fitness[slot][r] == min(info.fitness[s][r] for s in info.fitness)
+    lin = lineage_info(series)
+    assert len(lin.members) == 6 and {e.kind for e in lin.edges} <= {"base", "donor"}
+    out = export(run.dir, tmp_path / "exp")
+    model = load(out)
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    from nasforge.viz import plot_run
+
+    paths = plot_run(run.dir, tmp_path / "h.png")
+    assert any(p.name == "h_pbt.png" and p.stat().st_size > 0 for p in paths)
+
+
+def test_random_mode_never_exploits(tmp_path: Path) -> None:
+    run = search(tiny_cfg(mode="random"), run_dir=tmp_path / "r", budget=8)
+    assert not [e for e in run.series("pbt") if e[2]["event"] == "child"]
+    ids = {t.result.metrics["member"] for t in run.trials}
+    assert ids == {0, 1, 2, 3}
+
+
+_KILLER = """
+import json, os, signal, sys
+from nasforge.search import search
+from nasforge.strategies.base import Callback
+
+class Kill(Callback):
+    def on_step(self, step, total, info, ctx):
+        if info.get("phase") == "pbt" and step == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+search(json.loads(sys.argv[1]), run_dir=sys.argv[2], callbacks=[Kill()])
+"""
+
+
+def test_resume_after_driver_kill_continues_the_same_population(
+    straight: Run, tmp_path: Path
+) -> None:
+    cfg = tiny_cfg()  # 3 rounds; the driver is killed after round 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _KILLER, json.dumps(cfg), str(tmp_path / "k")],
+                          env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert len(Run(tmp_path / "k").trials) == 4  # round 0 was committed
+    resumed = search(cfg, run_dir=tmp_path / "k", resume=True)
+    def key(run: Run) -> list[tuple[Any, ...]]:
+        return [(t.number, t.arch.tokens, t.val_acc, t.result.metrics["member"],
+                 t.result.metrics["train_loss"]) for t in run.trials]
+
+    assert key(resumed) == key(straight)
+    assert population(tmp_path / "k") == population(straight.dir)
+
+
+def test_rl_pbt_runs_and_exports(tmp_path: Path) -> None:
+    cfg = {
+        "name": "rl_tiny", "seed": 1, "budget": 8,
+        "space": {"name": "gene_ac", "hidden": 8, "num_layers": 2},
+        "strategy": {"name": "pbt_nas", "population_size": 4, "mode": "mutation"},
+        "evaluator": {"name": "pbt_rl", "env": "Acrobot-v1", "max_episode_steps": 40,
+                      "frames_per_unit": 160, "n_envs": 2, "n_steps": 10, "action_repeat": 2,
+                      "epochs": 1, "eval_episodes": 2, "test_episodes": 2},
+    }
+    run = search(cfg, run_dir=tmp_path / "rl")
+    final = run.final
+    assert final is not None and math.isfinite(final["test_return"])
+    assert -40.0 <= final["fitness"] <= 0.0
+    assert len(run.trials) == 8
+    model = load(export(run.dir, tmp_path / "exp"))
+    assert model(torch.zeros(3, 6)).shape == (3, 3)
+
+
+def test_bad_configs_are_config_errors(tmp_path: Path) -> None:
+    from nasforge.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="allowed: pbt_train, pbt_rl"):
+        search({**tiny_cfg(), "evaluator": {"name": "train"}}, run_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match="population_size"):
+        search(tiny_cfg(), run_dir=tmp_path / "b", budget=2)
+
+
+def test_mutation_children_are_valid_and_fresh_where_mutated() -> None:
+    space = GeneCNNSpace(channels=4, num_layers=2, reduce_after=[0])
+    trainer = PBTClassifierTrainer(space=space, task=make_task({"name": "digits"}))
+    strat = PBTNAS(seed=1, population_size=4, mode="mutation")
+    rng = np.random.default_rng(1)
+    archs = [space.sample(rng) for _ in range(4)]
+    kinds = set()
+    for g in range(12):
+        members = [Member(i, i, a.tokens, trainer.init_member(a, i), fitness=float(i),
+                          founders=(i,) * 4) for i, a in enumerate(archs)]
+        state = PBTState(members=members, next_id=4)
+        for e in strat.exploit(state, g, trainer, space):
+            kinds.add(e["op"])
+            child, base = state.members[e["slot"]], members[e["base"]]
+            model = trainer.build(Architecture(child.tokens))
+            model.load_state_dict(child.ckpt["model"])  # the child's tensors fit its genes
+            if e["op"] == "gene":
+                pre = space.gene_prefixes(e["gene"])
+                fresh = seeded_build(trainer.build, Architecture(child.tokens),
+                                     strat._fresh_seed(g, e["slot"], base.slot, base.slot))
+                for n, t in child.ckpt["model"].items():
+                    ref = fresh.state_dict()[n] if owned_by(n, pre) else base.ckpt["model"][n]
+                    assert torch.equal(t, ref), n
+            elif e["op"] == "copy":
+                assert child.tokens == base.tokens
+    assert {"gene", "weights", "copy"} <= kinds
+
+
+def test_a_step_leaves_its_input_checkpoint_untouched() -> None:
+    """Steps run in the driver share checkpoints with children: no tensor may be aliased (Adam
+    updates its state, step counter included, in place)."""
+    space = GeneCNNSpace(channels=4, num_layers=2, reduce_after=[0])
+    trainer = PBTClassifierTrainer(space=space, task=make_task({"name": "digits"}))
+    arch = Architecture(("conv3", "relu", "sep3", "tanh"))
+    ckpt = trainer.train_step(arch, trainer.init_member(arch, 0), 1, seed=1, eval_seed=0).ckpt
+    a = trainer.train_step(arch, ckpt, 1, seed=2, eval_seed=0)
+    b = trainer.train_step(arch, ckpt, 1, seed=2, eval_seed=0)
+    assert a.metrics["train_loss"] == b.metrics["train_loss"]
+    assert all(torch.equal(a.ckpt["model"][k], b.ckpt["model"][k]) for k in a.ckpt["model"])
