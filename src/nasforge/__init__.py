@@ -26,6 +26,7 @@ from nasforge.exceptions import (
 from nasforge.run import Run, export, load, load_run
 from nasforge.search import search
 from nasforge.spaces import Architecture, CNNSpace, SearchSpace, SequenceSpace, StateSpace
+from nasforge.strategies.reinforce import Controller, NetworkManager
 
 __version__ = "0.1.0"
 
@@ -41,9 +42,11 @@ __all__ = [
     "Architecture",
     "CNNSpace",
     "ConfigError",
+    "Controller",
     "DataError",
     "InvalidArchitecture",
     "NasforgeError",
+    "NetworkManager",
     "Run",
     "RunConfig",
     "RunDirError",

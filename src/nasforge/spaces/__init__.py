@@ -2,6 +2,8 @@
 
 from nasforge.spaces.base import SPACES, Architecture, SearchSpace, make_space
 from nasforge.spaces.cell import CellSpace
+from nasforge.spaces.darts import DartsSpace
+from nasforge.spaces.genes import GeneACSpace, GeneCNNSpace
 from nasforge.spaces.sequence import SequenceSpace
 from nasforge.spaces.state_space import CNNSpace, StateSpace
 
@@ -10,6 +12,9 @@ __all__ = [
     "Architecture",
     "CellSpace",
     "CNNSpace",
+    "DartsSpace",
+    "GeneACSpace",
+    "GeneCNNSpace",
     "SearchSpace",
     "SequenceSpace",
     "StateSpace",

@@ -12,6 +12,18 @@ from nasforge.viz._info import HistoryInfo, history_info
 RUN_PLOTS: dict[str, Callable[[Run, Path], Path]] = {}
 """Extra plots by stored series kind (e.g. DARTS alphas, PBT members): kind -> renderer."""
 
+from nasforge.viz.pbt import plot_pbt  # noqa: E402
+
+RUN_PLOTS["pbt"] = plot_pbt
+
+from nasforge.viz.controller import plot_controller  # noqa: E402
+
+RUN_PLOTS["controller"] = plot_controller
+
+from nasforge.viz.alphas import render_alphas  # noqa: E402
+
+RUN_PLOTS["alphas"] = render_alphas
+
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the run's plots and return their paths: the trial history (accuracy per trial with
