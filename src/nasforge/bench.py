@@ -378,11 +378,9 @@ def render_table(results: dict[str, Any]) -> str:
 
 def plot_regret(results: dict[str, Any], path: Path) -> Path:
     """Best-so-far regret (log scale) vs queries and vs simulated seconds, with SEM bands."""
-    import matplotlib
+    from nasforge.viz.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     opt = results["optimum"]
     floor = 1e-3
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -414,7 +412,4 @@ def plot_regret(results: dict[str, Any], path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(f"{results['name']}: mean +- s.e.m. over {len(results['seeds'])} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, plt, path)

@@ -37,7 +37,7 @@ def alpha_info(series: list[tuple[int, str | None, Any]]) -> AlphaInfo:
 
 def render_alphas(run: Run, out: Path) -> Path:
     """One panel per edge and cell type: the op weights over the epochs."""
-    from nasforge.viz.plots import pyplot
+    from nasforge.viz.plots import pyplot, save_figure
 
     info = alpha_info(run.series("alphas"))
     plt = pyplot()
@@ -64,8 +64,4 @@ def render_alphas(run: Run, out: Path) -> Path:
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 8), fontsize=7,
                bbox_to_anchor=(0.5, 0.965))
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, plt, out, layout=False)

@@ -47,7 +47,7 @@ def controller_info(series: list[tuple[int, str | None, Any]], window: int = 50)
 
 def plot_controller(run: Run, out: Path) -> Path:
     """Reward per rollout with its moving mean and the baseline; policy entropy below."""
-    from nasforge.viz.plots import _save, pyplot
+    from nasforge.viz.plots import pyplot, save_figure
 
     info = controller_info(run.series("controller"))
     plt = pyplot()
@@ -65,4 +65,4 @@ def plot_controller(run: Run, out: Path) -> Path:
     ax2.set_ylabel("entropy / decision")
     ax2.set_xlabel("rollout (trial)")
     ax2.grid(alpha=0.3)
-    return _save(fig, plt, out)
+    return save_figure(fig, plt, out)

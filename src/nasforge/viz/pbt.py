@@ -86,7 +86,7 @@ def lineage_info(series: Series) -> LineageInfo:
 def plot_pbt(run: Run, out: str | Path) -> Path:
     """Two panels: fitness per slot over rounds (x: a child entered) and the lineage graph
     (one row per slot; arrows from the base (solid) and donor (dashed) to each child)."""
-    from nasforge.viz.plots import _save, pyplot
+    from nasforge.viz.plots import pyplot, save_figure
 
     series = run.series("pbt")
     info, lin = fitness_info(series), lineage_info(series)
@@ -121,4 +121,4 @@ def plot_pbt(run: Run, out: str | Path) -> Path:
     ax2.set_title("lineage (solid: base, dashed: donor)")
     ax2.grid(alpha=0.3)
     fig.suptitle(run.config.name)
-    return _save(fig, plt, out)
+    return save_figure(fig, plt, out)

@@ -40,13 +40,15 @@ def plot_history(info: HistoryInfo, out: str | Path, *, title: str = "") -> Path
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    return _save(fig, plt, out)
+    return save_figure(fig, plt, out)
 
 
-def _save(fig: Any, plt: ModuleType, out: str | Path) -> Path:
+def save_figure(fig: Any, plt: ModuleType, out: str | Path, *, layout: bool = True) -> Path:
+    """Save ``fig`` to ``out`` (parents created; format by suffix), close it, return the path."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

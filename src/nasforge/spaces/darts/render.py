@@ -57,7 +57,7 @@ def _draw_cell(ax: Any, pairs: tuple[Pair, ...], concat: tuple[int, ...], title:
 
 def render_genotype(genotype: Genotype, out: str | Path, *, title: str = "") -> Path:
     """Write a PNG (or PDF/SVG, by suffix) with the normal and the reduction cell side by side."""
-    from nasforge.viz.plots import pyplot
+    from nasforge.viz.plots import pyplot, save_figure
 
     plt = pyplot()
     width = 3.0 + 1.6 * genotype.nodes
@@ -66,9 +66,4 @@ def render_genotype(genotype: Genotype, out: str | Path, *, title: str = "") -> 
     _draw_cell(axes[1], genotype.reduce, genotype.reduce_concat, "reduction cell")
     if title:
         fig.suptitle(title)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, plt, out)
