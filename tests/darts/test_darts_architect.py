@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from tests.darts._darts_helpers import batch, tiny_spec
 from torch.func import functional_call
 
+from nasforge.spaces.darts.supernet import Alphas
 from nasforge.strategies.darts import architect
 
 
-def _setup() -> tuple[torch.nn.Module, torch.nn.Module]:
+def _setup() -> tuple[torch.nn.Module, Alphas]:
     torch.manual_seed(0)
     spec = tiny_spec(ops=["skip_connect", "avg_pool_3x3", "sep_conv_3x3"])
     alphas = spec.new_alphas(torch.Generator().manual_seed(1)).double()
