@@ -122,3 +122,21 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path) -> None:
     assert np.isfinite(table.val_acc).all() and len(table.meta["sessions"]) == 2
     for (i, k), d in done_lines.items():  # results from before the kill are kept as they were
         assert table.val_acc[i, k] == pytest.approx(d["val"])
+
+
+def test_variable_length_spaces_are_padded(tmp_path: Path) -> None:
+    space_spec = {"name": "mlp", "widths": [2], "activations": ["ReLU"], "max_len": 4}
+    cfg = config(
+        task={"name": "moons", "n_samples": 100},
+        space=space_spec,
+        evaluator={"name": "train", "max_epochs": 1, "batch_size": 0, "patience": 0},
+        tabulate={"seeds": 2, "batch": 8},
+    )
+    out = tmp_path / "mlp.npz"
+    tabulate(cfg, out)
+    space = make_space(space_spec)
+    table = Table.load(out)
+    assert table.num_rows == space.size() and (table.indices == -1).any()
+    ev = TabularEvaluator(space=space, table=str(out), seed_mode="mean")
+    for arch in space.enumerate():
+        assert ev.evaluate(arch, seed=0).ok

@@ -247,7 +247,11 @@ def _assemble(
     rep: list[int],
 ) -> Table:
     n = len(archs)
-    indices = np.array([space.encode(a) for a in archs], dtype=np.int64)
+    encoded = [space.encode(a) for a in archs]
+    width = max(len(e) for e in encoded)
+    indices = np.full((n, width), -1, dtype=np.int64)  # -1 pads variable-length architectures
+    for i, e in enumerate(encoded):
+        indices[i, : len(e)] = e
     val = np.full((n, n_seeds), np.nan)
     secs = np.zeros((n, n_seeds))
     params = np.zeros(n, dtype=np.int64)

@@ -98,3 +98,15 @@ def test_shipped_tables_load_fast_and_fit_their_space(name: str) -> None:
     ev = TabularEvaluator(space=space, table=name, seed_mode="mean")
     assert ev.evaluate(space.sample(np.random.default_rng(0)), seed=0).ok
     assert 0.0 < ev.optimum() <= 1.0
+
+
+def test_digits_cnn_table_is_the_controller_configs_ground_truth() -> None:
+    """The shipped CNN table was trained exactly as configs/digits_controller.yaml trains."""
+    from nasforge.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "digits_controller.yaml")
+    table = Table.load(TABLES_DIR / "digits-cnn.npz")
+    assert np.isfinite(table.val_acc).all() and table.val_acc.shape == (1296, 2)
+    assert make_space(table.meta["space"]).spec() == make_space(cfg.space).spec()
+    built = table.meta["evaluator"]
+    assert all(built[k] == v for k, v in cfg.evaluator.items())

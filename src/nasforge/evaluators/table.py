@@ -53,7 +53,7 @@ NB201_DATASETS: dict[str, str] = {
 class Table:
     """An exhaustive table: one row per architecture, one column per training seed."""
 
-    indices: np.ndarray  # (rows, steps) int: each architecture's encoded decisions
+    indices: np.ndarray  # (rows, steps) int: encoded decisions, -1 padded (variable length)
     val_acc: np.ndarray  # (rows, seeds) float64 fractions; NaN where missing / failed
     train_seconds: np.ndarray  # (rows, seeds) float64
     params: np.ndarray  # (rows,) int64
@@ -71,10 +71,13 @@ class Table:
         return int(self.val_acc.shape[1])
 
     def row_of(self, indices: tuple[int, ...]) -> int:
+        """Row of an encoded architecture (shorter encodings are padded with -1)."""
         if self._lookup is None:
             self._lookup = {tuple(int(v) for v in r): i for i, r in enumerate(self.indices)}
+        key = tuple(int(v) for v in indices)
+        key = key + (-1,) * (self.indices.shape[1] - len(key))
         try:
-            return self._lookup[tuple(int(v) for v in indices)]
+            return self._lookup[key]
         except KeyError:
             raise InvalidArchitecture(f"architecture {indices} is not in the table") from None
 
