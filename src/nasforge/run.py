@@ -79,6 +79,7 @@ class Run:
                 "val_acc": final.get("val_acc"),
                 "test_acc": final.get("test_acc"),
                 "test_accs": final.get("test_accs"),
+                "test_return": final.get("test_return"),
             }
         elif best_rec is not None:
             best = {

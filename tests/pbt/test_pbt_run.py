@@ -112,6 +112,17 @@ def test_pbt_search_stores_lineage_and_reports_best(straight: Run, tmp_path: Pat
     assert any(p.name == "h_pbt.png" and p.stat().st_size > 0 for p in paths)
 
 
+def test_show_says_the_pbt_best_is_not_retrained(
+    straight: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasforge.cli.main import main
+
+    assert main(["show", str(straight.dir)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"validation accuracy {straight.final['val_acc']:.4f}" in out
+    assert "(as trained, not retrained)" in out and "retrainings" not in out
+
+
 def test_random_mode_never_exploits(tmp_path: Path) -> None:
     run = search(tiny_cfg(mode="random"), run_dir=tmp_path / "r", budget=8)
     assert not [e for e in run.series("pbt") if e[2]["event"] == "child"]
@@ -151,7 +162,7 @@ def test_resume_after_driver_kill_continues_the_same_population(
     assert population(tmp_path / "k") == population(straight.dir)
 
 
-def test_rl_pbt_runs_and_exports(tmp_path: Path) -> None:
+def test_rl_pbt_runs_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = {
         "name": "rl_tiny", "seed": 1, "budget": 8,
         "space": {"name": "gene_ac", "hidden": 8, "num_layers": 2},
@@ -167,6 +178,12 @@ def test_rl_pbt_runs_and_exports(tmp_path: Path) -> None:
     assert len(run.trials) == 8
     model = load(export(run.dir, tmp_path / "exp"))
     assert model(torch.zeros(3, 6)).shape == (3, 3)
+    from nasforge.cli.main import main
+
+    assert main(["show", str(run.dir)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"fitness (mean evaluation return) {final['fitness']:.1f}" in out
+    assert f"test return {final['test_return']:.1f}" in out and "accuracy" not in out
 
 
 def test_bad_configs_are_config_errors(tmp_path: Path) -> None:

@@ -113,32 +113,45 @@ def _print_summary(summary: dict[str, Any], top: int = 5) -> None:
     from rich.table import Table
 
     console = Console()
+    final = summary.get("final") or {}
+    rl = final.get("test_return") is not None  # PBT-NAS on an RL task: fitness is a return
     table = Table(
         title=f"{summary['run_dir']}: {summary['trials']} trials "
         f"({summary['failed']} failed, {summary['cached']} cached)"
     )
-    for col in ("trial", "val acc", "params", "epochs", "architecture"):
+    for col in ("trial", "return" if rl else "val acc", "params", "epochs", "architecture"):
         table.add_column(col)
     for row in summary["top"][:top]:
         table.add_row(
             str(row["trial"]),
-            _fmt(row["val_acc"]),
+            _fmt(row["val_acc"], 1 if rl else 4),
             str(row["params"]),
             str(row["epochs"]),
             json.dumps(row["arch"].get("tokens", row["arch"])),
         )
     console.print(table)
-    best, final = summary["best"], summary.get("final") or {}
-    if best.get("arch") is not None:
-        console.print(f"best architecture: {best.get('describe') or best['arch']}")
-        line = f"  validation accuracy {_fmt(best.get('val_acc'))}"
-        if best.get("test_acc") is not None:
-            accs = final.get("test_accs") or []
+    best = summary["best"]
+    if best.get("arch") is None:
+        return
+    console.print(f"best architecture: {best.get('describe') or best['arch']}")
+    if rl:
+        console.print(
+            f"  fitness (mean evaluation return) {_fmt(best.get('val_acc'), 1)}, test return "
+            f"{_fmt(final['test_return'], 1)} (std {_fmt(final.get('test_return_std'), 1)}; "
+            "the final population's best member, not retrained)"
+        )
+        return
+    line = f"  validation accuracy {_fmt(best.get('val_acc'))}"
+    if best.get("test_acc") is not None:
+        accs = final.get("test_accs") or []
+        if accs:
             line += (
                 f", test accuracy {_fmt(best['test_acc'])} "
                 f"(mean of {len(accs)} retrainings, std {_fmt(final.get('test_std'))})"
             )
-        console.print(line)
+        else:
+            line += f", test accuracy {_fmt(best['test_acc'])} (as trained, not retrained)"
+    console.print(line)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
