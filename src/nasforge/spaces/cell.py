@@ -19,8 +19,9 @@ identity; ``none`` = zeros. Deviation: flat inputs whose length is a square (e.g
 viewed as one-channel images; other non-image inputs are rejected.
 
 The building blocks (:data:`OPS`, :func:`make_op`, :class:`ReLUConvBN`, :class:`ResNetBlock`,
-:data:`EDGES`) are public so that one-shot strategies (DARTS) can build a supernet over exactly
-this space and token format.
+:data:`EDGES`, :func:`conv_bn_stem`, :func:`stage_layers`, :func:`image_shape_of`) are public so
+that one-shot strategies (DARTS) can build a supernet over exactly this space and token format
+(the stem and the input-shape check serve the ``darts`` space's networks too).
 """
 
 from __future__ import annotations
@@ -137,6 +138,32 @@ class ResNetBlock(nn.Module):
         return out
 
 
+def conv_bn_stem(in_channels: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """The network stem: a 3x3 conv (no bias, padding 1) and BatchNorm (NB201 and DARTS)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+    )
+
+
+def stage_layers(
+    channels: int, stages: int, cells_per_stage: int, make_cell: Callable[[int], nn.Module]
+) -> tuple[list[nn.Module], int]:
+    """NB201's macro skeleton: ``stages`` x ``cells_per_stage`` cells (``make_cell(width)``),
+    a stride-2 :class:`ResNetBlock` doubling the width between two stages.
+
+    Returns the layers in order and the final width.
+    """
+    layers: list[nn.Module] = []
+    c = channels
+    for s in range(stages):
+        if s > 0:
+            layers.append(ResNetBlock(c, 2 * c, 2))
+            c *= 2
+        layers += [make_cell(c) for _ in range(cells_per_stage)]
+    return layers, c
+
+
 class Cell(nn.Module):
     """One fixed NB201 cell: node ``j`` = sum over ``i < j`` of ``op_ij(node_i)``."""
 
@@ -176,16 +203,10 @@ class CellNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.image_shape = image_shape
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        self.stem = conv_bn_stem(in_channels, channels)
+        layers, c = stage_layers(
+            channels, stages, cells_per_stage, lambda width: Cell(cell_ops, width)
         )
-        layers: list[nn.Module] = []
-        c = channels
-        for s in range(stages):
-            if s > 0:
-                layers.append(ResNetBlock(c, 2 * c, 2))
-                c *= 2
-            layers += [Cell(cell_ops, c) for _ in range(cells_per_stage)]
         self.cells = nn.Sequential(*layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -199,8 +220,11 @@ class CellNetwork(nn.Module):
         return out
 
 
-def image_shape_of(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """``(C, H, W)`` for an image input; a flat square input (e.g. 64) becomes ``(1, 8, 8)``."""
+def image_shape_of(input_shape: Sequence[int], space: str = "nb201") -> tuple[int, int, int]:
+    """``(C, H, W)`` for an image input; a flat square input (e.g. 64) becomes ``(1, 8, 8)``.
+
+    Other shapes raise :class:`InvalidArchitecture`, naming ``space`` and ``input_shape``.
+    """
     if len(input_shape) == 3:
         return (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
     if len(input_shape) == 1:
@@ -208,7 +232,7 @@ def image_shape_of(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
         if side * side == int(input_shape[0]):
             return (1, side, side)
     raise InvalidArchitecture(
-        f"nb201 cells need image inputs (C, H, W) or a flat square length; got {input_shape}"
+        f"{space} cells need image inputs (C, H, W) or a flat square length; got {input_shape}"
     )
 
 
@@ -239,7 +263,7 @@ class CellSpace(SearchSpace):
     >>> space.size()
     15625
     >>> arch = space.from_nb201_key("333133")
-    >>> space.to_arch_str(arch)[:31]
+    >>> space.to_arch_str(arch)[:32]
     '|nor_conv_3x3~0|+|nor_conv_3x3~0'
     >>> space.nb201_key(arch)
     '333133'

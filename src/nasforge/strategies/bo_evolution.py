@@ -40,6 +40,7 @@ from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.storage.base import Record
 from nasforge.strategies._mutation import mutate, neighbours
 from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
+from nasforge.strategies.evolution import sample_unseen
 
 LENGTH_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 NOISES = (0.001, 0.01, 0.05, 0.2, 0.5)
@@ -246,12 +247,7 @@ class BOEvolution(AskTellStrategy):
 
     def _random(self) -> Architecture:
         assert self.space is not None
-        arch = self.space.sample(self.rng)
-        for _ in range(20):
-            if arch.arch_id not in self.seen:
-                break
-            arch = self.space.sample(self.rng)
-        return arch
+        return sample_unseen(self.space, self.rng, self.seen)
 
     def _candidates(self, parents: list[Architecture]) -> list[Architecture] | np.ndarray:
         """Unseen candidates: architectures, or (simple spaces) a matrix of decision indices."""

@@ -22,14 +22,29 @@ Decisions and deviations:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Container
 from typing import ClassVar
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from nasforge.spaces.base import Architecture
+from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.storage.base import Record
 from nasforge.strategies._mutation import mutate
 from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
+
+
+def sample_unseen(
+    space: SearchSpace, rng: np.random.Generator, seen: Container[str], tries: int = 20
+) -> Architecture:
+    """A uniform random architecture, redrawn (up to ``tries`` times) while its id is in
+    ``seen``; the last draw is returned even if seen (small or spent spaces)."""
+    arch = space.sample(rng)
+    for _ in range(tries):
+        if arch.arch_id not in seen:
+            break
+        arch = space.sample(rng)
+    return arch
 
 
 class EvolutionParams(AskTellParams):
@@ -67,12 +82,7 @@ class RegularizedEvolution(AskTellStrategy):
 
     def _random(self) -> Architecture:
         assert self.space is not None
-        arch = self.space.sample(self.rng)
-        for _ in range(20):
-            if arch.arch_id not in self.seen:
-                break
-            arch = self.space.sample(self.rng)
-        return arch
+        return sample_unseen(self.space, self.rng, self.seen)
 
     def _child(self) -> Architecture:
         assert self.space is not None

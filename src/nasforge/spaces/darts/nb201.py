@@ -18,13 +18,22 @@ import torch
 from torch import nn
 
 from nasforge.spaces.base import Architecture
-from nasforge.spaces.cell import EDGES, NUM_NODES, CellSpace, ResNetBlock, image_shape_of, make_op
+from nasforge.spaces.cell import (
+    EDGES,
+    NUM_NODES,
+    CellSpace,
+    conv_bn_stem,
+    image_shape_of,
+    make_op,
+    stage_layers,
+)
 from nasforge.spaces.darts.supernet import (
     Alphas,
     Fan,
     ForwardState,
     MixedOp,
     SupernetOptions,
+    SupernetSpecBase,
     run_fans,
 )
 
@@ -92,19 +101,13 @@ class NB201Supernet(nn.Module):
         super().__init__()
         self.state = ForwardState()
         self.image_shape = image_shape
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        self.stem = conv_bn_stem(in_channels, channels)
+        layers, c = stage_layers(
+            channels, stages, cells_per_stage,
+            lambda width: NB201SearchCell(
+                ops, width, pc_k=pc_k, aux_skip=aux_skip, batch_edges=batch_edges
+            ),
         )
-        layers: list[nn.Module] = []
-        c = channels
-        for s in range(stages):
-            if s > 0:
-                layers.append(ResNetBlock(c, 2 * c, 2))
-                c *= 2
-            layers += [
-                NB201SearchCell(ops, c, pc_k=pc_k, aux_skip=aux_skip, batch_edges=batch_edges)
-                for _ in range(cells_per_stage)
-            ]
         self.cells = nn.ModuleList(layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -123,7 +126,7 @@ class NB201Supernet(nn.Module):
         return out
 
 
-class NB201SupernetSpec:
+class NB201SupernetSpec(SupernetSpecBase):
     """One-shot view of an ``nb201`` space (same interface as ``DartsSupernetSpec``)."""
 
     groups = ("cell",)
@@ -137,12 +140,6 @@ class NB201SupernetSpec:
         self.allow_none = allow_none
         self.num_edges = len(EDGES)
         self.node_edges = NODE_EDGES
-
-    def new_alphas(self, generator: torch.Generator | None = None) -> Alphas:
-        return Alphas(
-            self.groups, self.num_edges, self.ops, self.node_edges,
-            edge_norm=self.opts.edge_norm, generator=generator,
-        )
 
     def new_supernet(
         self, input_shape: tuple[int, ...], num_classes: int, *, layers: int | None = None

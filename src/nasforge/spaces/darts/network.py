@@ -11,11 +11,12 @@ in DARTS.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from nasforge.spaces.cell import conv_bn_stem
 from nasforge.spaces.darts.genotype import Genotype, Pair
 from nasforge.spaces.darts.ops import FactorizedReduce, ReLUConvBN, make_op
 
@@ -87,28 +88,22 @@ class DartsNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.image_shape = image_shape
-        reds = set(default_reductions(layers) if reductions is None else reductions)
-        c_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False),
-            nn.BatchNorm2d(c_stem),
-        )
-        c_pp, c_p, c = c_stem, c_stem, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reds
-            if reduction:
-                c *= channel_growth
+
+        def make_cell(
+            c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool
+        ) -> tuple[nn.Module, int]:
             pairs, concat = (
                 (genotype.reduce, genotype.reduce_concat)
                 if reduction
                 else (genotype.normal, genotype.normal_concat)
             )
             cell = Cell(pairs, concat, c_pp, c_p, c, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            c_pp, c_p = c_p, len(concat) * c
+            return cell, len(concat) * c
+
+        self.stem, self.cells, c_p = stem_and_cells(
+            in_channels, channels, layers, reductions, stem_multiplier, channel_growth,
+            stem_stride, make_cell,
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
 
@@ -125,6 +120,41 @@ class DartsNetwork(nn.Module):
             s0, s1 = s1, cell(s0, s1)
         out: torch.Tensor = self.classifier(self.pool(s1).flatten(1))
         return out
+
+
+CellFactory = Callable[[int, int, int, bool, bool], tuple[nn.Module, int]]
+"""``(c_pp, c_p, c, reduction, reduction_prev) -> (cell, the cell's output channels)``."""
+
+
+def stem_and_cells(
+    in_channels: int,
+    channels: int,
+    layers: int,
+    reductions: Sequence[int] | None,
+    stem_multiplier: int,
+    channel_growth: int,
+    stem_stride: int,
+    make_cell: CellFactory,
+) -> tuple[nn.Sequential, nn.ModuleList, int]:
+    """DARTS' macro skeleton (stand-alone network and supernet alike): the stem (conv3x3 + BN
+    to ``stem_multiplier * channels``), then ``layers`` cells, cell k reading cells k-2 and k-1;
+    the reduction cells (``reductions``, default :func:`default_reductions`) multiply the width
+    by ``channel_growth``. Returns the stem, the cells and the last cell's output channels."""
+    reds = set(default_reductions(layers) if reductions is None else reductions)
+    c_stem = stem_multiplier * channels
+    stem = conv_bn_stem(in_channels, c_stem, stem_stride)
+    c_pp, c_p, c = c_stem, c_stem, channels
+    cells = nn.ModuleList()
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in reds
+        if reduction:
+            c *= channel_growth
+        cell, c_out = make_cell(c_pp, c_p, c, reduction, reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        c_pp, c_p = c_p, c_out
+    return stem, cells, c_p
 
 
 def default_reductions(layers: int) -> list[int]:

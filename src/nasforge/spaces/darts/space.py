@@ -22,6 +22,7 @@ from torch import nn
 
 from nasforge.exceptions import InvalidArchitecture
 from nasforge.spaces.base import SPACES, Architecture, JSONDict, SearchSpace, Token
+from nasforge.spaces.cell import image_shape_of
 from nasforge.spaces.darts.genotype import Genotype
 from nasforge.spaces.darts.network import DartsNetwork
 from nasforge.spaces.darts.ops import OP_SETS, OPS
@@ -48,15 +49,7 @@ def resolve_ops(ops: str | Sequence[str]) -> tuple[str, ...]:
 
 def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     """``(C, H, W)`` of an image input; a flat square input (64) is one channel (1, 8, 8)."""
-    if len(input_shape) == 3:
-        return (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
-    if len(input_shape) == 1:
-        side = math.isqrt(int(input_shape[0]))
-        if side * side == int(input_shape[0]):
-            return (1, side, side)
-    raise InvalidArchitecture(
-        f"darts cells need image inputs (C, H, W) or a flat square length; got {list(input_shape)}"
-    )
+    return image_shape_of(list(input_shape), space="darts")
 
 
 class DartsSpaceParams(BaseModel):

@@ -31,7 +31,7 @@ from torch import nn
 from nasforge.spaces.base import Architecture
 from nasforge.spaces.darts.genotype import Genotype, edge_index, num_edges, parse_genotype
 from nasforge.spaces.darts.multi import make_multi
-from nasforge.spaces.darts.network import default_reductions
+from nasforge.spaces.darts.network import stem_and_cells
 from nasforge.spaces.darts.ops import FactorizedReduce, ReLUConvBN, make_op, skip_op
 
 Weighting = Literal["softmax", "max_w"]
@@ -375,27 +375,17 @@ class Supernet(nn.Module):
         self.ops = tuple(ops)
         self.state = ForwardState()
         self.image_shape = image_shape
-        reds = set(default_reductions(layers) if reductions is None else reductions)
-        c_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False),
-            nn.BatchNorm2d(c_stem),
-        )
-        c_pp, c_p, c = c_stem, c_stem, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reds
-            if reduction:
-                c *= channel_growth
-            self.cells.append(
+        self.stem, self.cells, c_p = stem_and_cells(
+            in_channels, channels, layers, reductions, stem_multiplier, channel_growth,
+            stem_stride,
+            lambda c_pp, c_p, c, reduction, reduction_prev: (
                 SearchCell(
                     ops, nodes, c_pp, c_p, c, reduction, reduction_prev, pc_k=pc_k,
                     aux_skip=aux_skip, batch_edges=batch_edges,
-                )
-            )
-            reduction_prev = reduction
-            c_pp, c_p = c_p, nodes * c
+                ),
+                nodes * c,
+            ),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
 
@@ -430,7 +420,25 @@ class SupernetOptions:
     batch_edges: bool = True
 
 
-class DartsSupernetSpec:
+class SupernetSpecBase:
+    """What the one-shot views of a space share: the alphas over ``groups`` (one
+    ``num_edges`` x ``ops`` logit matrix each; ``node_edges`` groups the edges by node)."""
+
+    groups: tuple[str, ...]
+    skip_group: str
+    opts: SupernetOptions
+    ops: tuple[str, ...]
+    num_edges: int
+    node_edges: list[list[int]]
+
+    def new_alphas(self, generator: torch.Generator | None = None) -> Alphas:
+        return Alphas(
+            self.groups, self.num_edges, self.ops, self.node_edges,
+            edge_norm=self.opts.edge_norm, generator=generator,
+        )
+
+
+class DartsSupernetSpec(SupernetSpecBase):
     """One-shot view of a ``darts`` space: supernets, alphas and discretisation."""
 
     groups = ("normal", "reduce")
@@ -446,12 +454,6 @@ class DartsSupernetSpec:
         self.nodes = space.nodes
         self.num_edges = num_edges(self.nodes)
         self.node_edges = [[edge_index(i, j) for j in range(i + 2)] for i in range(self.nodes)]
-
-    def new_alphas(self, generator: torch.Generator | None = None) -> Alphas:
-        return Alphas(
-            self.groups, self.num_edges, self.ops, self.node_edges,
-            edge_norm=self.opts.edge_norm, generator=generator,
-        )
 
     def new_supernet(
         self, input_shape: tuple[int, ...], num_classes: int, *, layers: int | None = None
