@@ -138,6 +138,7 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         "input_shape": task.get("input_shape"),
         "num_classes": task.get("num_classes"),
         "task": task.get("spec"),
+        "build": task.get("build") or {},
         "val_acc": final.get("val_acc"),
         "test_acc": final.get("test_acc"),
         "run_dir": str(run.dir),
@@ -167,7 +168,9 @@ def load(model_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.
     doc = json.loads((d / EXPORT_ARCH).read_text())
     space = make_space(doc["space"])
     arch = space.arch_from_json(doc["arch"])
-    model = space.build(arch, tuple(doc["input_shape"]), int(doc["num_classes"]))
+    model = space.build(  # "build": extra build() arguments, e.g. continuous RL actions
+        arch, tuple(doc["input_shape"]), int(doc["num_classes"]), **(doc.get("build") or {})
+    )
     model.load_state_dict(torch.load(d / EXPORT_WEIGHTS, map_location=map_location))
     model.eval()
     return model

@@ -234,3 +234,47 @@ def test_a_step_leaves_its_input_checkpoint_untouched() -> None:
     b = trainer.train_step(arch, ckpt, 1, seed=2, eval_seed=0)
     assert a.metrics["train_loss"] == b.metrics["train_loss"]
     assert all(torch.equal(a.ckpt["model"][k], b.ckpt["model"][k]) for k in a.ckpt["model"])
+
+
+def test_continuous_actions_pendulum_runs_and_exports(tmp_path: Path) -> None:
+    """Box actions: a Gaussian policy in [-1, 1] mapped to the torque bounds; the exported model
+    returns greedy torques; the PPO loss uses the Gaussian's log-probability."""
+    from nasforge.evaluators.pbt_rl import PBTRLTrainer
+    from nasforge.spaces.genes import GeneACSpace
+
+    ev = {"name": "pbt_rl", "env": "Pendulum-v1", "max_episode_steps": 30,
+          "frames_per_unit": 240, "n_envs": 2, "n_steps": 20, "action_repeat": 1,
+          "epochs": 2, "eval_episodes": 2, "test_episodes": 2, "gamma": 0.9}
+    cfg = {"name": "pend_tiny", "seed": 2, "budget": 8,
+           "space": {"name": "gene_ac", "hidden": 8, "num_layers": 2},
+           "strategy": {"name": "pbt_nas", "population_size": 4}, "evaluator": ev}
+    run = search(cfg, run_dir=tmp_path / "p")
+    final = run.final
+    assert final is not None and math.isfinite(final["test_return"])
+    assert -16.3 * 30 <= final["fitness"] <= 0.0  # 30 steps of reward in [-16.3, 0]
+    model = load(export(run.dir, tmp_path / "exp"))
+    torque = model(torch.randn(5, 3) * 4)
+    assert torque.shape == (5, 1) and bool((torque.abs() <= 2.0).all())
+
+    space = GeneACSpace(hidden=8, num_layers=2)
+    params = {k: v for k, v in ev.items() if k != "name"}
+    trainer = PBTRLTrainer(space=space, **params)
+    arch = space.sample(np.random.default_rng(0))
+    net = trainer.build(arch)
+    assert net.action_scale.tolist() == [2.0] and "log_std" in dict(net.named_parameters())
+    mean = torch.randn(4, 1)
+    act = torch.randn(4, 1)
+    logp, ent = trainer._logp_entropy(net, mean, act)
+    std = float(net.log_std.detach().exp())
+    ref = -((act - mean) ** 2) / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(logp, ref.squeeze(1))
+    assert float(ent) == pytest.approx(0.5 * math.log(2 * math.pi * math.e * std**2))
+
+
+def test_pbt_rl_rejects_unsupported_action_spaces() -> None:
+    from nasforge.evaluators.pbt_rl import PBTRLTrainer
+    from nasforge.exceptions import ConfigError
+    from nasforge.spaces.genes import GeneACSpace
+
+    with pytest.raises(ConfigError, match="cannot be made"):
+        PBTRLTrainer(space=GeneACSpace(hidden=8, num_layers=1), env="NoSuchEnv-v0")

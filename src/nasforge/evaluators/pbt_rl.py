@@ -22,7 +22,10 @@ classic-control task, so there is no replay buffer and no critic target network.
 environments (mid-episode, pickled, a few kB) travel in its checkpoint, so episodes span PBT
 steps; a child continues the base parent's environments (the on-policy analogue of quirk P4's
 default; ``inherit_extra: donor`` is the reference). Environments are created and reset from the
-seed of a member's first step. Discrete action spaces only. gymnasium is imported lazily.
+seed of a member's first step. Discrete actions: a categorical policy, greedy = argmax.
+Continuous (Box) actions, e.g. Pendulum-v1: a diagonal Gaussian in normalised units [-1, 1]
+(mean from the actor, state-independent ``log_std``), mapped to the environment's bounds and
+clipped when stepped; greedy = the mean. gymnasium is imported lazily.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def _gym() -> ModuleType:
 
 class PBTRLParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    env: str = Field(default="Acrobot-v1", description="gymnasium id, discrete actions")
+    env: str = Field(default="Acrobot-v1", description="gymnasium id (Discrete or Box actions)")
     frames_per_unit: int = Field(default=2048, ge=1, description="env frames per PBT unit")
     action_repeat: int = Field(default=4, ge=1, description="frames per decision (seed: 2)")
     n_envs: int = Field(default=8, ge=1)
@@ -106,14 +109,23 @@ class PBTRLTrainer(MemberTrainer):
             raise ConfigError(f"evaluator.env {self.p.env!r} cannot be made: {err}") from None
         act, obs = env.action_space, env.observation_space
         env.close()
-        if not isinstance(act, gym.spaces.Discrete):
+        self.continuous = isinstance(act, gym.spaces.Box) and len(act.shape) == 1
+        if not (isinstance(act, gym.spaces.Discrete) or self.continuous):
             raise ConfigError(
                 f"evaluator.env {self.p.env!r} has {type(act).__name__} actions; pbt_rl needs "
-                "discrete actions (e.g. Acrobot-v1, CartPole-v1, MountainCar-v0)"
+                "Discrete or flat Box actions (e.g. Acrobot-v1, CartPole-v1, Pendulum-v1)"
             )
         if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
             raise ConfigError(f"evaluator.env {self.p.env!r} needs flat Box observations")
-        self.obs_dim, self.n_actions = int(obs.shape[0]), int(act.n)
+        self.obs_dim = int(obs.shape[0])
+        if self.continuous:
+            low, high_a = np.asarray(act.low, np.float64), np.asarray(act.high, np.float64)
+            if not (np.isfinite(low).all() and np.isfinite(high_a).all()):
+                raise ConfigError(f"evaluator.env {self.p.env!r} needs bounded Box actions")
+            self.n_actions = int(act.shape[0])
+            self.action_scale, self.action_bias = (high_a - low) / 2, (high_a + low) / 2
+        else:
+            self.n_actions = int(act.n)
         high = np.asarray(obs.high, dtype=np.float64)
         self.obs_scale = np.where(np.isfinite(high) & (high < 1e6) & (high > 0), high, 1.0)
 
@@ -133,14 +145,44 @@ class PBTRLTrainer(MemberTrainer):
         return self.n_actions
 
     def task_meta(self) -> dict[str, Any]:
-        return {"spec": {"name": "gym", "env": self.p.env}, "input_shape": [self.obs_dim],
-                "num_classes": self.n_actions}
+        meta: dict[str, Any] = {"spec": {"name": "gym", "env": self.p.env},
+                                "input_shape": [self.obs_dim], "num_classes": self.n_actions}
+        if self.continuous:  # export / load rebuild the network with these build() arguments
+            meta["build"] = {"continuous": True}
+        return meta
 
     def build(self, arch: Architecture) -> nn.Module:
-        model = self.space.build(arch, (self.obs_dim,), self.n_actions)
+        assert isinstance(self.space, GeneACSpace)
+        model = self.space.build(arch, (self.obs_dim,), self.n_actions, self.continuous)
         assert isinstance(model, ActorCritic)
-        model.obs_scale.copy_(torch.as_tensor(self.obs_scale, dtype=torch.float32))
+        model.obs_scale.copy_(torch.tensor(self.obs_scale, dtype=torch.float32))
+        if self.continuous:
+            model.action_scale.copy_(torch.tensor(self.action_scale, dtype=torch.float32))
+            model.action_bias.copy_(torch.tensor(self.action_bias, dtype=torch.float32))
         return model
+
+    def _sample(
+        self, model: ActorCritic, out: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Sampled actions, their log-probabilities and what the environments are stepped with."""
+        if not self.continuous:
+            logp_all = torch.log_softmax(out, -1)
+            a = torch.multinomial(logp_all.exp(), 1, generator=g).squeeze(1)
+            return a, logp_all.gather(1, a[:, None]).squeeze(1), a.numpy()
+        std = model.log_std.exp()
+        a = out + std * torch.randn(out.shape, generator=g)
+        logp = torch.distributions.Normal(out, std).log_prob(a).sum(-1)
+        return a, logp, model.to_env(a).numpy().astype(np.float32)
+
+    def _logp_entropy(
+        self, model: ActorCritic, out: torch.Tensor, act: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.continuous:
+            logp_all = torch.log_softmax(out, -1)
+            logp = logp_all.gather(1, act[:, None]).squeeze(1)
+            return logp, -(logp_all.exp() * logp_all).sum(-1).mean()
+        dist = torch.distributions.Normal(out, model.log_std.exp())
+        return dist.log_prob(act).sum(-1), dist.entropy().sum(-1).mean()
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=self.p.lr, eps=1e-5)
@@ -168,22 +210,21 @@ class PBTRLTrainer(MemberTrainer):
         stats: dict[str, float] = {}
         for _ in range(iters):
             b_obs = torch.zeros(ns, ne, self.obs_dim)
-            b_act = torch.zeros(ns, ne, dtype=torch.long)
+            b_act = (torch.zeros(ns, ne, self.n_actions) if self.continuous
+                     else torch.zeros(ns, ne, dtype=torch.long))
             b_logp, b_val = torch.zeros(ns, ne), torch.zeros(ns, ne)
             b_rew, b_done = torch.zeros(ns, ne), torch.zeros(ns, ne)
             for t in range(ns):
                 o_t = torch.as_tensor(obs, dtype=torch.float32)
                 with torch.no_grad():
-                    logits, v = logits_value(o_t)
-                    logp_all = torch.log_softmax(logits, -1)
-                    a = torch.multinomial(logp_all.exp(), 1, generator=g).squeeze(1)
-                b_obs[t], b_act[t], b_val[t] = o_t, a, v
-                b_logp[t] = logp_all.gather(1, a[:, None]).squeeze(1)
+                    out, v = logits_value(o_t)
+                    a, logp, env_a = self._sample(model, out, g)
+                b_obs[t], b_act[t], b_val[t], b_logp[t] = o_t, a, v, logp
                 nxt = np.empty_like(obs)
                 trunc_idx: list[int] = []
                 trunc_obs: list[np.ndarray] = []
                 for i, env in enumerate(envs):
-                    o, r, term, trunc = _repeat(env, int(a[i]), k)
+                    o, r, term, trunc = _repeat(env, env_a[i], k)
                     ep_ret[i] += r
                     b_rew[t, i] = float(r) * p.reward_scale
                     if term or trunc:
@@ -206,7 +247,7 @@ class PBTRLTrainer(MemberTrainer):
             adv = gae(b_rew, b_val, b_done, last_v, p.gamma, p.gae_lambda)
             ret = adv + b_val
             stats = self._update(
-                model, opt, b_obs.reshape(-1, self.obs_dim), b_act.reshape(-1),
+                model, opt, b_obs.reshape(-1, self.obs_dim), b_act.flatten(0, 1),
                 b_logp.reshape(-1), adv.reshape(-1), ret.reshape(-1), g,
             )
         metrics = {
@@ -229,10 +270,8 @@ class PBTRLTrainer(MemberTrainer):
             perm = torch.randperm(n, generator=g)
             for i in range(0, n, mb):
                 idx = perm[i : i + mb]
-                logits, v = model.logits_value(obs[idx])
-                logp_all = torch.log_softmax(logits, -1)
-                logp = logp_all.gather(1, act[idx, None]).squeeze(1)
-                ent = -(logp_all.exp() * logp_all).sum(-1).mean()
+                out, v = model.logits_value(obs[idx])
+                logp, ent = self._logp_entropy(model, out, act[idx])
                 a = adv[idx]
                 a = (a - a.mean()) / (a.std() + 1e-8) if len(idx) > 1 else a
                 ratio = (logp - old_logp[idx]).exp()
@@ -262,10 +301,11 @@ class PBTRLTrainer(MemberTrainer):
         model.eval()
         while alive:
             x = torch.as_tensor(np.stack([obs[k] for k in alive]), dtype=torch.float32)
-            acts = model(x).argmax(-1)
+            out = model(x)
+            acts = out.numpy().astype(np.float32) if self.continuous else out.argmax(-1).numpy()
             still = []
             for j, k in enumerate(alive):
-                o, r, term, trunc = _repeat(envs[k], int(acts[j]), self.p.action_repeat)
+                o, r, term, trunc = _repeat(envs[k], acts[j], self.p.action_repeat)
                 rets[k] += r
                 obs[k] = o
                 if not (term or trunc):
@@ -284,7 +324,7 @@ class PBTRLTrainer(MemberTrainer):
         return {"test_return": float(np.mean(rets)), "test_return_std": float(np.std(rets))}
 
 
-def _repeat(env: Any, action: int, k: int) -> tuple[np.ndarray, float, bool, bool]:
+def _repeat(env: Any, action: Any, k: int) -> tuple[np.ndarray, float, bool, bool]:
     """Apply ``action`` for up to ``k`` frames (stopping at the episode's end); rewards summed."""
     total = 0.0
     for _ in range(k):

@@ -162,30 +162,49 @@ class GeneMLP(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """Actor and critic MLPs of a discrete-action agent. ``forward`` returns the policy logits.
+    """Actor and critic MLPs of an agent. ``forward`` returns the policy's greedy output.
+
+    Discrete actions: ``forward`` gives the policy logits (act with ``argmax``). Continuous
+    actions (``continuous=True``, ``n_actions`` = action dimensions): the actor gives the mean of
+    a diagonal Gaussian in normalised units, ``log_std`` (a parameter owned by no gene, so a
+    child inherits its base's) its spread, and ``forward`` gives the greedy action in the
+    environment's units, ``clamp(action_bias + action_scale * mean, low, high)``.
 
     ``obs_scale`` (a buffer, saved with the weights) divides the raw observations, so an exported
     model takes observations exactly as the environment returns them.
     """
 
     obs_scale: torch.Tensor
+    action_scale: torch.Tensor
+    action_bias: torch.Tensor
 
     def __init__(
         self, actor: tuple[list[str], list[str]], critic: tuple[list[str], list[str]],
-        obs_dim: int, n_actions: int, hidden: int,
+        obs_dim: int, n_actions: int, hidden: int, continuous: bool = False,
     ) -> None:
         super().__init__()
+        self.continuous = continuous
         self.register_buffer("obs_scale", torch.ones(obs_dim))
         self.actor = GeneMLP(*actor, obs_dim, hidden, n_actions, out_gain=0.01)
         self.critic = GeneMLP(*critic, obs_dim, hidden, 1)
+        if continuous:
+            self.log_std = nn.Parameter(torch.zeros(n_actions))
+            self.register_buffer("action_scale", torch.ones(n_actions))
+            self.register_buffer("action_bias", torch.zeros(n_actions))
+
+    def to_env(self, u: torch.Tensor) -> torch.Tensor:
+        """A continuous action in normalised units -> the environment's units, clipped."""
+        return (self.action_bias + self.action_scale * u.clamp(-1.0, 1.0))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor(obs / self.obs_scale)
+        out = self.actor(obs / self.obs_scale)
+        return self.to_env(out) if self.continuous else out
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs / self.obs_scale).squeeze(-1)
 
     def logits_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy logits (discrete) or Gaussian mean in normalised units, and the value."""
         x = obs / self.obs_scale
         return self.actor(x), self.critic(x).squeeze(-1)
 
@@ -361,8 +380,11 @@ class GeneACSpace(GeneSpace):
         }
 
     def build(
-        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
+        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int,
+        continuous: bool = False,
     ) -> nn.Module:
+        """``num_classes``: the number of discrete actions, or of action dimensions when
+        ``continuous``."""
         self.encode(arch)
         if len(input_shape) != 1:
             raise InvalidArchitecture(
@@ -373,5 +395,5 @@ class GeneACSpace(GeneSpace):
         actor, critic = toks[:half], toks[half:]
         return ActorCritic(
             (actor[0::2], actor[1::2]), (critic[0::2], critic[1::2]), int(input_shape[0]),
-            num_classes, self.hidden,
+            num_classes, self.hidden, continuous,
         )
