@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -18,13 +18,22 @@ _logger = get_logger(__name__)
 BEST_MODEL = "best_model.pt"
 
 
-def ranked_distinct(records: list[Record]) -> list[Record]:
-    """Complete trials, one per architecture, best validation first (ties: earliest)."""
-    first: dict[str, Record] = {}
+def ranked_distinct(
+    records: list[Record], keep: Literal["first", "best"] = "first"
+) -> list[Record]:
+    """Complete trials, one per architecture, best validation first (ties: earliest).
+
+    ``keep="first"``: an architecture's first evaluation (re-evaluations of a noisy reward are
+    not cherry-picked); ``"best"``: its best one (PBT-NAS, where a member improves every round).
+    """
+    kept: dict[str, Record] = {}
     for r in records:
-        if r.ok and r.arch_id not in first:
-            first[r.arch_id] = r
-    return sorted(first.values(), key=lambda r: (-r.val_acc, r.number))
+        if not r.ok:
+            continue
+        old = kept.get(r.arch_id)
+        if old is None or (keep == "best" and r.val_acc > old.val_acc):
+            kept[r.arch_id] = r
+    return sorted(kept.values(), key=lambda r: (-r.val_acc, r.number))
 
 
 def report_best(ctx: SearchContext) -> dict[str, Any]:

@@ -68,7 +68,8 @@ class Run:
         final = self.final or {}
         from nasforge.final import ranked_distinct
 
-        ranked = ranked_distinct(trials)
+        pbt = self._pbt_summary()  # PBT-NAS: a member's architecture improves every round
+        ranked = ranked_distinct(trials, keep="best" if pbt else "first")
         best_rec = ranked[0] if ranked else None
         best: dict[str, Any] = {"arch": None, "val_acc": None, "test_acc": None}
         if final.get("arch") is not None:
@@ -108,7 +109,16 @@ class Run:
                 for r in ranked[:top]
             ],
             "final": final,
+            **pbt,
         }
+
+    def _pbt_summary(self) -> dict[str, Any]:
+        if "pbt" not in self.series_kinds():
+            return {}
+        from nasforge.viz.pbt import pbt_summary
+
+        out = pbt_summary(self.series("pbt"))
+        return {} if out is None else {"pbt": out}
 
 
 def load_run(run_dir: str | Path) -> Run:

@@ -121,6 +121,18 @@ def test_show_says_the_pbt_best_is_not_retrained(
     out = " ".join(capsys.readouterr().out.split())
     assert f"validation accuracy {straight.final['val_acc']:.4f}" in out
     assert "(as trained, not retrained)" in out and "retrainings" not in out
+    # fitness per slot and round, and the lineage of both children (one after rounds 0 and 1)
+    assert "PBT-NAS: fitness per slot" in out and out.count("after round") == 2
+    series = straight.series("pbt")
+    child = next(d for _, _, d in series if d["event"] == "child")
+    assert (f"after round 0: slot {child['slot']} #{child['replaced_id']} -> #{child['id']} "
+            f"(mix: base #{child['base']}, donor #{child['donor']}") in out
+    assert main(["show", str(straight.dir), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    pbt = summary["pbt"]
+    assert summary["top"][0]["val_acc"] == max(t.val_acc for t in straight.trials)
+    assert pbt["rounds"] == [0, 1, 2] and len(pbt["fitness"]) == 4 and len(pbt["children"]) == 2
+    assert max(v for v in pbt["fitness"][str(child["slot"])] if v is not None) <= 1.0
 
 
 def test_random_mode_never_exploits(tmp_path: Path) -> None:

@@ -154,6 +154,38 @@ def _print_summary(summary: dict[str, Any], top: int = 5) -> None:
     console.print(line)
 
 
+def _print_pbt(pbt: dict[str, Any], rl: bool) -> None:
+    """Fitness per population slot and round (``*``: a child entered the slot after that round),
+    then the lineage of every child."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    entered = {(c["round"], c["slot"]) for c in pbt["children"]}
+    table = Table(title="PBT-NAS: fitness per slot (member id) and round; * = replaced after")
+    table.add_column("slot")
+    for r in pbt["rounds"]:
+        table.add_column(str(r), justify="right")
+    nd = 1 if rl else 4
+    for slot, fits in pbt["fitness"].items():
+        ids = pbt["members"][slot]
+        cells = [
+            ("-" if f is None else f"{f:.{nd}f}") + f" #{ids[r]}"
+            + ("*" if (r, int(slot)) in entered else "")
+            for r, f in enumerate(fits)
+        ]
+        table.add_row(slot, *cells)
+    table.add_row("best", *["-" if f is None else f"{f:.{nd}f}" for f in pbt["best"]])
+    console.print(table)
+    for c in pbt["children"]:
+        genes = c.get("genes_from_donor")
+        console.print(
+            f"after round {c['round']}: slot {c['slot']} #{c['replaced_id']} -> #{c['id']} "
+            f"({c.get('op')}: base #{c.get('base')}, donor #{c.get('donor')}"
+            + (f", genes from donor {genes}" if genes is not None else "") + ")"
+        )
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from nasforge.run import Run
 
@@ -162,6 +194,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(summary, default=str))
     else:
         _print_summary(summary, top=args.top)
+        if summary.get("pbt"):
+            final = summary.get("final") or {}
+            _print_pbt(summary["pbt"], rl=final.get("test_return") is not None)
     return 0
 
 

@@ -83,6 +83,27 @@ def lineage_info(series: Series) -> LineageInfo:
     return LineageInfo(members, edges)
 
 
+def pbt_summary(series: Series) -> dict[str, Any] | None:
+    """JSON of ``nasforge show`` for a PBT-NAS run: fitness per slot and round, and every child
+    (its round, slot, id, parents and what it took from the donor); None for other runs."""
+    info = fitness_info(series)
+    if not info.rounds:
+        return None
+    children = [
+        {k: d.get(k) for k in ("round", "slot", "id", "op", "base", "donor", "genes_from_donor",
+                               "replaced_id", "replaced_fitness")}
+        for _, _, d in series if d.get("event") == "child"
+    ]
+    return {
+        "rounds": info.rounds,
+        "fitness": {str(slot): [None if math.isnan(f) else f for f in fits]
+                    for slot, fits in info.fitness.items()},
+        "members": {str(slot): ids for slot, ids in info.members.items()},
+        "best": [None if math.isnan(f) else f for f in info.best],
+        "children": children,
+    }
+
+
 def plot_pbt(run: Run, out: str | Path) -> Path:
     """Two panels: fitness per slot over rounds (x: a child entered) and the lineage graph
     (one row per slot; arrows from the base (solid) and donor (dashed) to each child)."""
