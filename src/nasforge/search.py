@@ -113,6 +113,11 @@ def search(
         )
     parts = build_parts(cfg)  # bad names, params and data fail here, before anything is written
     task, space, evaluator, executor, strategy, device = parts
+    try:
+        strategy.check(space, evaluator, cfg.budget)  # e.g. a strategy that needs other parts
+    except BaseException:
+        executor.close()
+        raise
     # the evaluator may ask for a torch thread count in the driver (tiny children train faster
     # on one thread); it is restored when the search returns
     threads = int(getattr(getattr(evaluator, "p", None), "threads", 0) or 0)

@@ -205,6 +205,7 @@ def test_bad_configs_are_config_errors(tmp_path: Path) -> None:
         search({**tiny_cfg(), "evaluator": {"name": "train"}}, run_dir=tmp_path / "a")
     with pytest.raises(ConfigError, match="population_size"):
         search(tiny_cfg(), run_dir=tmp_path / "b", budget=2)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_mutation_children_are_valid_and_fresh_where_mutated() -> None:
@@ -290,3 +291,39 @@ def test_pbt_rl_rejects_unsupported_action_spaces() -> None:
 
     with pytest.raises(ConfigError, match="cannot be made"):
         PBTRLTrainer(space=GeneACSpace(hidden=8, num_layers=1), env="NoSuchEnv-v0")
+
+
+def test_actor_only_soup_keeps_the_best_members_critic(tmp_path: Path) -> None:
+    """seed 004's actor-only soup: members sharing the actor genes are averaged on the policy's
+    weights only; the critic stays the best member's."""
+    cfg = {
+        "name": "soup", "seed": 4, "budget": 12,
+        "space": {"name": "gene_ac", "hidden": 8, "num_layers": 1},
+        "strategy": {"name": "pbt_nas", "population_size": 4, "soup": True,
+                     "soup_part": "actor", "mode": "no_mixing"},
+        "evaluator": {"name": "pbt_rl", "env": "Pendulum-v1", "max_episode_steps": 20,
+                      "frames_per_unit": 160, "n_envs": 2, "n_steps": 20, "epochs": 1,
+                      "eval_episodes": 2, "test_episodes": 2},
+    }
+    run = search(cfg, run_dir=tmp_path / "s")
+    final = run.final
+    assert final is not None and final["soup"]["part"] == "actor"
+    assert final["soup"]["candidates"] >= 2  # no_mixing clones: the actor genes recur
+    best = torch.load(run.dir / "best_model.pt")
+    import pickle
+
+    from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
+
+    with SQLiteRunStore(run.dir / DB_NAME, readonly=True) as store:
+        raw = store.get_state("pbt")
+    assert raw is not None
+    state = pickle.loads(raw)
+    member = next(m for m in state.members if m.id == final["member"])
+    for name, t in member.ckpt["model"].items():
+        if name.startswith("critic."):
+            assert torch.equal(best[name], t), name
+    from nasforge.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="soup_part 'actor' needs the gene_ac space"):
+        search(tiny_cfg(soup=True, soup_part="actor"), run_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # checked before the run directory is written

@@ -184,6 +184,11 @@ class Strategy(ABC):
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
 
+    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+        """Raise :class:`ConfigError` if this strategy cannot run with these parts; called by
+        ``search`` before the run directory is created, so bad input writes nothing."""
+        return None
+
     @abstractmethod
     def run(self, ctx: SearchContext) -> None:
         """Search until the budget is spent (or the strategy is done)."""

@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -63,8 +64,8 @@ from nasforge.executors.pool import JobPool
 from nasforge.final import BEST_MODEL
 from nasforge.logging import get_logger
 from nasforge.seeding import derive_seed, make_rng
-from nasforge.spaces.base import Architecture
-from nasforge.spaces.genes import GeneSpace
+from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.spaces.genes import GeneACSpace, GeneSpace
 from nasforge.storage.base import Record
 from nasforge.strategies import _pbt as ops
 from nasforge.strategies.base import STRATEGIES, SearchContext, Strategy
@@ -92,6 +93,12 @@ class PBTNASParams(BaseModel):
     inherit_extra: Literal["base", "donor"] = "base"
     mutation_sigma: float = Field(default=0.1, ge=0, description="weight noise (mutation mode)")
     soup: bool = Field(default=False, description="greedy soup of the best architecture's members")
+    soup_part: Literal["network", "actor"] = Field(
+        default="network",
+        description="network: members sharing the whole architecture, all weights averaged; "
+        "actor (gene_ac only, seed 004's actor-only soup): members sharing the actor's genes, "
+        "only the policy's weights averaged",
+    )
 
 
 @dataclass
@@ -126,28 +133,40 @@ class PBTNAS(Strategy):
         self.p = PBTNASParams(**params)
 
     # ------------------------------------------------------------------------------ helpers
-    def _parts(self, ctx: SearchContext) -> tuple[MemberTrainer, GeneSpace]:
-        if not isinstance(ctx.evaluator, MemberTrainer):
+    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+        self._checked(space, evaluator)
+        self._rounds_of(budget)
+
+    def _checked(self, space: SearchSpace, evaluator: Any) -> tuple[MemberTrainer, GeneSpace]:
+        if not isinstance(evaluator, MemberTrainer):
             raise ConfigError(
                 f"strategy pbt_nas needs a member trainer evaluator; got "
-                f"{getattr(ctx.evaluator, 'name', type(ctx.evaluator).__name__)!r}; "
+                f"{getattr(evaluator, 'name', type(evaluator).__name__)!r}; "
                 "allowed: pbt_train, pbt_rl"
             )
-        if not isinstance(ctx.space, GeneSpace):
+        if not isinstance(space, GeneSpace):
             raise ConfigError(
-                f"strategy pbt_nas needs a gene space; got {ctx.space.name!r}; "
+                f"strategy pbt_nas needs a gene space; got {space.name!r}; "
                 "allowed: gene_cnn, gene_ac"
             )
-        return ctx.evaluator, ctx.space
+        if self.p.soup:
+            self._soup_part(space)
+        return evaluator, space
 
-    def _rounds(self, ctx: SearchContext) -> int:
-        rounds = ctx.budget // self.p.population_size
+    def _parts(self, ctx: SearchContext) -> tuple[MemberTrainer, GeneSpace]:
+        return self._checked(ctx.space, ctx.evaluator)
+
+    def _rounds_of(self, budget: int) -> int:
+        rounds = budget // self.p.population_size
         if rounds < 1:
             raise ConfigError(
-                f"budget {ctx.budget} is below population_size {self.p.population_size}; "
+                f"budget {budget} is below population_size {self.p.population_size}; "
                 "pbt_nas needs budget = population_size x rounds"
             )
         return rounds
+
+    def _rounds(self, ctx: SearchContext) -> int:
+        return self._rounds_of(ctx.budget)
 
     def _mix_now(self, g: int, rounds: int) -> bool:
         """Exploit after round ``g`` (0-based)? Never after the last round."""
@@ -305,6 +324,20 @@ class PBTNAS(Strategy):
             state.members[slot] = child
         return events
 
+    def _soup_part(
+        self, space: SearchSpace
+    ) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], Callable[[str], bool]]:
+        """Which members may be souped together (equal key) and which weights are averaged."""
+        if self.p.soup_part == "network":
+            return (lambda t: t), (lambda n: True)
+        if not isinstance(space, GeneACSpace):
+            raise ConfigError(
+                f"strategy.soup_part 'actor' needs the gene_ac space, not {space.name!r}; "
+                "allowed: network"
+            )
+        half = 2 * space.num_layers
+        return (lambda t: tuple(t[:half])), (lambda n: n.startswith("actor.") or n == "log_std")
+
     def _fresh_seed(self, g: int, slot: int, base: int, donor: int) -> int:
         if self.p.fresh_seed == "reference":
             epoch = (g + 1) * self.p.step_units
@@ -418,19 +451,23 @@ class PBTNAS(Strategy):
                             "fitness": m.fitness} for m in members],
         }
         if self.p.soup:
-            same = [m for m in members if m.tokens == best.tokens and math.isfinite(m.fitness)]
+            key, part = self._soup_part(space)
+            same = [m for m in members if key(m.tokens) == key(best.tokens)
+                    and math.isfinite(m.fitness)]
             eval_seed = self._eval_seed(g_last)
+            rest = {n: t for n, t in best.ckpt["model"].items() if not part(n)}
 
             def score(sd: dict[str, torch.Tensor]) -> float:
-                model.load_state_dict(sd)
+                model.load_state_dict({**rest, **sd})
                 return float(trainer.fitness(model, eval_seed=eval_seed))
 
             soup, chosen, soup_fit = ops.greedy_soup(
-                [m.ckpt["model"] for m in same], [m.fitness for m in same], score
+                [{n: t for n, t in m.ckpt["model"].items() if part(n)} for m in same],
+                [m.fitness for m in same], score,
             )
-            model.load_state_dict(soup)
+            model.load_state_dict({**rest, **soup})
             report["soup"] = {"members": [same[i].id for i in chosen], "fitness": soup_fit,
-                              "candidates": len(same)}
+                              "candidates": len(same), "part": self.p.soup_part}
             report["val_acc"] = soup_fit
         report.update(trainer.final_scores(model, seed=derive_seed(self.seed, "test")))
         torch.save(model.state_dict(), ctx.run_dir / BEST_MODEL)
