@@ -113,9 +113,7 @@ class Run:
         }
 
     def _pbt_summary(self) -> dict[str, Any]:
-        if "pbt" not in self.series_kinds():
-            return {}
-        from nasforge.viz.pbt import pbt_summary
+        from nasforge.viz.pbt import pbt_summary  # None unless the run has a "pbt" series
 
         out = pbt_summary(self.series("pbt"))
         return {} if out is None else {"pbt": out}

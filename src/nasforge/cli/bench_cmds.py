@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from nasforge.cli.main import add_run_options
+
 
 def add(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]]) -> None:
     """Add ``tabulate`` and ``bench`` to the ``nasforge`` parser."""
@@ -15,11 +17,7 @@ def add(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]]) -> N
     )
     t.add_argument("config", help="YAML run config (+ optional 'tabulate:' block)")
     t.add_argument("--out", required=True, help="table file to write (.npz); resumes if started")
-    t.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set tabulate.seeds=3 (repeatable)",
-    )
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(t, "a config value, e.g. --set tabulate.seeds=3")
     commands["tabulate"] = _cmd_tabulate
 
     b = sub.add_parser(
@@ -27,11 +25,7 @@ def add(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]]) -> N
     )
     b.add_argument("config", help="YAML bench config")
     b.add_argument("--out", required=True, help="output directory (results.json, regret.png)")
-    b.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override a bench config value, e.g. --set seeds=5 (repeatable)",
-    )
-    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(b, "a bench config value, e.g. --set seeds=5")
     commands["bench"] = _cmd_bench
 
 

@@ -45,6 +45,15 @@ def _nonneg_int(s: str) -> int:
     return v
 
 
+def add_run_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--set KEY=VALUE`` (repeatable; overrides ``what``) and ``--no-progress``."""
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help=f"override {what} (repeatable)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nasforge", description="Neural architecture search on PyTorch.")
     p.add_argument("-v", "--verbose", action="store_true", help="log every trial")
@@ -56,14 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_nonneg_int, help="run seed")
     s.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
     s.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    s.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set strategy.lr=0.001 (repeatable)",
-    )
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(s, "a config value, e.g. --set strategy.lr=0.001")
 
     sh = sub.add_parser("show", help="table of the best trials of a run")
     sh.add_argument("run_dir")
