@@ -4,7 +4,8 @@ Ray timing.
 Rows: PBT-NAS (0.4, 0.1), no mixing, copy exactly (1, 0), re-initialise (0, 1), random search and
 mutation PBT; columns: the classification task (sklearn digits, test accuracy of the final best
 member, no retraining) and the RL tasks (``rl``: Pendulum-v1; ``acrobot``: Acrobot-v1; mean return
-of 20 fresh greedy test episodes of the final best member); mean ± std over seeds. Digits and
+of fresh greedy test episodes of the final best member: 100 on Pendulum, 20 on Acrobot); mean ±
+std over seeds, and PBT-NAS minus random search paired by seed. Digits and
 Pendulum use the configs in ``configs/pbt/`` unchanged (``configs/pbt/digits_*.yaml``,
 ``configs/rl_pbt_nas.yaml``, ``configs/pbt/rl_*.yaml``); Acrobot uses
 ``configs/pbt/acrobot_pbt_nas.yaml`` with each variant's overrides (``VARIANT_OVERRIDES``, the
@@ -17,6 +18,8 @@ costs about 15x a digits epoch, which would not fit 36 runs in ~30 minutes.
 Usage (nice, one torch thread per run, two runs at a time)::
 
     nice -n 10 .venv/bin/python benchmarks/pbt_ablation.py --seeds 0 1 2 --workers 2
+    nice -n 10 .venv/bin/python benchmarks/pbt_ablation.py --tasks rl --seeds 5 6 7 8 9 \
+        --variants pbt_nas random_search --no-timing
     nice -n 10 .venv/bin/python benchmarks/pbt_ablation.py --timing-only
 
 Results are appended to ``--out`` (JSON lines; finished runs are skipped on a re-run), and the
@@ -108,7 +111,7 @@ def load_done(out: Path) -> list[dict[str, Any]]:
 def ablation(args: argparse.Namespace) -> None:
     done = load_done(args.out)
     have = {(r["task"], r["variant"], r["seed"]) for r in done if not r.get("overrides")}
-    todo = [(t, v, s) for t in args.tasks for v in VARIANTS.values() for s in args.seeds
+    todo = [(t, v, s) for t in args.tasks for v in args.variants for s in args.seeds
             if (t, v, s) not in have]
     todo.sort(key=lambda x: (x[2], x[0] != "rl"))  # seed-major, long RL runs first
     print(f"{len(todo)} runs to do ({len(have)} done)", flush=True)
@@ -183,6 +186,27 @@ def table(records: list[dict[str, Any]], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def paired(records: list[dict[str, Any]], seeds: list[int], base: str = "random_search") -> str:
+    """PBT-NAS minus ``base`` on the seeds both have (same seed = same initial population):
+    mean difference +- standard error, and better / equal / worse counts, test and fitness."""
+    lines = []
+    for task in TASKS:
+        by = {(r["variant"], r["seed"]): r for r in records if r["task"] == task
+              and not r.get("overrides") and not r.get("timing") and r["seed"] in seeds}
+        common = sorted(s for v, s in by if v == "pbt_nas" and (base, s) in by)
+        if len(common) < 2:
+            continue
+        for key in ("test", "fitness"):
+            d = [by["pbt_nas", s][key] - by[base, s][key] for s in common]
+            se = statistics.stdev(d) / len(d) ** 0.5
+            nd = 4 if task == "digits" else 1
+            lines.append(
+                f"{task} {key}: PBT-NAS - {base} = {statistics.fmean(d):+.{nd}f} +- {se:.{nd}f} "
+                f"(s.e., n={len(d)}); better {sum(x > 0 for x in d)}, equal "
+                f"{sum(x == 0 for x in d)}, worse {sum(x < 0 for x in d)}")
+    return "\n".join(lines)
+
+
 def timing_table(records: list[dict[str, Any]]) -> str:
     rows = [r for r in records if r.get("timing")]
     if not rows:
@@ -201,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["digits", "rl"], choices=list(TASKS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS.values()),
+                    choices=list(VARIANTS.values()), help="rows to run (default: all)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path,
                     default=ROOT / "benchmarks" / "results" / "pbt_ablation.jsonl")
@@ -219,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     records = load_done(args.out)
     print()
     print(table(records, args.seeds))
+    print()
+    print(paired(records, args.seeds))
     print()
     print(timing_table(records))
     return 0
