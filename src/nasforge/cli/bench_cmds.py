@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from nasforge.cli.main import add_run_options
@@ -29,9 +30,12 @@ def add(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]]) -> N
     commands["bench"] = _cmd_bench
 
 
-def _progress(enabled: bool, label: str) -> tuple[Any, Callable[[int, int], None] | None]:
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar shown while the block runs; yields its ``update(done, total)``."""
     if not enabled:
-        return None, None
+        yield None
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     prog = Progress(
@@ -42,20 +46,15 @@ def _progress(enabled: bool, label: str) -> tuple[Any, Callable[[int, int], None
     def update(done: int, total: int) -> None:
         prog.update(task, completed=done, total=total)
 
-    return prog, update
+    with prog:
+        yield update
 
 
 def _cmd_tabulate(args: argparse.Namespace) -> int:
     from nasforge.tabulate import tabulate
 
-    prog, update = _progress(not args.no_progress, "tabulate")
-    if prog is not None:
-        prog.start()
-    try:
+    with _progress(not args.no_progress, "tabulate") as update:
         out = tabulate(args.config, args.out, overrides=args.set, progress=update)
-    finally:
-        if prog is not None:
-            prog.stop()
     if out is None:
         print("tabulate: stopped early (tabulate.limit); run again to continue")
         return 0
@@ -72,14 +71,8 @@ def _cmd_tabulate(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from nasforge.bench import bench
 
-    prog, update = _progress(not args.no_progress, "bench")
-    if prog is not None:
-        prog.start()
-    try:
+    with _progress(not args.no_progress, "bench") as update:
         results = bench(args.config, args.out, overrides=args.set, progress=update)
-    finally:
-        if prog is not None:
-            prog.stop()
     print(json.dumps({"out": str(args.out), "optimum": results["optimum"]}))
     from pathlib import Path
 

@@ -40,7 +40,17 @@ class Zero(nn.Module):
         return x.new_zeros(x.shape[0], self.c_out, x.shape[2], x.shape[3])
 
 
-class ReLUConvBN(nn.Module):
+class SeqOp(nn.Module):
+    """A block whose whole computation is ``self.op`` (an ``nn.Sequential``)."""
+
+    op: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.op(x)
+        return out
+
+
+class ReLUConvBN(SeqOp):
     """ReLU -> Conv2d (no bias, 'same' padding) -> BatchNorm."""
 
     def __init__(
@@ -54,12 +64,8 @@ class ReLUConvBN(nn.Module):
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.op(x)
-        return out
 
-
-class DilConv(nn.Module):
+class DilConv(SeqOp):
     """One ReLU -> depthwise (dilated) conv -> pointwise conv -> BatchNorm block."""
 
     def __init__(
@@ -74,12 +80,8 @@ class DilConv(nn.Module):
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.op(x)
-        return out
 
-
-class SepConv(nn.Module):
+class SepConv(SeqOp):
     """DARTS separable conv: two :class:`DilConv` blocks (dilation 1), the first one strided."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, affine: bool) -> None:
@@ -89,12 +91,8 @@ class SepConv(nn.Module):
             DilConv(c_in, c_out, kernel, 1, 1, affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.op(x)
-        return out
 
-
-class FacConv(nn.Module):
+class FacConv(SeqOp):
     """Factorised ``1xk`` then ``kx1`` convolution (seed 000's ``conv_1x5_5x1``)."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, affine: bool) -> None:
@@ -107,12 +105,8 @@ class FacConv(nn.Module):
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.op(x)
-        return out
 
-
-class SharpSepConv(nn.Module):
+class SharpSepConv(SeqOp):
     """SharpDARTS block: ReLU, depthwise, 1x1 to ``mid``, BN, ReLU, depthwise, 1x1, BN."""
 
     def __init__(
@@ -131,10 +125,6 @@ class SharpSepConv(nn.Module):
             nn.Conv2d(mid, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.op(x)
-        return out
 
 
 class FactorizedReduce(nn.Module):
