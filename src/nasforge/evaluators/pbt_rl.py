@@ -6,7 +6,8 @@ plus a name-keyed optimiser state, so mixing works on plain state dicts; SB3 wou
 networks behind a policy class whose optimiser and rollout buffer would have to be re-created
 around every transplanted layer (and SB3 is not a dependency).
 
-Algorithm (Schulman et al. 2017, the cleanrl shape): ``n_envs`` environments stepped in lockstep,
+Algorithm (Schulman et al. 2017, the cleanrl shape; the update is :mod:`nasforge.rl.ppo`):
+``n_envs`` environments stepped in lockstep,
 rollouts of ``n_steps``, GAE(lambda), advantages normalised per minibatch, clipped surrogate,
 value loss, entropy bonus, gradient clipping, Adam over actor and critic together. One PBT unit is
 ``frames_per_unit`` environment frames; every decision is repeated for ``action_repeat`` frames
@@ -43,6 +44,9 @@ from torch import nn
 from nasforge.evaluators.base import EVALUATORS
 from nasforge.evaluators.pbt import MemberTrainer
 from nasforge.exceptions import ConfigError
+from nasforge.rl.distributions import MaskedCategorical, diag_gaussian
+from nasforge.rl.ppo import PPOBatch, PPOSettings, ppo_update
+from nasforge.rl.returns import gae
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.genes import ActorCritic, GeneACSpace
 
@@ -127,6 +131,10 @@ class PBTRLTrainer(MemberTrainer):
         else:
             self.n_actions = int(act.n)
         high = np.asarray(obs.high, dtype=np.float64)
+        self.ppo = PPOSettings(
+            clip=self.p.clip, vf_coef=self.p.vf_coef, ent_coef=self.p.ent_coef,
+            max_grad_norm=self.p.max_grad_norm, epochs=self.p.epochs, minibatch=self.p.minibatch,
+        )
         self.obs_scale = np.where(np.isfinite(high) & (high < 1e6) & (high > 0), high, 1.0)
 
     def _make(self, gym: ModuleType) -> Any:
@@ -166,23 +174,23 @@ class PBTRLTrainer(MemberTrainer):
     ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """Sampled actions, their log-probabilities and what the environments are stepped with."""
         if not self.continuous:
-            logp_all = torch.log_softmax(out, -1)
-            a = torch.multinomial(logp_all.exp(), 1, generator=g).squeeze(1)
-            return a, logp_all.gather(1, a[:, None]).squeeze(1), a.numpy()
+            dist = MaskedCategorical(out)
+            a = dist.sample(g)
+            return a, dist.log_prob(a), a.numpy()
         std = model.log_std.exp()
         a = out + std * torch.randn(out.shape, generator=g)
-        logp = torch.distributions.Normal(out, std).log_prob(a).sum(-1)
+        logp = diag_gaussian(out, model.log_std).log_prob(a).sum(-1)
         return a, logp, model.to_env(a).numpy().astype(np.float32)
 
     def _logp_entropy(
         self, model: ActorCritic, out: torch.Tensor, act: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample log-probabilities and entropies of ``act`` under the policy ``out``."""
         if not self.continuous:
-            logp_all = torch.log_softmax(out, -1)
-            logp = logp_all.gather(1, act[:, None]).squeeze(1)
-            return logp, -(logp_all.exp() * logp_all).sum(-1).mean()
-        dist = torch.distributions.Normal(out, model.log_std.exp())
-        return dist.log_prob(act).sum(-1), dist.entropy().sum(-1).mean()
+            dist = MaskedCategorical(out)
+            return dist.log_prob(act), dist.entropy()
+        gauss = diag_gaussian(out, model.log_std)
+        return gauss.log_prob(act).sum(-1), gauss.entropy().sum(-1)
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=self.p.lr, eps=1e-5)
@@ -261,33 +269,14 @@ class PBTRLTrainer(MemberTrainer):
         act: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, ret: torch.Tensor,
         g: torch.Generator,
     ) -> dict[str, float]:
-        p = self.p
         assert isinstance(model, ActorCritic)
-        n = obs.shape[0]
-        mb = min(p.minibatch, n)
-        losses = []
-        for _ in range(p.epochs):
-            perm = torch.randperm(n, generator=g)
-            for i in range(0, n, mb):
-                idx = perm[i : i + mb]
-                out, v = model.logits_value(obs[idx])
-                logp, ent = self._logp_entropy(model, out, act[idx])
-                a = adv[idx]
-                a = (a - a.mean()) / (a.std() + 1e-8) if len(idx) > 1 else a
-                ratio = (logp - old_logp[idx]).exp()
-                pg = -torch.min(ratio * a, ratio.clamp(1 - p.clip, 1 + p.clip) * a).mean()
-                vl = 0.5 * (v - ret[idx]).pow(2).mean()
-                loss = pg + p.vf_coef * vl - p.ent_coef * ent
-                if not torch.isfinite(loss):
-                    raise FloatingPointError("non-finite PPO loss")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
-                opt.step()
-                losses.append((float(pg.detach()), float(vl.detach()), float(ent.detach())))
-        arr = np.asarray(losses)
-        return {"pg_loss": float(arr[:, 0].mean()), "v_loss": float(arr[:, 1].mean()),
-                "entropy": float(arr[:, 2].mean())}
+
+        def evaluate(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            out, v = model.logits_value(obs[idx])
+            logp, ent = self._logp_entropy(model, out, act[idx])
+            return logp, ent, v
+
+        return ppo_update(model, opt, evaluate, PPOBatch(old_logp, adv, ret), self.ppo, g)
 
     # ---------------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -334,20 +323,3 @@ def _repeat(env: Any, action: Any, k: int) -> tuple[np.ndarray, float, bool, boo
             return o, total, bool(term), bool(trunc)
     return o, total, False, False
 
-
-def gae(
-    rew: torch.Tensor, val: torch.Tensor, done: torch.Tensor, last_v: torch.Tensor,
-    gamma: float, lam: float,
-) -> torch.Tensor:
-    """Generalised advantage estimates for ``(T, N)`` rollouts; ``done[t]`` ends step ``t``."""
-    T = rew.shape[0]
-    adv = torch.zeros_like(rew)
-    nxt_adv = torch.zeros_like(last_v)
-    nxt_v = last_v
-    for t in range(T - 1, -1, -1):
-        keep = 1.0 - done[t]
-        delta = rew[t] + gamma * nxt_v * keep - val[t]
-        nxt_adv = delta + gamma * lam * keep * nxt_adv
-        adv[t] = nxt_adv
-        nxt_v = val[t]
-    return adv
