@@ -34,7 +34,9 @@ def test_ppo_learns_the_best_arm_of_a_bandit() -> None:
         r = means[a] + 0.1 * torch.randn(64, generator=g)
         adv = r - value.detach()
 
-        def evaluate(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        def evaluate(
+            idx: torch.Tensor, a: torch.Tensor = a
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             d = MaskedCategorical(logits.expand(len(idx), 3))
             return d.log_prob(a[idx]), d.entropy(), value.expand(len(idx))
 
