@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from torch import nn
 
 from nasforge.logging import get_logger
 from nasforge.seeding import derive_seed
@@ -16,6 +18,14 @@ if TYPE_CHECKING:
 
 _logger = get_logger(__name__)
 BEST_MODEL = "best_model.pt"
+
+
+def save_best_model(run_dir: Path, model: nn.Module) -> Path:
+    """The one place a run's best model is written: its ``state_dict`` (tensors only, so
+    ``export`` and ``load`` read it with ``weights_only=True``)."""
+    path = Path(run_dir) / BEST_MODEL
+    torch.save(model.state_dict(), path)
+    return path
 
 
 def ranked_distinct(
@@ -78,7 +88,7 @@ def report_best(ctx: SearchContext) -> dict[str, Any]:
         return report
     _, _, chosen, models, vals = max(scored, key=lambda t: (t[0], t[1]))
     tests = [float(test(m)) for m in models]
-    torch.save(models[0].state_dict(), ctx.run_dir / BEST_MODEL)
+    save_best_model(ctx.run_dir, models[0])
     report.update(
         arch=chosen.arch.to_json(),
         arch_id=chosen.arch_id,

@@ -61,7 +61,7 @@ from nasforge.evaluators.base import Result
 from nasforge.evaluators.pbt import Checkpoint, MemberTrainer, StepJob, member_step, seeded_build
 from nasforge.exceptions import ConfigError
 from nasforge.executors.pool import JobPool
-from nasforge.final import BEST_MODEL
+from nasforge.final import save_best_model
 from nasforge.logging import get_logger
 from nasforge.seeding import derive_seed, make_rng
 from nasforge.spaces.base import Architecture, SearchSpace
@@ -470,6 +470,6 @@ class PBTNAS(Strategy):
                               "candidates": len(same), "part": self.p.soup_part}
             report["val_acc"] = soup_fit
         report.update(trainer.final_scores(model, seed=derive_seed(self.seed, "test")))
-        torch.save(model.state_dict(), ctx.run_dir / BEST_MODEL)
+        save_best_model(ctx.run_dir, model)
         _logger.info("final: member %d %s fitness=%.4f", best.id, arch, report["val_acc"])
         return report

@@ -164,3 +164,68 @@ def tse_accumulate(
 def set_grads(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
     for p, g in zip(params, grads):
         p.grad = g.detach().clone()
+
+
+class Architect:
+    """The single entry for an architecture step: ``step`` dispatches first order, second order
+    (unrolled) or TSE, as ``mode`` says, and steps the alpha optimiser.
+
+    Args:
+        net: the supernet. alphas: its architecture parameters.
+        a_opt: the alpha optimiser. w_opt: the weight optimiser (second order reads its
+            momentum and weight decay; TSE steps and restores it).
+        mode: ``"first"``, ``"second"`` or ``"tse"``.
+        tse_steps: TSE's weight steps per alpha step.
+        fd_eps: second order's finite-difference scale.
+        clip: the weight gradient clip TSE applies on its trajectory (or None).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        alphas: Alphas,
+        a_opt: torch.optim.Optimizer,
+        w_opt: torch.optim.Optimizer,
+        *,
+        mode: str = "first",
+        tse_steps: int = 1,
+        fd_eps: float = 0.01,
+        clip: Callable[[], object] | None = None,
+    ) -> None:
+        if mode not in ("first", "second", "tse"):
+            raise ValueError(f"architect mode {mode!r}; allowed: first, second, tse")
+        self.net, self.alphas, self.a_opt, self.w_opt = net, alphas, a_opt, w_opt
+        self.mode, self.tse_steps, self.fd_eps, self.clip = mode, tse_steps, fd_eps, clip
+        self.a_params = list(alphas.parameters())
+
+    def step(
+        self,
+        i: int,
+        train_batches: Sequence[Batch],
+        val: Callable[[], Batch],
+        xi: float,
+    ) -> Unrolled | None:
+        """The alpha step before weight step ``i`` of an epoch.
+
+        ``train_batches`` are the epoch's train minibatches (TSE unrolls ``tse_steps`` of them
+        from ``i``, stepping the alphas every ``tse_steps`` steps); ``val()`` gives the val
+        minibatch (first and second order); ``xi`` is the virtual step's learning rate. Returns
+        the second-order step's train gradient and logits (the weight step may reuse them).
+        """
+        if self.mode == "tse":
+            if i % self.tse_steps == 0:
+                self.a_opt.zero_grad(set_to_none=True)
+                tse_accumulate(self.net, self.alphas,
+                               train_batches[i:i + self.tse_steps], self.w_opt, self.clip)
+                self.a_opt.step()
+            return None
+        unrolled: Unrolled | None = None
+        if self.mode == "second":
+            unrolled = unrolled_step(self.net, self.alphas, train_batches[i], val(), xi,
+                                     self.w_opt, self.fd_eps)
+            grads = unrolled.alpha_grads
+        else:
+            grads = first_order_grad(self.net, self.alphas, val())
+        set_grads(self.a_params, grads)
+        self.a_opt.step()
+        return unrolled

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -195,3 +195,98 @@ def limit_skips(
         arch = spec.discretize_weights(w, edges)
         removed += 1
     return arch, removed
+
+
+# ------------------------------------------------------------ loop hooks
+class Hookable(Protocol):
+    """The part of the forward state a hook may set (``spaces.darts.supernet.ForwardState``)."""
+
+    aux_beta: float
+    skip_dropout: float
+
+
+class RegularizerHook:
+    """A regularizer's part in the one-shot loop. Each method defaults to "no effect"; the loop
+    calls every hook at the same points, in the order the hooks were built."""
+
+    weighting: str | None = None  # a mixed-op weighting other than softmax (SharpDARTS)
+
+    def stages(self, epochs: int) -> list[tuple[int, int]] | None:
+        """``[(first_epoch, n_epochs), ...]`` if the hook splits the search into stages."""
+        return None
+
+    def learning_rates(self, e_in: int, n_stage: int) -> tuple[float, float] | None:
+        """``(weight lr, alpha lr)`` for epoch ``e_in`` of a stage of ``n_stage``, if the hook
+        replaces the default schedule."""
+        return None
+
+    def on_epoch(self, state: Hookable, e_in: int, stage: int) -> None:
+        """Before an epoch's first step."""
+
+    def on_batch(self, state: Hookable, step: int, total_steps: int) -> None:
+        """Before each step's alpha update (``step`` counts over the whole search)."""
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        """Entries of the epoch's record metrics."""
+        return {}
+
+    def derive(
+        self, spec: OneShotSpec, weights: dict[str, np.ndarray],
+        edges: dict[str, np.ndarray | None],
+    ) -> tuple[Architecture, int] | None:
+        """The discretised architecture and the skips removed, if the hook changes it."""
+        return None
+
+
+class DartsMinusHook(RegularizerHook):
+    def __init__(self, p: DartsMinusParams) -> None:
+        self.p = p
+        self.betas: list[float] = []
+
+    def on_epoch(self, state: Hookable, e_in: int, stage: int) -> None:
+        self.betas = []
+
+    def on_batch(self, state: Hookable, step: int, total_steps: int) -> None:
+        state.aux_beta = aux_beta(self.p, step, total_steps)
+        self.betas.append(state.aux_beta)
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        return {"aux_beta_first": self.betas[0] if self.betas else None,
+                "aux_beta_last": self.betas[-1] if self.betas else None}
+
+
+class PDartsHook(RegularizerHook):
+    def __init__(self, p: PDartsParams) -> None:
+        self.p = p
+
+    def stages(self, epochs: int) -> list[tuple[int, int]] | None:
+        return stage_bounds(epochs, self.p.stages)
+
+    def on_epoch(self, state: Hookable, e_in: int, stage: int) -> None:
+        bases = self.p.skip_dropout or [0.0, 0.3, 0.6][: self.p.stages]
+        bases = bases + [bases[-1]] * (self.p.stages - len(bases))
+        state.skip_dropout = skip_dropout_rate(bases[stage], e_in, self.p.dropout_decay)
+
+    def derive(
+        self, spec: OneShotSpec, weights: dict[str, np.ndarray],
+        edges: dict[str, np.ndarray | None],
+    ) -> tuple[Architecture, int] | None:
+        if self.p.skip_limit is None:
+            return None
+        return limit_skips(spec, weights, edges, self.p.skip_limit)
+
+    def keep(self, n_ops: int, stage: int) -> int:
+        """Ops kept per edge when stage ``stage`` (>= 1) begins."""
+        return (self.p.keep or default_keep(n_ops, self.p.stages))[stage - 1]
+
+
+class SharpHook(RegularizerHook):
+    def __init__(self, p: SharpParams, w_lr: float, w_lr_min: float, alpha_lr: float) -> None:
+        self.p, self.w_lr, self.w_lr_min, self.alpha_lr = p, w_lr, w_lr_min, alpha_lr
+        self.weighting = "max_w" if p.max_w else None
+
+    def learning_rates(self, e_in: int, n_stage: int) -> tuple[float, float] | None:
+        if not self.p.cosine_power:
+            return None
+        return (cosine_power_lr(self.w_lr, self.w_lr_min, e_in, n_stage, self.p.power),
+                cosine_power_lr(self.alpha_lr, self.p.alpha_lr_min, e_in, n_stage, self.p.power))

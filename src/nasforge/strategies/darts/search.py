@@ -31,10 +31,10 @@ Implementation details and deviations:
 
 from __future__ import annotations
 
-import io
 import statistics
 import time
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -50,14 +50,22 @@ from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture
 from nasforge.spaces.darts.supernet import Alphas, ForwardState
 from nasforge.storage.base import Record
-from nasforge.strategies.base import STRATEGIES, SearchContext, Strategy
+from nasforge.strategies.base import STRATEGIES, SearchContext
 from nasforge.strategies.darts import architect as arch_grad
 from nasforge.strategies.darts import regularizers as reg
 from nasforge.strategies.darts.oneshot import check_table, make_spec, table_rank
 from nasforge.strategies.darts.retrain import RetrainParams, retrain, test_accuracy
+from nasforge.strategies.oneshot.base import OneShotSearch
 
 _logger = get_logger(__name__)
 CHECKPOINT = "darts"
+
+
+@runtime_checkable
+class Renderable(Protocol):
+    """A space that can draw an architecture (DARTS cells): ``render(arch, path) -> path``."""
+
+    def render(self, arch: Architecture, path: Path) -> Path: ...
 
 
 class DartsParams(BaseModel):
@@ -114,26 +122,46 @@ class DartsParams(BaseModel):
         return self
 
 
-def _bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
+def build_hooks(p: DartsParams) -> list[reg.RegularizerHook]:
+    """The regularizers of ``p`` as loop hooks (PC-DARTS acts through the supernet spec and
+    TSE through the architect, so neither needs one)."""
+    hooks: list[reg.RegularizerHook] = []
+    if p.darts_minus is not None:
+        hooks.append(reg.DartsMinusHook(p.darts_minus))
+    if p.pdarts is not None:
+        hooks.append(reg.PDartsHook(p.pdarts))
+    if p.sharp is not None:
+        hooks.append(reg.SharpHook(p.sharp, p.w_lr, p.w_lr_min, p.alpha_lr))
+    return hooks
+
+
+def _first(values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
 
 
 @STRATEGIES.register("darts")
-class DartsSearch(Strategy):
+class DartsSearch(OneShotSearch):
     """DARTS with first/second-order alpha gradients and composable regularizers."""
 
     name: ClassVar[str] = "darts"
     Params: ClassVar[type[BaseModel]] = DartsParams
+    checkpoint_key: ClassVar[str] = CHECKPOINT
+    series_kind: ClassVar[str] = "alphas"
+    phase: ClassVar[str] = "darts"
 
     def __init__(self, *, seed: int = 0, **params: Any) -> None:
         super().__init__(seed=seed)
         self.p = DartsParams(**params)
+        self.hooks = build_hooks(self.p)
+        self._pdarts = next((h for h in self.hooks if isinstance(h, reg.PDartsHook)), None)
+
+    @property
+    def epochs(self) -> int:
+        return self.p.epochs
 
     # ------------------------------------------------------------ set-up
     def _stages(self) -> list[tuple[int, int]]:
-        return reg.stage_bounds(self.p.epochs, self.p.pdarts.stages if self.p.pdarts else 1)
+        return _first(h.stages(self.p.epochs) for h in self.hooks) or [(0, self.p.epochs)]
 
     def _stage_of(self, epoch: int) -> int:
         return max(s for s, (first, _) in enumerate(self._stages()) if first <= epoch)
@@ -142,59 +170,7 @@ class DartsSearch(Strategy):
         pd = self.p.pdarts
         return pd.layers[stage] if pd is not None and pd.layers is not None else None
 
-    def _build(self, stage: int) -> None:
-        """A fresh supernet (weights seeded by the stage) and fresh optimisers."""
-        p = self.p
-        torch.manual_seed(derive_seed(self.seed, "darts-init", stage))
-        net = self.spec.new_supernet(self.task.input_shape, self.task.num_classes,
-                                     layers=self._stage_layers(stage)).to(self.device)
-        if p.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        self.net: nn.Module = net
-        state = net.state
-        assert isinstance(state, ForwardState)
-        self.fstate = state
-        self.fstate.weighting = "max_w" if p.sharp and p.sharp.max_w else "softmax"
-        self.w_opt = torch.optim.SGD(net.parameters(), lr=p.w_lr, momentum=p.w_momentum,
-                                     weight_decay=p.w_weight_decay)
-        self.a_opt = torch.optim.Adam(self.alphas.parameters(), lr=p.alpha_lr,
-                                      betas=p.alpha_betas, weight_decay=p.alpha_weight_decay)
-
-    def _new_stage(self, stage: int) -> None:
-        """P-DARTS: cut each edge to the top-k ops, re-draw the alphas, deepen the supernet."""
-        pd = self.p.pdarts
-        assert pd is not None
-        keep = (pd.keep or reg.default_keep(len(self.spec.ops), pd.stages))[stage - 1]
-        for g in self.spec.groups:
-            mask = reg.topk_mask(self.alphas.numpy_weights(g),
-                                 self.alphas.mask(g).cpu().numpy(), self.spec.ops, keep)
-            self.alphas.set_mask(g, mask)
-        if pd.reset_alphas:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "alphas", stage))
-            self.alphas.reset(gen)
-        self._build(stage)
-
-    def _save(self, ctx: SearchContext, epoch: int) -> None:
-        ctx.store.put_state(CHECKPOINT, _bytes({
-            "next_epoch": epoch + 1, "stage": self._stage_of(epoch),
-            "net": self.net.state_dict(), "alphas": self.alphas.state_dict(),
-            "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
-            "torch_rng": torch.get_rng_state(), "gen": self.gen.get_state(),
-        }))
-
-    def _restore(self, blob: bytes) -> int:
-        ck = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=False)
-        self._build(int(ck["stage"]))
-        self.alphas.load_state_dict(ck["alphas"])
-        self.net.load_state_dict(ck["net"])
-        self.w_opt.load_state_dict(ck["w_opt"])
-        self.a_opt.load_state_dict(ck["a_opt"])
-        torch.set_rng_state(ck["torch_rng"])
-        self.gen.set_state(ck["gen"])
-        return int(ck["next_epoch"])
-
-    # -------------------------------------------------------------- loop
-    def run(self, ctx: SearchContext) -> None:
+    def setup(self, ctx: SearchContext) -> None:
         if ctx.task is None:
             raise ConfigError("strategy darts needs a task (train/val data); use evaluator train")
         p = self.p
@@ -207,49 +183,98 @@ class DartsSearch(Strategy):
         self.device = ctx.device
         self.train_split = ctx.task.train.to(ctx.device)
         self.val_split = ctx.task.val.to(ctx.device)
-        with torch.random.fork_rng(devices=[]):
-            self.gen = torch.Generator().manual_seed(derive_seed(self.seed, "darts-batches"))
-            self.alphas: Alphas = self.spec.new_alphas(
-                torch.Generator().manual_seed(derive_seed(self.seed, "alphas", 0))
-            ).to(ctx.device)
-            blob = ctx.store.get_state(CHECKPOINT)
-            if blob is None:
-                self._build(0)
-                start = 0
-            else:
-                start = self._restore(blob)
-            for epoch in range(start, p.epochs):
-                stage = self._stage_of(epoch)
-                if stage > 0 and epoch == self._stages()[stage][0]:
-                    self._new_stage(stage)
-                self._epoch(ctx, epoch, stage)
 
+    def init_state(self) -> None:
+        self.gen = torch.Generator().manual_seed(derive_seed(self.seed, "darts-batches"))
+        self.alphas: Alphas = self.spec.new_alphas(
+            torch.Generator().manual_seed(derive_seed(self.seed, "alphas", 0))
+        ).to(self.device)
+
+    def _build(self, stage: int) -> None:
+        """A fresh supernet (weights seeded by the stage), fresh optimisers and architect."""
+        p = self.p
+        torch.manual_seed(derive_seed(self.seed, "darts-init", stage))
+        net = self.spec.new_supernet(self.task.input_shape, self.task.num_classes,
+                                     layers=self._stage_layers(stage)).to(self.device)
+        if p.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net: nn.Module = net
+        state = net.state
+        assert isinstance(state, ForwardState)
+        self.fstate = state
+        self.fstate.weighting = _first(h.weighting for h in self.hooks) or "softmax"
+        self.w_opt = torch.optim.SGD(net.parameters(), lr=p.w_lr, momentum=p.w_momentum,
+                                     weight_decay=p.w_weight_decay)
+        self.a_opt = torch.optim.Adam(self.alphas.parameters(), lr=p.alpha_lr,
+                                      betas=p.alpha_betas, weight_decay=p.alpha_weight_decay)
+        self.clip = (lambda: nn.utils.clip_grad_norm_(net.parameters(), p.grad_clip)) \
+            if p.grad_clip > 0 else None
+        mode = "tse" if p.tse is not None else ("second" if p.order == 2 else "first")
+        self.architect = arch_grad.Architect(
+            net, self.alphas, self.a_opt, self.w_opt, mode=mode,
+            tse_steps=p.tse.steps if p.tse is not None else 1, fd_eps=p.fd_eps, clip=self.clip,
+        )
+
+    def fresh(self) -> int:
+        self._build(0)
+        return 0
+
+    def before_epoch(self, epoch: int) -> None:
+        """P-DARTS: cut each edge to the top-k ops, re-draw the alphas, deepen the supernet."""
+        stage = self._stage_of(epoch)
+        if stage == 0 or epoch != self._stages()[stage][0]:
+            return
+        pd = self.p.pdarts
+        assert pd is not None and self._pdarts is not None
+        keep = self._pdarts.keep(len(self.spec.ops), stage)
+        for g in self.spec.groups:
+            mask = reg.topk_mask(self.alphas.numpy_weights(g),
+                                 self.alphas.mask(g).cpu().numpy(), self.spec.ops, keep)
+            self.alphas.set_mask(g, mask)
+        if pd.reset_alphas:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "alphas", stage))
+            self.alphas.reset(gen)
+        self._build(stage)
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        return {
+            "next_epoch": epoch + 1, "stage": self._stage_of(epoch),
+            "net": self.net.state_dict(), "alphas": self.alphas.state_dict(),
+            "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
+            "torch_rng": torch.get_rng_state(), "gen": self.gen.get_state(),
+        }
+
+    def restore(self, ck: dict[str, Any]) -> int:
+        self._build(int(ck["stage"]))
+        self.alphas.load_state_dict(ck["alphas"])
+        self.net.load_state_dict(ck["net"])
+        self.w_opt.load_state_dict(ck["w_opt"])
+        self.a_opt.load_state_dict(ck["a_opt"])
+        torch.set_rng_state(ck["torch_rng"])
+        self.gen.set_state(ck["gen"])
+        return int(ck["next_epoch"])
+
+    # -------------------------------------------------------------- loop
     def _batch(self, split: Split, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = split.x[idx]
         if self.p.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, split.y[idx]
 
-    def _epoch(self, ctx: SearchContext, epoch: int, stage: int) -> None:
+    def train_epoch(self, ctx: SearchContext, epoch: int) -> tuple[Record, dict[str, Any]]:
         p, net, alphas = self.p, self.net, self.alphas
+        stage = self._stage_of(epoch)
         first, n_stage = self._stages()[stage]
         e_in = epoch - first
         start, cpu_start = time.perf_counter(), time.process_time()
-        if p.sharp is not None and p.sharp.cosine_power:
-            w_lr = reg.cosine_power_lr(p.w_lr, p.w_lr_min, e_in, n_stage, p.sharp.power)
-            a_lr = reg.cosine_power_lr(p.alpha_lr, p.sharp.alpha_lr_min, e_in, n_stage,
-                                       p.sharp.power)
-        else:
-            w_lr, a_lr = reg.cosine_lr(p.w_lr, p.w_lr_min, e_in, n_stage), p.alpha_lr
+        w_lr, a_lr = _first(h.learning_rates(e_in, n_stage) for h in self.hooks) or (
+            reg.cosine_lr(p.w_lr, p.w_lr_min, e_in, n_stage), p.alpha_lr)
         for grp in self.w_opt.param_groups:
             grp["lr"] = w_lr
         for grp in self.a_opt.param_groups:
             grp["lr"] = a_lr
-        if p.pdarts is not None:
-            bases = p.pdarts.skip_dropout or [0.0, 0.3, 0.6][: p.pdarts.stages]
-            bases = bases + [bases[-1]] * (p.pdarts.stages - len(bases))
-            self.fstate.skip_dropout = reg.skip_dropout_rate(bases[stage], e_in,
-                                                           p.pdarts.dropout_decay)
+        for h in self.hooks:
+            h.on_epoch(self.fstate, e_in, stage)
         bs = p.batch_size
         n_tr, n_va = len(self.train_split), len(self.val_split)
         steps, val_steps = max(1, n_tr // bs), max(1, n_va // bs)
@@ -259,34 +284,21 @@ class DartsSearch(Strategy):
                       for i in range(steps)]
         arch_on = e_in >= p.warmup_epochs
         a_params = list(alphas.parameters())
-        clip = (lambda: nn.utils.clip_grad_norm_(net.parameters(), p.grad_clip)) \
-            if p.grad_clip > 0 else None
-        losses, correct, seen, betas = [], 0, 0, []
-        unrolled: arch_grad.Unrolled | None = None
+        xi = w_lr if p.unrolled_xi is None else p.unrolled_xi
+        losses, correct, seen = [], 0, 0
         net.train()
         for i, (x, y) in enumerate(tr_batches):
-            if p.darts_minus is not None:
-                self.fstate.aux_beta = reg.aux_beta(p.darts_minus, epoch * steps + i,
-                                                  p.epochs * steps)
-                betas.append(self.fstate.aux_beta)
-            if arch_on and p.tse is not None:
-                if i % p.tse.steps == 0:
-                    self.a_opt.zero_grad(set_to_none=True)
-                    arch_grad.tse_accumulate(net, alphas, tr_batches[i:i + p.tse.steps],
-                                             self.w_opt, clip)
-                    self.a_opt.step()
-            elif arch_on:
+            for h in self.hooks:
+                h.on_batch(self.fstate, epoch * steps + i, p.epochs * steps)
+            unrolled = None
+            if arch_on:
                 j = (i % val_steps) * bs
-                val = self._batch(self.val_split, perm_v[j:j + bs])
-                if p.order == 2:
-                    xi = w_lr if p.unrolled_xi is None else p.unrolled_xi
-                    unrolled = arch_grad.unrolled_step(net, alphas, (x, y), val, xi,
-                                                       self.w_opt, p.fd_eps)
-                    grads = unrolled.alpha_grads
-                else:
-                    grads = arch_grad.first_order_grad(net, alphas, val)
-                arch_grad.set_grads(a_params, grads)
-                self.a_opt.step()
+                idx = perm_v[j:j + bs]
+
+                def val_batch(idx: torch.Tensor = idx) -> tuple[torch.Tensor, torch.Tensor]:
+                    return self._batch(self.val_split, idx)
+
+                unrolled = self.architect.step(i, tr_batches, val_batch, xi)
             self.w_opt.zero_grad(set_to_none=True)
             if unrolled is not None and p.reuse_train_grad:
                 arch_grad.set_grads(list(net.parameters()), unrolled.train_grads)
@@ -299,22 +311,23 @@ class DartsSearch(Strategy):
                 loss.backward()
                 for a in a_params:
                     a.requires_grad_(True)
-            if clip is not None:
-                clip()
+            if self.clip is not None:
+                self.clip()
             self.w_opt.step()
-            unrolled = None
             losses.append(float(loss.detach()))
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += len(y)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         val_acc, val_loss = self._validate()
-        self._commit(ctx, epoch, stage, seconds, val_acc, {
+        metrics: dict[str, Any] = {
             "train_loss": statistics.fmean(losses), "train_acc": correct / max(1, seen),
             "val_loss": val_loss, "w_lr": w_lr, "alpha_lr": a_lr, "arch_steps": arch_on,
-            "aux_beta_first": betas[0] if betas else None,
-            "aux_beta_last": betas[-1] if betas else None,
+            "aux_beta_first": None, "aux_beta_last": None,
             "skip_dropout": self.fstate.skip_dropout, "epoch_cpu_seconds": cpu,
-        })
+        }
+        for h in self.hooks:
+            metrics.update(h.epoch_metrics())
+        return self._record(ctx, epoch, stage, seconds, val_acc, metrics)
 
     @torch.no_grad()
     def _validate(self) -> tuple[float, float]:
@@ -329,16 +342,15 @@ class DartsSearch(Strategy):
         return correct / max(1, n), loss / max(1, n)
 
     def derive(self) -> tuple[Architecture, int]:
-        """The current architecture (P-DARTS skip limit applied) and the skips it removed."""
+        """The current architecture (regularizer hooks applied, e.g. the P-DARTS skip limit)
+        and the skips it removed."""
         weights = {g: self.alphas.numpy_weights(g) for g in self.spec.groups}
         edges = {g: self.alphas.numpy_edge_weights(g) for g in self.spec.groups}
-        pd = self.p.pdarts
-        if pd is not None and pd.skip_limit is not None:
-            return reg.limit_skips(self.spec, weights, edges, pd.skip_limit)
-        return self.spec.discretize_weights(weights, edges), 0
+        derived = _first(h.derive(self.spec, weights, edges) for h in self.hooks)
+        return derived or (self.spec.discretize_weights(weights, edges), 0)
 
-    def _commit(self, ctx: SearchContext, epoch: int, stage: int, seconds: float,
-                val_acc: float, metrics: dict[str, Any]) -> None:
+    def _record(self, ctx: SearchContext, epoch: int, stage: int, seconds: float,
+                val_acc: float, metrics: dict[str, Any]) -> tuple[Record, dict[str, Any]]:
         arch, removed = self.derive()
         ctx.space.validate(arch)
         params = count_params(ctx.space.build(arch, self.task.input_shape, self.task.num_classes))
@@ -358,67 +370,33 @@ class DartsSearch(Strategy):
         rec = Record(epoch, arch, self.seed, Result(
             status="complete", val_acc=float(val_acc), params=params, train_seconds=seconds,
             epochs=epoch + 1, metrics=metrics), finished_at=time.time())
-        with ctx.store.transaction():
-            ctx.store.truncate_series("alphas", epoch)
-            ctx.store.add_series("alphas", epoch, series)
-            ctx.store.add_trial(rec)
-            self._save(ctx, epoch)
-        _logger.info("epoch %d val_acc=%.4f skips=%d %s", epoch, val_acc,
-                     metrics["skip_connects"], ctx.space.describe(arch))
-        for cb in ctx.callbacks:
-            cb.on_trial(rec, ctx)
-        ctx.emit_step(epoch + 1, self.p.epochs, {
-            "phase": "darts", "val_acc": float(val_acc), "loss": metrics["train_loss"]})
+        return rec, series
 
     # ------------------------------------------------------------ final
-    def finalize(self, ctx: SearchContext) -> dict[str, Any]:
-        from nasforge.final import BEST_MODEL
-
+    def report_extras(self, ctx: SearchContext, last: Record) -> dict[str, Any]:
         recs = ctx.records()
-        if not recs:
-            return {"arch": None, "error": "no search epoch finished"}
-        last = recs[-1]
-        spec = make_spec(ctx.space, self.p)
-        report: dict[str, Any] = {
-            "arch": last.arch.to_json(), "arch_id": last.arch_id,
-            "describe": ctx.space.describe(last.arch), "trial": last.number,
-            "val_acc": last.val_acc, "search_val_acc": last.val_acc,
-            "params": last.result.params, "skip_connects": spec.skip_count(last.arch),
+        out: dict[str, Any] = {
+            "skip_connects": make_spec(ctx.space, self.p).skip_count(last.arch),
             "epoch_seconds": statistics.fmean(r.result.train_seconds for r in recs),
         }
-        if hasattr(ctx.space, "render"):
+        if isinstance(ctx.space, Renderable):
             try:
-                report["diagram"] = str(ctx.space.render(last.arch, ctx.run_dir / "genotype.png"))
+                out["diagram"] = str(ctx.space.render(last.arch, ctx.run_dir / "genotype.png"))
             except ImportError:  # pragma: no cover - matplotlib missing
                 pass
         if self.p.table is not None:
-            report.update(table_rank(ctx.space, last.arch, self.p.table))
-        n = ctx.config.final.seeds
-        if ctx.task is None or n == 0:
-            return report
-        seeds = [derive_seed(ctx.seed, "final", i) for i in range(n)]
-        vals, tests, infos = [], [], []
-        first_model: nn.Module | None = None
-        for i, s in enumerate(seeds):
-            model, info = retrain(ctx.space, last.arch, ctx.task, self.p.retrain, seed=s,
-                                  device=ctx.device)
-            acc = test_accuracy(model, ctx.task.test, ctx.device)
-            vals.append(info["val_acc"])
-            tests.append(acc)
-            infos.append(info)
-            first_model = first_model or model
-            ctx.emit_step(i + 1, n, {"phase": "retrain", "test_acc": acc})
-        assert first_model is not None
-        torch.save(first_model.state_dict(), ctx.run_dir / BEST_MODEL)
-        report.update(
-            val_acc=statistics.fmean(vals), retrain_val_accs=vals, retrain_seeds=seeds,
-            test_accs=tests, test_acc=statistics.fmean(tests), test_std=statistics.pstdev(tests),
-            params=infos[0]["params"],
-            retrain_seconds=statistics.fmean(i["seconds"] for i in infos),
-        )
-        _logger.info("final: %s test_acc=%.4f over %d seeds", report["describe"],
-                     report["test_acc"], n)
-        return report
+            out.update(table_rank(ctx.space, last.arch, self.p.table))
+        return out
+
+    def retrain(
+        self, ctx: SearchContext, arch: Architecture, seed: int
+    ) -> tuple[nn.Module, dict[str, Any]]:
+        assert ctx.task is not None
+        return retrain(ctx.space, arch, ctx.task, self.p.retrain, seed=seed, device=ctx.device)
+
+    def test(self, ctx: SearchContext, model: nn.Module) -> float:
+        assert ctx.task is not None
+        return test_accuracy(model, ctx.task.test, ctx.device)
 
 
-__all__ = ["DartsParams", "DartsSearch", "make_spec", "table_rank"]
+__all__ = ["DartsParams", "DartsSearch", "build_hooks", "make_spec", "table_rank"]

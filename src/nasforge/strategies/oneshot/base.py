@@ -1,0 +1,194 @@
+"""The one-shot base: what every supernet search shares, whatever its inner loop.
+
+A one-shot search trains one supernet (weights and architecture parameters together) for a
+number of epochs and then discretises it. The lifecycle, owned here:
+
+1. ``setup(ctx)``: read the parts (space, task, device) and build what does not depend on the
+   checkpoint; called once per run (and again on resume).
+2. Inside a forked torch RNG (the caller's global RNG is left as it was): ``init_state()``
+   (generators, architecture parameters), then either ``fresh()`` (a new supernet; returns the
+   first epoch, 0) or ``restore(state)`` (from the last committed checkpoint; returns the next
+   epoch).
+3. Per epoch: ``train_epoch(ctx, epoch)`` returns the epoch's :class:`Record` (the derived
+   architecture, scored by the supernet) and its series entry; :meth:`commit` stores the record,
+   the series entry and ``checkpoint()`` in **one transaction**, so a SIGKILL leaves the run at
+   the previous epoch and ``--resume`` reproduces the uninterrupted run exactly.
+4. ``finalize(ctx)``: the last epoch's architecture is retrained from scratch with
+   ``final.seeds`` seeds (``retrain``), tested once (``test``), and the first model saved as the
+   run's best model.
+
+Checkpoints are encoded with ``torch.save`` and decoded with ``weights_only=True`` (tensors,
+numbers, strings and containers only), so a run directory cannot run code when resumed.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from nasforge.exceptions import RunDirError
+from nasforge.final import save_best_model
+from nasforge.logging import get_logger
+from nasforge.seeding import derive_seed
+from nasforge.spaces.base import Architecture
+from nasforge.storage.base import Record
+from nasforge.strategies.base import SearchContext, Strategy
+
+_logger = get_logger(__name__)
+
+
+def encode_checkpoint(state: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def decode_checkpoint(blob: bytes, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`encode_checkpoint`; anything else is refused."""
+    try:
+        state = torch.load(io.BytesIO(blob), map_location=map_location, weights_only=True)
+    except Exception as err:  # a damaged or foreign blob: one line, never executed
+        raise RunDirError(
+            f"the run's one-shot checkpoint cannot be read ({type(err).__name__}); "
+            "the run directory is damaged or was not written by nasforge"
+        ) from None
+    if not isinstance(state, dict):
+        raise RunDirError("the run's one-shot checkpoint is not a nasforge checkpoint")
+    return state
+
+
+class OneShotSearch(Strategy):
+    """Base of supernet searches; subclasses implement the hooks named in the module docstring.
+
+    Attributes a subclass sets: ``checkpoint_key`` (the state key in the run store),
+    ``series_kind`` (the per-epoch series, e.g. ``"alphas"``), ``phase`` (the progress label).
+    """
+
+    checkpoint_key: ClassVar[str]
+    series_kind: ClassVar[str]
+    phase: ClassVar[str] = "oneshot"
+
+    # ------------------------------------------------------------------ hooks
+    @property
+    @abstractmethod
+    def epochs(self) -> int:
+        """Search epochs in all."""
+
+    @abstractmethod
+    def setup(self, ctx: SearchContext) -> None:
+        """Read the parts of the run; raise :class:`ConfigError` if they do not fit."""
+
+    def init_state(self) -> None:
+        """Create what a checkpoint restores into (inside the forked RNG). Default: nothing."""
+
+    @abstractmethod
+    def fresh(self) -> int:
+        """Build a new supernet and its optimisers; return the first epoch (0)."""
+
+    @abstractmethod
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        """Everything needed to continue after ``epoch`` (tensors, numbers, containers)."""
+
+    @abstractmethod
+    def restore(self, state: dict[str, Any]) -> int:
+        """Load a :meth:`checkpoint`; return the epoch to continue with."""
+
+    def before_epoch(self, epoch: int) -> None:
+        """Called before each epoch (e.g. P-DARTS' stage changes). Default: nothing."""
+
+    @abstractmethod
+    def train_epoch(
+        self, ctx: SearchContext, epoch: int
+    ) -> tuple[Record, dict[str, Any]]:
+        """Train one epoch; return its record and its series entry."""
+
+    @abstractmethod
+    def retrain(
+        self, ctx: SearchContext, arch: Architecture, seed: int
+    ) -> tuple[nn.Module, dict[str, Any]]:
+        """Train ``arch`` from scratch; return the model and an info dict with ``val_acc``,
+        ``params`` and ``seconds``."""
+
+    @abstractmethod
+    def test(self, ctx: SearchContext, model: nn.Module) -> float:
+        """The test score of a retrained model (the test split is touched only here)."""
+
+    def report_extras(self, ctx: SearchContext, last: Record) -> dict[str, Any]:
+        """Family-specific entries of the final report (before retraining). Default: none."""
+        return {}
+
+    # ------------------------------------------------------------------- loop
+    def run(self, ctx: SearchContext) -> None:
+        self.setup(ctx)
+        with torch.random.fork_rng(devices=[]):
+            self.init_state()
+            blob = ctx.store.get_state(self.checkpoint_key)
+            start = self.fresh() if blob is None else self.restore(
+                decode_checkpoint(blob, ctx.device)
+            )
+            for epoch in range(start, self.epochs):
+                self.before_epoch(epoch)
+                rec, series = self.train_epoch(ctx, epoch)
+                self.commit(ctx, epoch, rec, series)
+
+    def commit(
+        self, ctx: SearchContext, epoch: int, rec: Record, series: dict[str, Any]
+    ) -> None:
+        """Store the epoch's record, series entry and checkpoint in one transaction."""
+        with ctx.store.transaction():
+            ctx.store.truncate_series(self.series_kind, epoch)
+            ctx.store.add_series(self.series_kind, epoch, series)
+            ctx.store.add_trial(rec)
+            ctx.store.put_state(self.checkpoint_key, encode_checkpoint(self.checkpoint(epoch)))
+        _logger.info("epoch %d val_acc=%.4f %s", epoch, rec.val_acc,
+                     series.get("describe", rec.arch))
+        for cb in ctx.callbacks:
+            cb.on_trial(rec, ctx)
+        ctx.emit_step(epoch + 1, self.epochs, {
+            "phase": self.phase, "val_acc": float(rec.val_acc),
+            "loss": rec.result.metrics.get("train_loss")})
+
+    # ------------------------------------------------------------------ final
+    def finalize(self, ctx: SearchContext) -> dict[str, Any]:
+        recs = ctx.records()
+        if not recs:
+            return {"arch": None, "error": "no search epoch finished"}
+        last = recs[-1]
+        report: dict[str, Any] = {
+            "arch": last.arch.to_json(), "arch_id": last.arch_id,
+            "describe": ctx.space.describe(last.arch), "trial": last.number,
+            "val_acc": last.val_acc, "search_val_acc": last.val_acc,
+            "params": last.result.params,
+        }
+        report.update(self.report_extras(ctx, last))
+        n = ctx.config.final.seeds
+        if ctx.task is None or n == 0:
+            return report
+        seeds = [derive_seed(ctx.seed, "final", i) for i in range(n)]
+        vals, tests, infos = [], [], []
+        first_model: nn.Module | None = None
+        for i, s in enumerate(seeds):
+            model, info = self.retrain(ctx, last.arch, s)
+            acc = self.test(ctx, model)
+            vals.append(info["val_acc"])
+            tests.append(acc)
+            infos.append(info)
+            first_model = first_model or model
+            ctx.emit_step(i + 1, n, {"phase": "retrain", "test_acc": acc})
+        assert first_model is not None
+        save_best_model(ctx.run_dir, first_model)
+        report.update(
+            val_acc=statistics.fmean(vals), retrain_val_accs=vals, retrain_seeds=seeds,
+            test_accs=tests, test_acc=statistics.fmean(tests), test_std=statistics.pstdev(tests),
+            params=infos[0]["params"],
+            retrain_seconds=statistics.fmean(i["seconds"] for i in infos),
+        )
+        _logger.info("final: %s test_acc=%.4f over %d seeds", report["describe"],
+                     report["test_acc"], n)
+        return report
+
