@@ -18,7 +18,7 @@ Ops: ``nor_conv_kxk`` = ReLU -> Conv(k, stride 1, same padding, no bias) -> BN; 
 identity; ``none`` = zeros. Deviation: flat inputs whose length is a square (e.g. 64 = 8x8) are
 viewed as one-channel images; other non-image inputs are rejected.
 
-The building blocks (:data:`OPS`, :func:`make_op`, :class:`ReLUConvBN`, :class:`ResNetBlock`,
+The building blocks (:data:`CELL_OPS`, :func:`make_op`, :class:`ResNetBlock`,
 :data:`EDGES`, :func:`conv_bn_stem`, :func:`stage_layers`, :func:`image_shape_of`) are public so
 that one-shot strategies (DARTS) can build a supernet over exactly this space and token format
 (the stem and the input-shape check serve the ``darts`` space's networks too).
@@ -34,7 +34,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
+from nasforge import ops
 from nasforge.exceptions import InvalidArchitecture
+from nasforge.ops.cells import ReLUConvBN
 from nasforge.spaces.base import SPACES, Architecture, JSONDict, SearchSpace, Token
 
 NB201_OPS: tuple[str, ...] = (
@@ -52,67 +54,25 @@ EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3
 NUM_NODES = 4
 
 
-class Zero(nn.Module):
-    """The ``none`` op: zeros shaped like the input."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mul(0.0)
-
-
-class ReLUConvBN(nn.Module):
-    """ReLU -> Conv2d (no bias) -> BatchNorm, NB201's ``nor_conv`` op."""
-
-    def __init__(
-        self,
-        c_in: int,
-        c_out: int,
-        kernel: int,
-        stride: int = 1,
-        *,
-        affine: bool = True,
-        track_running_stats: bool = True,
-    ) -> None:
-        super().__init__()
-        self.op = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track_running_stats),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.op(x)
-        return out
-
-
-OpFactory = Callable[[int, bool, bool], nn.Module]
-
-OPS: dict[str, OpFactory] = {
-    "none": lambda c, affine, track: Zero(),
-    "skip_connect": lambda c, affine, track: nn.Identity(),
-    "nor_conv_1x1": lambda c, affine, track: ReLUConvBN(
-        c, c, 1, affine=affine, track_running_stats=track
-    ),
-    "nor_conv_3x3": lambda c, affine, track: ReLUConvBN(
-        c, c, 3, affine=affine, track_running_stats=track
-    ),
-    "nor_conv_5x5": lambda c, affine, track: ReLUConvBN(
-        c, c, 5, affine=affine, track_running_stats=track
-    ),
-    "avg_pool_3x3": lambda c, affine, track: nn.AvgPool2d(
-        3, stride=1, padding=1, count_include_pad=False
-    ),
-    "max_pool_3x3": lambda c, affine, track: nn.MaxPool2d(3, stride=1, padding=1),
-}
-"""Cell operations (stride 1, ``c`` channels in and out): name -> factory(c, affine, track)."""
+CELL_OPS: tuple[str, ...] = (
+    "none",
+    "skip_connect",
+    "nor_conv_1x1",
+    "nor_conv_3x3",
+    "nor_conv_5x5",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+)
+"""The ops a cell edge may use (stride 1, equal widths), built by the one op registry."""
 
 
 def make_op(
     name: str, channels: int, *, affine: bool = True, track_running_stats: bool = True
 ) -> nn.Module:
     """Build one cell operation by name (raises :class:`InvalidArchitecture` on unknown names)."""
-    if name not in OPS:
-        raise InvalidArchitecture(f"unknown cell op {name!r}; allowed: {', '.join(OPS)}")
-    return OPS[name](channels, affine, track_running_stats)
+    if name not in CELL_OPS:
+        raise InvalidArchitecture(f"unknown cell op {name!r}; allowed: {', '.join(CELL_OPS)}")
+    return ops.make_op(name, channels, channels, 1, affine, track_running_stats)
 
 
 class ResNetBlock(nn.Module):
@@ -120,8 +80,8 @@ class ResNetBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int = 2) -> None:
         super().__init__()
-        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride)
-        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1)
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride, True)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, True)
         self.shortcut: nn.Module
         if stride == 2:
             self.shortcut = nn.Sequential(
@@ -129,7 +89,7 @@ class ResNetBlock(nn.Module):
                 nn.Conv2d(c_in, c_out, 1, bias=False),
             )
         elif c_in != c_out:
-            self.shortcut = ReLUConvBN(c_in, c_out, 1, 1)
+            self.shortcut = ReLUConvBN(c_in, c_out, 1, 1, True)
         else:
             self.shortcut = nn.Identity()
 
@@ -247,9 +207,9 @@ class CellParams(BaseModel):
     @field_validator("ops")
     @classmethod
     def _known_ops(cls, v: list[str]) -> list[str]:
-        bad = [o for o in v if o not in OPS]
+        bad = [o for o in v if o not in CELL_OPS]
         if bad:
-            raise ValueError(f"unknown op {bad[0]!r}; allowed: {', '.join(OPS)}")
+            raise ValueError(f"unknown op {bad[0]!r}; allowed: {', '.join(CELL_OPS)}")
         if len(set(v)) != len(v):
             raise ValueError("ops must not repeat")
         return v

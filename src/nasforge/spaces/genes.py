@@ -32,15 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from nasforge.exceptions import ConfigError, InvalidArchitecture
+from nasforge.ops.activations import ACTIVATIONS, canonical
 from nasforge.spaces.base import SPACES, Architecture, JSONDict, SearchSpace, Token
 
 # ----------------------------------------------------------------------------- building blocks
 ACTS: dict[str, Callable[[], nn.Module]] = {
-    "id": nn.Identity,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "swish": nn.SiLU,
+    name: ACTIVATIONS[canonical(name)] for name in ("id", "tanh", "relu", "swish")
 }
+"""The gene spaces' default activation genes (short names of the one activation table)."""
 
 
 class SepConv(nn.Module):

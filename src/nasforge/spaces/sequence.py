@@ -23,17 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nasforge.exceptions import InvalidArchitecture
+from nasforge.ops.activations import ACTIVATIONS
 from nasforge.spaces.base import SPACES, Architecture, JSONDict, SearchSpace, Token
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "Sigmoid": nn.Sigmoid,
-    "Tanh": nn.Tanh,
-    "ReLU": nn.ReLU,
-    "LeakyReLU": nn.LeakyReLU,
-    "ELU": nn.ELU,
-    "GELU": nn.GELU,
-    "SiLU": nn.SiLU,
-}
 EOS = "EOS"
 
 

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nasforge.exceptions import InvalidArchitecture
+from nasforge.ops.activations import ACTIVATIONS
 from nasforge.spaces.base import SPACES, Architecture, JSONDict, SearchSpace, Token
-from nasforge.spaces.sequence import ACTIVATIONS
 
 BUILD_STATES = ("kernel", "filters", "stride", "activation")
 

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasforge.spaces.darts.ops import FactorizedReduce
+from nasforge.ops import cells
+from nasforge.ops.cells import FactorizedReduce
 
 _ELEMENTWISE = (nn.ReLU, nn.AvgPool2d, nn.MaxPool2d, nn.Identity)
 
@@ -39,18 +40,10 @@ def _leaves(module: nn.Module) -> list[nn.Module]:
 
 def is_chain(module: nn.Module) -> bool:
     """Whether ``module`` is a known sequential chain of supported layers."""
-    from nasforge.spaces.darts import ops
-
     chains: tuple[type[nn.Module], ...] = (
-        ops.ReLUConvBN, ops.DilConv, ops.SepConv, ops.FacConv, ops.SharpSepConv, ops.Pool,
-        nn.Sequential, *_ELEMENTWISE,
+        cells.ReLUConvBN, cells.DilConv, cells.SepConv, cells.FacConv, cells.SharpSepConv,
+        cells.Pool, nn.Sequential, *_ELEMENTWISE,
     )
-    try:
-        from nasforge.spaces.cell import ReLUConvBN as CellReLUConvBN
-
-        chains = (*chains, CellReLUConvBN)
-    except ImportError:  # pragma: no cover
-        pass
     if not isinstance(module, chains):
         return False
     if isinstance(module, nn.Sequential) and not all(is_chain(m) for m in module):

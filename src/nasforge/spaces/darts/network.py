@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from nasforge.ops.cells import FactorizedReduce, ReLUConvBN, make_op
 from nasforge.spaces.cell import conv_bn_stem
 from nasforge.spaces.darts.genotype import Genotype, Pair
-from nasforge.spaces.darts.ops import FactorizedReduce, ReLUConvBN, make_op
 
 
 def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from nasforge.exceptions import InvalidArchitecture
+from nasforge.ops.cells import OP_SETS, OPS
 from nasforge.spaces.base import SPACES, Architecture, JSONDict, SearchSpace, Token
 from nasforge.spaces.cell import image_shape_of
 from nasforge.spaces.darts.genotype import Genotype
 from nasforge.spaces.darts.network import DartsNetwork
-from nasforge.spaces.darts.ops import OP_SETS, OPS
 
 
 def resolve_ops(ops: str | Sequence[str]) -> tuple[str, ...]:

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasforge.ops.cells import FactorizedReduce, ReLUConvBN, make_op, skip_op
 from nasforge.spaces.base import Architecture
 from nasforge.spaces.darts.genotype import Genotype, edge_index, num_edges, parse_genotype
 from nasforge.spaces.darts.multi import make_multi
 from nasforge.spaces.darts.network import stem_and_cells
-from nasforge.spaces.darts.ops import FactorizedReduce, ReLUConvBN, make_op, skip_op
 
 Weighting = Literal["softmax", "max_w"]
 

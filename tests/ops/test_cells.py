@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nasforge.ops.cells import OP_SETS, OPS, make_op
 from nasforge.spaces.darts.multi import make_multi
-from nasforge.spaces.darts.ops import OP_SETS, OPS, make_op
 
 
 @pytest.mark.parametrize("name", OPS.names())
