@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nasforge.exceptions import ConfigError
 from nasforge.registry import Registry
@@ -43,6 +50,11 @@ class RunConfig(BaseModel):
     device: str = "auto"
     budget: int = Field(default=100, ge=1, description="trials (evaluations) for black-box search")
     task: dict[str, Any] = Field(default_factory=lambda: {"name": "moons"})
+    tasks: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="a task suite (runs over several tasks, e.g. meta-learning); the first is "
+        "the primary task; give either task or tasks",
+    )
     space: dict[str, Any] = Field(default_factory=lambda: {"name": "mlp"})
     strategy: dict[str, Any] = Field(default_factory=lambda: {"name": "random"})
     evaluator: dict[str, Any] = Field(default_factory=lambda: {"name": "train"})
@@ -55,6 +67,23 @@ class RunConfig(BaseModel):
         if isinstance(v, str):
             return {"name": v}
         return v
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _suite(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("tasks needs at least one task")
+            return [{"name": t} if isinstance(t, str) else t for t in v]
+        return v
+
+    @model_validator(mode="after")
+    def _one_task_key(self) -> RunConfig:
+        if self.tasks is not None:
+            if "task" in self.model_fields_set and self.task != self.tasks[0]:
+                raise ValueError("give either task or tasks (a task suite), not both")
+            self.task = dict(self.tasks[0])
+        return self
 
 
 def _allowed_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from nasforge.config import RunConfig, build_component, dump_config, load_config, read_yaml
-from nasforge.data.base import TASKS, Task
+from nasforge.data.base import TASKS, Task, suite_ids
 from nasforge.devices import resolve_device
 from nasforge.evaluators.base import EVALUATORS, Evaluator
 from nasforge.exceptions import ConfigError, RunDirError
@@ -56,6 +56,16 @@ def build_parts(
         EVALUATORS, "evaluator", cfg.evaluator, space=space, task=task, device=device
     )
     return task, space, evaluator, executor, strategy, device
+
+
+def load_suite(cfg: RunConfig, primary: Task | None) -> dict[str, Task]:
+    """The run's tasks by id: the ``tasks`` suite (its first entry is the already loaded
+    ``primary``), or the one ``task``."""
+    if cfg.tasks is None:
+        return {} if primary is None else {suite_ids([cfg.task])[0]: primary}
+    first = primary if primary is not None else build_component(TASKS, "task", cfg.tasks[0]).load()
+    rest = [build_component(TASKS, "task", t).load() for t in cfg.tasks[1:]]
+    return dict(zip(suite_ids(cfg.tasks), [first, *rest]))
 
 
 def _check_resume_config(stored: RunConfig, given: RunConfig) -> None:
@@ -114,6 +124,11 @@ def search(
     parts = build_parts(cfg)  # bad names, params and data fail here, before anything is written
     task, space, evaluator, executor, strategy, device = parts
     try:
+        tasks = load_suite(cfg, task)
+    except BaseException:
+        executor.close()
+        raise
+    try:
         strategy.check(space, evaluator, cfg.budget)  # e.g. a strategy that needs other parts
     except BaseException:
         executor.close()
@@ -146,6 +161,11 @@ def search(
                         "num_classes": task.num_classes,
                     },
                 )
+            if cfg.tasks is not None:
+                store.set_meta("tasks", [
+                    {"id": k, "spec": t.spec, "input_shape": list(t.input_shape),
+                     "num_classes": t.num_classes} for k, t in tasks.items()
+                ])
             store.set_meta("status", "running")
         ctx = SearchContext(
             config=cfg,
@@ -160,6 +180,7 @@ def search(
             run_dir=rdir,
             callbacks=list(callbacks or []),
             reevaluate=bool(getattr(strategy, "reevaluate", False)),
+            tasks=tasks,
         )
         for cb in ctx.callbacks:
             cb.on_start(ctx)

@@ -73,6 +73,21 @@ class TaskFactory:
 TASKS: Registry[type[TaskFactory]] = Registry("task")
 
 
+def suite_ids(specs: list[JSONDict]) -> list[str]:
+    """Ids of a task suite's entries: the task name, numbered where a name repeats
+    (``digits``, ``mnist5k#0``, ``mnist5k#1``); stable because the config fixes the order."""
+    names = [str(s.get("name")) for s in specs]
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if names.count(n) == 1:
+            out.append(n)
+        else:
+            out.append(f"{n}#{seen.get(n, 0)}")
+            seen[n] = seen.get(n, 0) + 1
+    return out
+
+
 def make_task(spec: JSONDict | str) -> Task:
     from nasforge.config import build_component
 

@@ -19,6 +19,7 @@ class Record:
     result: Result
     cached_from: int | None = None
     finished_at: float = 0.0
+    task: str | None = None  # the task id, in runs over several tasks
 
     @property
     def arch_id(self) -> str:
@@ -39,5 +40,6 @@ class Record:
             "arch_id": self.arch_id,
             "seed": self.seed,
             "cached_from": self.cached_from,
+            **({"task": self.task} if self.task is not None else {}),
             **self.result.to_json(),
         }

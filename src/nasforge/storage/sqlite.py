@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS trials (
     error TEXT,
     metrics TEXT NOT NULL,
     cached_from INTEGER,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    task TEXT
 );
 CREATE INDEX IF NOT EXISTS trials_arch ON trials (arch_id);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, blob BLOB NOT NULL);
@@ -72,6 +73,9 @@ class SQLiteRunStore:
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=NORMAL")
             self._con.executescript(_SCHEMA)
+            cols = {r[1] for r in self._con.execute("PRAGMA table_info(trials)")}
+            if "task" not in cols:  # a run from before multi-task runs
+                self._con.execute("ALTER TABLE trials ADD COLUMN task TEXT")
         self._depth = 0
 
     def close(self) -> None:
@@ -116,8 +120,8 @@ class SQLiteRunStore:
         r = rec.result
         self._con.execute(
             "INSERT INTO trials (number, arch_id, arch, status, val_acc, params, train_seconds,"
-            " epochs, seed, error, metrics, cached_from, finished_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " epochs, seed, error, metrics, cached_from, finished_at, task)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rec.number,
                 rec.arch_id,
@@ -132,6 +136,7 @@ class SQLiteRunStore:
                 json.dumps(r.metrics),
                 rec.cached_from,
                 rec.finished_at or time.time(),
+                rec.task,
             ),
         )
 
@@ -150,6 +155,7 @@ class SQLiteRunStore:
             metrics,
             cached_from,
             finished_at,
+            *rest,
         ) = row
         result = Result(
             status=status,
@@ -167,6 +173,7 @@ class SQLiteRunStore:
             result=result,
             cached_from=cached_from,
             finished_at=float(finished_at),
+            task=rest[0] if rest else None,  # runs from before multi-task runs have no column
         )
 
     def trials(self, numbers: range | None = None) -> list[Record]:

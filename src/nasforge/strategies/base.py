@@ -21,6 +21,7 @@ import pickle
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -77,8 +78,40 @@ class SearchContext:
     run_dir: Path
     callbacks: list[Callback] = field(default_factory=list)
     reevaluate: bool = False
+    tasks: dict[str, Task] = field(default_factory=dict)
+    """The run's tasks by id (a task suite: ``tasks:`` in the config); ``task`` is the first."""
     _best: Record | None = field(default=None, init=False, repr=False)
     _best_loaded: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def task_id(self) -> str | None:
+        """The id of the primary task, recorded with each trial of a multi-task run."""
+        return next(iter(self.tasks), None) if len(self.tasks) > 1 else None
+
+    # ---------------------------------------------------------- write-through
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group writes: all of them land, or (on a crash or kill) none."""
+        return self.store.transaction()
+
+    def record_trial(self, rec: Record) -> None:
+        """Store a finished trial (strategies that own their loop call this)."""
+        self.store.add_trial(rec)
+
+    def log_series(
+        self, kind: str, step: int, data: Any, member: str | None = None,
+        truncate: bool = False,
+    ) -> None:
+        """Append a series entry; ``truncate`` first drops entries at ``step`` and later (a
+        resumed loop rewrites them)."""
+        if truncate:
+            self.store.truncate_series(kind, step)
+        self.store.add_series(kind, step, data, member=member)
+
+    def save_state(self, key: str, blob: bytes) -> None:
+        self.store.put_state(key, blob)
+
+    def load_state(self, key: str) -> bytes | None:
+        return self.store.get_state(key)
 
     def trial_seed(self, number: int) -> int:
         """Seed of trial ``number``: depends on the run seed and the number only."""
@@ -149,7 +182,8 @@ class SearchContext:
             ):
                 n = todo[i]
                 self._commit(
-                    Record(n, archs[n - first], seeds[i], result, finished_at=time.time())
+                    Record(n, archs[n - first], seeds[i], result, finished_at=time.time(),
+                           task=self.task_id)
                 )
         for n, src in sorted(copies.items()):
             if n in done:
@@ -167,6 +201,7 @@ class SearchContext:
             result,
             cached_from=source.number,
             finished_at=time.time(),
+            task=self.task_id,
         )
 
 

@@ -127,7 +127,7 @@ class OneShotSearch(Strategy):
         self.setup(ctx)
         with torch.random.fork_rng(devices=[]):
             self.init_state()
-            blob = ctx.store.get_state(self.checkpoint_key)
+            blob = ctx.load_state(self.checkpoint_key)
             start = self.fresh() if blob is None else self.restore(
                 decode_checkpoint(blob, ctx.device)
             )
@@ -140,11 +140,10 @@ class OneShotSearch(Strategy):
         self, ctx: SearchContext, epoch: int, rec: Record, series: dict[str, Any]
     ) -> None:
         """Store the epoch's record, series entry and checkpoint in one transaction."""
-        with ctx.store.transaction():
-            ctx.store.truncate_series(self.series_kind, epoch)
-            ctx.store.add_series(self.series_kind, epoch, series)
-            ctx.store.add_trial(rec)
-            ctx.store.put_state(self.checkpoint_key, encode_checkpoint(self.checkpoint(epoch)))
+        with ctx.transaction():
+            ctx.log_series(self.series_kind, epoch, series, truncate=True)
+            ctx.record_trial(rec)
+            ctx.save_state(self.checkpoint_key, encode_checkpoint(self.checkpoint(epoch)))
         _logger.info("epoch %d val_acc=%.4f %s", epoch, rec.val_acc,
                      series.get("describe", rec.arch))
         for cb in ctx.callbacks:
