@@ -27,13 +27,13 @@ from nasforge.run import Run, export, load, load_run
 from nasforge.search import search
 from nasforge.spaces import Architecture, CNNSpace, SearchSpace, SequenceSpace, StateSpace
 from nasforge.strategies.reinforce import Controller, NetworkManager
+from nasforge.viz import plot_run
 
 __version__ = "0.1.0"
 
 
 def plot(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write a run's plots (``nasforge plot``); returns the image paths."""
-    from nasforge.viz import plot_run
 
     return plot_run(run_dir, out)
 

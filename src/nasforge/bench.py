@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import nasforge.evaluators
+import nasforge.strategies  # noqa: F401
 from nasforge.config import (
     RunConfig,
     apply_overrides,
@@ -39,8 +41,14 @@ from nasforge.config import (
     format_validation_error,
     read_yaml,
 )
+from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import ConfigError
+from nasforge.executors.local import LocalExecutor
 from nasforge.logging import get_logger
+from nasforge.plotting import pyplot, save_figure
+from nasforge.spaces.base import make_space
+from nasforge.storage.sqlite import SQLiteRunStore
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy, SearchContext
 
 _logger = get_logger(__name__)
 
@@ -98,9 +106,6 @@ def run_in_memory(
     config: RunConfig | None = None,
 ) -> list[Any]:
     """Run an ask/tell ``strategy`` through its real loop on an in-memory store; its records."""
-    from nasforge.executors.local import LocalExecutor
-    from nasforge.storage.sqlite import SQLiteRunStore
-    from nasforge.strategies.base import SearchContext
 
     cfg = config or RunConfig(name="in_memory", seed=seed, budget=budget)
     with tempfile.TemporaryDirectory(prefix="nfb") as tmp:
@@ -126,11 +131,6 @@ def run_one(
     budget: int,
 ) -> dict[str, Any]:
     """One search on the table; returns per-query observed score, table mean and cost."""
-    import nasforge.evaluators
-    import nasforge.strategies  # noqa: F401
-    from nasforge.evaluators.base import EVALUATORS
-    from nasforge.spaces.base import make_space
-    from nasforge.strategies.base import STRATEGIES, AskTellStrategy
 
     space = make_space(space_spec)
     evaluator = build_component(
@@ -198,9 +198,6 @@ def bench(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run every strategy for every seed; write results.json, regret.png and table.md."""
-    import nasforge.evaluators
-    from nasforge.evaluators.base import EVALUATORS
-    from nasforge.spaces.base import make_space
 
     cfg = load_bench_config(config, overrides)
     space = make_space(cfg.space)
@@ -212,8 +209,6 @@ def bench(
         raise ConfigError(f"bench needs a tabular evaluator (name: table), got {cfg.evaluator}")
     optimum = float(optimum_fn())
     # check every strategy spec before the long part
-    import nasforge.strategies  # noqa: F401
-    from nasforge.strategies.base import STRATEGIES, AskTellStrategy
 
     for label, spec in cfg.strategies.items():
         s = build_component(STRATEGIES, f"strategies.{label}", spec, seed=0)
@@ -378,7 +373,6 @@ def render_table(results: dict[str, Any]) -> str:
 
 def plot_regret(results: dict[str, Any], path: Path) -> Path:
     """Best-so-far regret (log scale) vs queries and vs simulated seconds, with SEM bands."""
-    from nasforge.viz.plots import pyplot, save_figure
 
     plt = pyplot()
     opt = results["optimum"]

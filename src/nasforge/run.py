@@ -11,10 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasforge import components  # noqa: F401  (fills the registries for load)
 from nasforge.config import RunConfig, load_config, read_yaml
 from nasforge.exceptions import RunDirError
+from nasforge.final import BEST_MODEL, ranked_distinct
+from nasforge.spaces.base import make_space
 from nasforge.storage.base import Record
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
+from nasforge.strategies.pbt_report import pbt_summary
 
 CONFIG_NAME = "config.yaml"
 EXPORT_ARCH = "architecture.json"
@@ -66,8 +70,6 @@ class Run:
         """The JSON of ``nasforge show --json``."""
         trials = self.trials
         final = self.final or {}
-        from nasforge.final import ranked_distinct
-
         pbt = self._pbt_summary()  # PBT-NAS: a member's architecture improves every round
         ranked = ranked_distinct(trials, keep="best" if pbt else "first")
         best_rec = ranked[0] if ranked else None
@@ -113,7 +115,6 @@ class Run:
         }
 
     def _pbt_summary(self) -> dict[str, Any]:
-        from nasforge.viz.pbt import pbt_summary  # None unless the run has a "pbt" series
 
         out = pbt_summary(self.series("pbt"))
         return {} if out is None else {"pbt": out}
@@ -125,8 +126,6 @@ def load_run(run_dir: str | Path) -> Run:
 
 def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the best architecture (JSON) and its trained weights to ``out_dir``."""
-    from nasforge.final import BEST_MODEL
-
     run = Run(run_dir)
     final = run.final
     weights = run.dir / BEST_MODEL
@@ -164,10 +163,7 @@ def _finite(doc: dict[str, Any]) -> bool:
 
 def load(model_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """The exported network as a plain ``nn.Module`` in eval mode, weights loaded."""
-    from nasforge.search import _registries
-    from nasforge.spaces.base import make_space
 
-    _registries()
     d = Path(model_dir)
     if not (d / EXPORT_ARCH).is_file() or not (d / EXPORT_WEIGHTS).is_file():
         raise RunDirError(

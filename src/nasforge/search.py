@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from nasforge import components  # noqa: F401  (fills the registries)
 from nasforge.config import RunConfig, build_component, dump_config, load_config, read_yaml
 from nasforge.data.base import TASKS, Task, suite_ids
 from nasforge.devices import resolve_device
@@ -30,20 +31,10 @@ from nasforge.strategies.base import STRATEGIES, Callback, SearchContext, Strate
 _logger = get_logger(__name__)
 
 
-def _registries() -> None:
-    """Import the modules that fill the registries (explicit, cheap)."""
-    import nasforge.data
-    import nasforge.evaluators
-    import nasforge.executors
-    import nasforge.spaces
-    import nasforge.strategies  # noqa: F401
-
-
 def build_parts(
     cfg: RunConfig,
 ) -> tuple[Task | None, SearchSpace, Evaluator, Executor, Strategy, torch.device]:
     """Instantiate every component of ``cfg`` (validating names and params)."""
-    _registries()
     device = resolve_device(cfg.device)
     space: SearchSpace = build_component(SPACES, "space", cfg.space)
     strategy: Strategy = build_component(STRATEGIES, "strategy", cfg.strategy, seed=cfg.seed)

@@ -34,6 +34,7 @@ from nasforge.config import format_validation_error, load_config, read_yaml
 from nasforge.evaluators.table import Table
 from nasforge.exceptions import ConfigError
 from nasforge.logging import get_logger
+from nasforge.search import build_parts
 from nasforge.seeding import derive_seed
 
 _logger = get_logger(__name__)
@@ -106,7 +107,6 @@ def tabulate(
 
     Returns None when ``tabulate.limit`` stopped it early (the log keeps what was done).
     """
-    from nasforge.search import build_parts
 
     cfg, tp = _split_config(config, overrides)
     task, space, evaluator, executor, _, _ = build_parts(cfg)

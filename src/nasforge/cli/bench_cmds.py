@@ -8,7 +8,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nasforge.cli.main import add_run_options
+from nasforge.bench import bench
+from nasforge.cli.options import add_run_options
+from nasforge.evaluators.table import Table
+from nasforge.tabulate import tabulate
 
 
 def add(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]]) -> None:
@@ -51,14 +54,12 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] 
 
 
 def _cmd_tabulate(args: argparse.Namespace) -> int:
-    from nasforge.tabulate import tabulate
 
     with _progress(not args.no_progress, "tabulate") as update:
         out = tabulate(args.config, args.out, overrides=args.set, progress=update)
     if out is None:
         print("tabulate: stopped early (tabulate.limit); run again to continue")
         return 0
-    from nasforge.evaluators.table import Table
 
     table = Table.load(out)
     print(
@@ -69,7 +70,6 @@ def _cmd_tabulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from nasforge.bench import bench
 
     with _progress(not args.no_progress, "bench") as update:
         results = bench(args.config, args.out, overrides=args.set, progress=update)

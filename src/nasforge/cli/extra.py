@@ -6,11 +6,12 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from nasforge.cli import bench_cmds
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def add_commands(sub: Any) -> None:
     """Add the extra sub-commands to the ``nasforge`` parser."""
-    from nasforge.cli import bench_cmds
 
     bench_cmds.add(sub, COMMANDS)

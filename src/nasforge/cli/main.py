@@ -15,7 +15,13 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from nasforge.cli import extra
+from nasforge.cli.options import add_run_options
+from nasforge.cli.progress import ProgressCallback
 from nasforge.exceptions import NasforgeError
+from nasforge.run import Run, export
+from nasforge.search import search
+from nasforge.viz import plot_run
 
 EXIT_BAD_INPUT = 2
 
@@ -45,15 +51,6 @@ def _nonneg_int(s: str) -> int:
     return v
 
 
-def add_run_options(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--set KEY=VALUE`` (repeatable; overrides ``what``) and ``--no-progress``."""
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help=f"override {what} (repeatable)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nasforge", description="Neural architecture search on PyTorch.")
     p.add_argument("-v", "--verbose", action="store_true", help="log every trial")
@@ -80,15 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir")
     ex.add_argument("--out", required=True, help="output directory")
 
-    from nasforge.cli import extra
 
     extra.add_commands(sub)
     return p
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from nasforge.cli.progress import ProgressCallback
-    from nasforge.search import search
 
     callbacks = [] if args.no_progress else [ProgressCallback()]
     run = search(
@@ -189,7 +183,6 @@ def _print_pbt(pbt: dict[str, Any], rl: bool) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from nasforge.run import Run
 
     summary = Run(args.run_dir).summary(top=args.top)
     if args.json:
@@ -203,7 +196,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from nasforge.viz import plot_run
 
     for path in plot_run(args.run_dir, args.out):
         print(path)
@@ -211,7 +203,6 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from nasforge.run import export
 
     out = export(args.run_dir, args.out)
     print(f"exported to {out} (load with nasforge.load({str(out)!r}))")
@@ -232,7 +223,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     lib_logger = logging.getLogger("nasforge")
     lib_logger.addHandler(handler)
     lib_logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    from nasforge.cli import extra
 
     fn = COMMANDS.get(args.command) or extra.COMMANDS[args.command]
     start = time.perf_counter()

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from nasforge.config import build_component
 from nasforge.registry import Registry
 from nasforge.spaces.base import JSONDict, sha1_id
 
@@ -89,7 +90,6 @@ def suite_ids(specs: list[JSONDict]) -> list[str]:
 
 
 def make_task(spec: JSONDict | str) -> Task:
-    from nasforge.config import build_component
 
     factory: TaskFactory = build_component(TASKS, "task", spec)
     return factory.load()

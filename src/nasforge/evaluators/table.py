@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result
 from nasforge.exceptions import ConfigError, DataError, InvalidArchitecture
 from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.spaces.cell import NB201_OPS, CellSpace
 
 TABLE_FORMAT = "nasforge-table-1"
 TABLES_DIR = Path(__file__).resolve().parent.parent / "tables"
@@ -161,7 +162,6 @@ def nb201_pickle_path(dataset: str) -> Path:
 @lru_cache(maxsize=4)
 def load_nb201(dataset: str) -> Table:
     """The NAS-Bench-201 validation table of ``dataset`` (cached per process)."""
-    from nasforge.spaces.cell import NB201_OPS
 
     path = nb201_pickle_path(dataset)
     with path.open("rb") as f:
@@ -260,7 +260,6 @@ class TabularEvaluator(Evaluator):
 
     def _check_space(self) -> None:
         if self._nb201:
-            from nasforge.spaces.cell import NB201_OPS, CellSpace
 
             if not isinstance(self.space, CellSpace) or any(
                 o not in NB201_OPS for o in self.space.ops
@@ -295,7 +294,6 @@ class TabularEvaluator(Evaluator):
     def row(self, arch: Architecture) -> int:
         """The table row of ``arch`` (raises :class:`InvalidArchitecture` if absent)."""
         if self._nb201:
-            from nasforge.spaces.cell import NB201_OPS
 
             self.space.validate(arch)
             idx = tuple(NB201_OPS.index(str(t)) for t in arch.tokens)

@@ -26,6 +26,7 @@ from torch import nn
 
 from nasforge.data.base import Split, Task
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result
+from nasforge.evaluators.batched import fit_batch
 from nasforge.seeding import seed_torch
 from nasforge.spaces.base import Architecture, SearchSpace
 
@@ -140,7 +141,6 @@ class TrainEvaluator(Evaluator):
         (:mod:`nasforge.evaluators.batched`), other children one by one."""
         if self.p.trainer == "single":
             return super().evaluate_batch(archs, seeds)
-        from nasforge.evaluators.batched import fit_batch
 
         return [r for _, r in fit_batch(self, archs, seeds)]
 
@@ -150,7 +150,6 @@ class TrainEvaluator(Evaluator):
         """:meth:`fit` for several children at once (batched where possible)."""
         if self.p.trainer == "single":
             return [self.fit_single(a, seed=s) for a, s in zip(archs, seeds)]
-        from nasforge.evaluators.batched import fit_batch
 
         return fit_batch(self, archs, seeds, keep_models=True)
 

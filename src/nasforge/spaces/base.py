@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import nn
 
+from nasforge.config import build_component
 from nasforge.exceptions import InvalidArchitecture
 from nasforge.registry import Registry
 
@@ -183,7 +184,6 @@ SPACES: Registry[type[SearchSpace]] = Registry("space")
 
 def make_space(spec: JSONDict | str) -> SearchSpace:
     """Build a registered space from ``{"name": ..., **params}`` (or just its name)."""
-    from nasforge.config import build_component
 
     if isinstance(spec, str):
         spec = {"name": spec}

@@ -31,6 +31,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.evaluators.base import Evaluator
+from nasforge.final import report_best
 from nasforge.logging import get_logger
 from nasforge.registry import Registry
 from nasforge.seeding import derive_seed
@@ -229,7 +230,6 @@ class Strategy(ABC):
         """Search until the budget is spent (or the strategy is done)."""
 
     def finalize(self, ctx: SearchContext) -> dict[str, Any]:
-        from nasforge.final import report_best
 
         return report_best(ctx)
 

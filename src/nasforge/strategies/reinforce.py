@@ -68,8 +68,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from torch import nn
 
-from nasforge.config import format_validation_error
+from nasforge.config import build_component, format_validation_error
+from nasforge.data import TASKS
+from nasforge.data.base import Task
+from nasforge.evaluators.base import evaluate_safely
+from nasforge.evaluators.train import TrainEvaluator, TrainParams
 from nasforge.exceptions import ConfigError, UnknownName
+from nasforge.final import report_best
 from nasforge.logging import get_logger
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture, SearchSpace, Token
@@ -773,7 +778,6 @@ class Reinforce(AskTellStrategy):
             self.controller.load_state_dict(cstate)
 
     def finalize(self, ctx: SearchContext) -> dict[str, Any]:
-        from nasforge.final import report_best
 
         report = report_best(ctx)
         if self.final_greedy and self.controller is not None:
@@ -833,10 +837,6 @@ class NetworkManager:
         self, task: Task | str | dict[str, Any], space: SearchSpace, *, seed: int = 0,
         reevaluate: bool = False, device: str | torch.device = "cpu", **train_params: Any,
     ) -> None:
-        from nasforge.config import build_component
-        from nasforge.data import TASKS
-        from nasforge.data.base import Task
-        from nasforge.evaluators.train import TrainEvaluator, TrainParams
 
         loaded: Task = (
             task if isinstance(task, Task) else build_component(TASKS, "task", task).load()
@@ -854,7 +854,6 @@ class NetworkManager:
         self.history: list[tuple[Architecture, Result]] = []
 
     def get_reward(self, actions: Architecture | Sequence[Token]) -> float:
-        from nasforge.evaluators.base import evaluate_safely
 
         arch = actions if isinstance(actions, Architecture) else Architecture(tuple(actions))
         arch = self.space.validate(arch)

@@ -23,9 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import nasforge.strategies  # noqa: F401
+from nasforge.bench import run_in_memory
 from nasforge.config import build_component
 from nasforge.spaces.base import Architecture
 from nasforge.storage.base import Record
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy
 from nasforge.testing.toys import ToyTable, ToyTableEvaluator, toy_space
 
 _RANDOM_BASELINE: dict[tuple[int, ...], int] = {}
@@ -82,8 +85,6 @@ class StrategyContract:
 
     # ------------------------------------------------------------------ runs
     def make_strategy(self, seed: int, spec: dict[str, Any] | None = None) -> Any:
-        import nasforge.strategies  # noqa: F401  (fill the registry)
-        from nasforge.strategies.base import STRATEGIES, AskTellStrategy
 
         if self.factory is not None and spec is None:
             strategy = self.factory(seed)
@@ -97,7 +98,6 @@ class StrategyContract:
         self, seed: int, *, spec: dict[str, Any] | None = None, fail_fraction: float = 0.0
     ) -> tuple[list[Record], list[tuple[int, int]]]:
         """Records of one run, and ``(n asked for, n returned)`` of every ``ask``."""
-        from nasforge.bench import run_in_memory
 
         strategy = self.make_strategy(seed, spec)
         asks: list[tuple[int, int]] = []
@@ -156,8 +156,6 @@ class StrategyContract:
 
 def black_box_strategies() -> list[str]:
     """Names of every registered ask/tell strategy."""
-    import nasforge.strategies  # noqa: F401
-    from nasforge.strategies.base import STRATEGIES, AskTellStrategy
 
     names = []
     for name in STRATEGIES.names():

@@ -8,27 +8,22 @@ from pathlib import Path
 from nasforge.exceptions import RunDirError
 from nasforge.run import Run
 from nasforge.viz._info import HistoryInfo, history_info
+from nasforge.viz.alphas import render_alphas
+from nasforge.viz.controller import plot_controller
+from nasforge.viz.pbt import plot_pbt
+from nasforge.viz.plots import plot_history
 
-RUN_PLOTS: dict[str, Callable[[Run, Path], Path]] = {}
+RUN_PLOTS: dict[str, Callable[[Run, Path], Path]] = {
+    "pbt": plot_pbt,
+    "controller": plot_controller,
+    "alphas": render_alphas,
+}
 """Extra plots by stored series kind (e.g. DARTS alphas, PBT members): kind -> renderer."""
-
-from nasforge.viz.pbt import plot_pbt  # noqa: E402
-
-RUN_PLOTS["pbt"] = plot_pbt
-
-from nasforge.viz.controller import plot_controller  # noqa: E402
-
-RUN_PLOTS["controller"] = plot_controller
-
-from nasforge.viz.alphas import render_alphas  # noqa: E402
-
-RUN_PLOTS["alphas"] = render_alphas
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the run's plots and return their paths: the trial history (accuracy per trial with
     the best-so-far line) and one plot per registered series kind the run stored."""
-    from nasforge.viz.plots import plot_history
 
     run = Run(run_dir)
     out_path = Path(out) if out is not None else run.dir / "history.png"

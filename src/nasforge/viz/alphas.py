@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from nasforge.plotting import pyplot, save_figure
 from nasforge.run import Run
 
 
@@ -37,7 +38,6 @@ def alpha_info(series: list[tuple[int, str | None, Any]]) -> AlphaInfo:
 
 def render_alphas(run: Run, out: Path) -> Path:
     """One panel per edge and cell type: the op weights over the epochs."""
-    from nasforge.viz.plots import pyplot, save_figure
 
     info = alpha_info(run.series("alphas"))
     plt = pyplot()

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from nasforge.plotting import pyplot, save_figure
 from nasforge.run import Run
 
 
@@ -47,7 +48,6 @@ def controller_info(series: list[tuple[int, str | None, Any]], window: int = 50)
 
 def plot_controller(run: Run, out: Path) -> Path:
     """Reward per rollout with its moving mean and the baseline; policy entropy below."""
-    from nasforge.viz.plots import pyplot, save_figure
 
     info = controller_info(run.series("controller"))
     plt = pyplot()

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
+from nasforge.plotting import pyplot, save_figure
 from nasforge.viz._info import HistoryInfo
 
-
-def pyplot() -> ModuleType:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:  # pragma: no cover
-        raise ImportError("plotting needs matplotlib: pip install matplotlib") from err
-    return plt
+__all__ = ["plot_history", "pyplot", "save_figure"]
 
 
 def plot_history(info: HistoryInfo, out: str | Path, *, title: str = "") -> Path:
@@ -43,12 +33,3 @@ def plot_history(info: HistoryInfo, out: str | Path, *, title: str = "") -> Path
     return save_figure(fig, plt, out)
 
 
-def save_figure(fig: Any, plt: ModuleType, out: str | Path, *, layout: bool = True) -> Path:
-    """Save ``fig`` to ``out`` (parents created; format by suffix), close it, return the path."""
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if layout:
-        fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

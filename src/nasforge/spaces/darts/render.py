@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nasforge.plotting import pyplot, save_figure
 from nasforge.spaces.darts.genotype import Genotype, Pair
 
 
@@ -57,7 +58,6 @@ def _draw_cell(ax: Any, pairs: tuple[Pair, ...], concat: tuple[int, ...], title:
 
 def render_genotype(genotype: Genotype, out: str | Path, *, title: str = "") -> Path:
     """Write a PNG (or PDF/SVG, by suffix) with the normal and the reduction cell side by side."""
-    from nasforge.viz.plots import pyplot, save_figure
 
     plt = pyplot()
     width = 3.0 + 1.6 * genotype.nodes

@@ -26,6 +26,7 @@ from nasforge.spaces.base import SPACES, Architecture, JSONDict, SearchSpace, To
 from nasforge.spaces.cell import image_shape_of
 from nasforge.spaces.darts.genotype import Genotype
 from nasforge.spaces.darts.network import DartsNetwork
+from nasforge.spaces.darts.render import render_genotype
 
 
 def resolve_ops(ops: str | Sequence[str]) -> tuple[str, ...]:
@@ -213,7 +214,6 @@ class DartsSpace(SearchSpace):
 
     def render(self, arch: Architecture, out: str | Path) -> Path:
         """Write the cell diagram of ``arch`` (PNG, both cells) and return its path."""
-        from nasforge.spaces.darts.render import render_genotype
 
         return render_genotype(self.genotype(arch), out)
 

@@ -33,6 +33,7 @@ from nasforge.spaces.base import Architecture
 from nasforge.spaces.darts.genotype import Genotype, edge_index, num_edges, parse_genotype
 from nasforge.spaces.darts.multi import make_multi
 from nasforge.spaces.darts.network import stem_and_cells
+from nasforge.spaces.darts.space import DartsSpace, image_shape
 
 Weighting = Literal["softmax", "max_w"]
 
@@ -445,7 +446,6 @@ class DartsSupernetSpec(SupernetSpecBase):
     skip_group = "normal"
 
     def __init__(self, space: object, opts: SupernetOptions) -> None:
-        from nasforge.spaces.darts.space import DartsSpace
 
         assert isinstance(space, DartsSpace)
         self.space = space
@@ -458,7 +458,6 @@ class DartsSupernetSpec(SupernetSpecBase):
     def new_supernet(
         self, input_shape: tuple[int, ...], num_classes: int, *, layers: int | None = None
     ) -> Supernet:
-        from nasforge.spaces.darts.space import image_shape
 
         o = self.opts
         n_layers = o.layers if layers is None else layers

@@ -11,10 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nasforge.evaluators.table import resolve_table
 from nasforge.exceptions import ConfigError
 from nasforge.logging import get_logger
 from nasforge.spaces.base import Architecture, SearchSpace
-from nasforge.spaces.darts.supernet import SupernetOptions
+from nasforge.spaces.cell import CellSpace
+from nasforge.spaces.darts.nb201 import NB201SupernetSpec
+from nasforge.spaces.darts.space import DartsSpace
+from nasforge.spaces.darts.supernet import DartsSupernetSpec, SupernetOptions
 
 if TYPE_CHECKING:
     from nasforge.strategies.darts.search import DartsParams
@@ -24,10 +28,6 @@ _logger = get_logger(__name__)
 
 def make_spec(space: SearchSpace, p: DartsParams) -> Any:
     """The one-shot spec of ``space`` (``darts`` or ``nb201``) with the strategy's sizes."""
-    from nasforge.spaces.cell import CellSpace
-    from nasforge.spaces.darts.nb201 import NB201SupernetSpec
-    from nasforge.spaces.darts.space import DartsSpace
-    from nasforge.spaces.darts.supernet import DartsSupernetSpec
 
     k = p.pc.k if p.pc is not None else 1
     if isinstance(space, DartsSpace):
@@ -59,7 +59,6 @@ def make_spec(space: SearchSpace, p: DartsParams) -> Any:
 
 def check_table(space: SearchSpace, table: str) -> Any:
     """Load ``table`` and check that it was built for ``space``."""
-    from nasforge.evaluators.table import resolve_table
 
     data = resolve_table(table)
     want = data.meta.get("space")
