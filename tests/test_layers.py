@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nasforge.data",),
     ("nasforge.evaluators", "nasforge.storage", "nasforge.rl"),
     ("nasforge.executors",),
-    ("nasforge.final", "nasforge.strategies", "nasforge.components"),
+    ("nasforge.engine", "nasforge.final", "nasforge.strategies", "nasforge.components"),
     ("nasforge.run", "nasforge.search", "nasforge.tabulate", "nasforge.bench"),
     ("nasforge.viz", "nasforge.testing"),
     ("nasforge.cli",),

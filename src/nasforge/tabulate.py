@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nasforge.config import format_validation_error, load_config, read_yaml
+from nasforge.engine.middleware import evaluate_all
 from nasforge.evaluators.table import Table
 from nasforge.exceptions import ConfigError
 from nasforge.logging import get_logger
@@ -168,7 +169,7 @@ def tabulate(
                 chunk = jobs[b : b + tp.batch]
                 batch_archs = [archs[i] for i, _ in chunk]
                 batch_seeds = [seeds[k] for _, k in chunk]
-                for j, res in executor.map(evaluator, batch_archs, batch_seeds):
+                for j, res in evaluate_all(executor, evaluator, batch_archs, batch_seeds):
                     i, k = chunk[j]
                     line: dict[str, Any] = {
                         "i": i, "k": k, "status": res.status,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.conftest import tiny_config
 
 import nasforge
 from nasforge.data.base import suite_ids
 from nasforge.exceptions import ConfigError
 from nasforge.strategies.base import Callback, SearchContext
-from tests.conftest import tiny_config
 
 
 class _Seen(Callback):

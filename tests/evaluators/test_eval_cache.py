@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from nasforge.data import make_task
+from nasforge.engine.middleware import evaluate_all
 from nasforge.evaluators import TrainEvaluator
 from nasforge.evaluators.cache import EvalCache, cache_key
+from nasforge.executors.base import Executor
 from nasforge.executors.local import LocalExecutor
 from nasforge.spaces import Architecture, SequenceSpace
 from nasforge.spaces.base import Token
@@ -25,7 +27,7 @@ def _ev(cache: Path, **kw: Any) -> TrainEvaluator:
 
 def _map(ev: TrainEvaluator, archs: list[Architecture], seeds: list[int]) -> list[Any]:
     with LocalExecutor() as ex:
-        got = dict(ex.map(ev, archs, seeds))
+        got = dict(evaluate_all(ex, ev, archs, seeds))
     return [got[i] for i in range(len(archs))]
 
 
@@ -74,3 +76,45 @@ def test_misses_train_and_only_complete_results_are_stored(tmp_path: Path) -> No
                                max_epochs=2, patience=0)
         assert plain.cache_path is None
         assert len(dict(ex.map(plain, ARCHS[:1], [1]))) == 1
+
+
+class _Recording(Executor):
+    """Any executor (Ray included) gets the cache: the middleware sits in front of ``map``."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def map(self, evaluator, archs, seeds):  # type: ignore[no-untyped-def]
+        self.calls.append(len(archs))
+        for i, (a, s) in enumerate(zip(archs, seeds)):
+            yield i, evaluator.evaluate(a, seed=s)
+
+
+def test_the_cache_applies_to_every_executor(tmp_path: Path) -> None:
+    ev = _ev(tmp_path)
+    ex = _Recording()
+    first = dict(evaluate_all(ex, ev, ARCHS, [1, 2, 3]))
+    again = dict(evaluate_all(ex, ev, ARCHS, [1, 2, 3]))
+    assert ex.calls == [3]  # the second pass never reached the executor
+    assert all(again[i].metrics["cache"] == "hit" for i in range(3))
+    assert [again[i].val_acc for i in range(3)] == [first[i].val_acc for i in range(3)]
+
+
+def test_a_replaced_data_file_is_a_new_task(tmp_path: Path) -> None:
+    import numpy as np
+
+    data = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2)).astype(np.float32)
+    np.savez(data, x=x, y=(x[:, 0] > 0).astype(np.int64))
+    params: dict[str, Any] = {"max_epochs": 3, "patience": 0, "cache_dir": str(tmp_path / "c")}
+    space = SequenceSpace(grammar="free")
+    ev = TrainEvaluator(space=space, task=make_task({"name": "file", "path": str(data)}), **params)
+    _map(ev, ARCHS[:1], [1])
+    np.savez(data, x=x, y=(x[:, 1] > 0).astype(np.int64))  # same path, other labels
+    task2 = make_task({"name": "file", "path": str(data)})
+    ev2 = TrainEvaluator(space=space, task=task2, **params)
+    (res,) = _map(ev2, ARCHS[:1], [1])
+    assert res.metrics.get("cache") is None  # trained again, not a stale hit

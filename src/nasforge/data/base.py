@@ -6,7 +6,9 @@ only ever sees ``train`` and ``val``; ``test`` is used once, to report the final
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,6 +47,18 @@ class Task:
     @property
     def task_id(self) -> str:
         return sha1_id(self.spec)
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha1 of every split's tensors (shape, dtype, bytes): two tasks with the same spec but
+        other data (a replaced file) differ here. Computed once per task."""
+        h = hashlib.sha1()
+        for split in (self.train, self.val, self.test):
+            for t in (split.x, split.y):
+                c = t.detach().cpu().contiguous()
+                h.update(f"{tuple(c.shape)}{c.dtype}".encode())
+                h.update(c.numpy().tobytes())
+        return h.hexdigest()
 
     def to(self, device: torch.device) -> Task:
         return Task(

@@ -4,15 +4,16 @@ Within one run the run store already acts as the reward cache: a repeated archit
 its stored result unless the strategy sets ``reevaluate`` (``SearchContext.evaluate_batch``).
 This cache adds reuse *across* runs: a result is stored under the key
 
-    sha1(task spec, architecture id, evaluator settings, seed)
+    sha1(task spec, task content hash, architecture id, evaluator settings, seed)
 
 so the same child trained with the same settings and seed is never trained twice, whichever run
 asks. The seed is part of the key because results depend on it; runs with the same run seed
 (trial seeds derive from it and the trial number) or the same final-retraining seeds hit it.
 
-Single writer: only the driver process opens the file. Executors look results up before
-dispatching work and store the results their workers return (:func:`cached_map`); workers
-never touch it. Only ``complete`` results are stored (a failure may be environmental). A hit is
+Single writer: only the driver process opens the file. The engine's middleware
+(:mod:`nasforge.engine.middleware`) looks results up before any executor (local or Ray)
+dispatches work and stores the results its workers return (:func:`cached_map`); workers never
+touch it. Only ``complete`` results are stored (a failure may be environmental). A hit is
 returned with ``train_seconds = 0`` and ``metrics["cache"] = "hit"`` (the original time is kept
 as ``metrics["cached_train_seconds"]``).
 """
@@ -36,10 +37,12 @@ CACHE_FILE = "evalcache.sqlite"
 
 
 def cache_key(evaluator: Evaluator, arch: Architecture, seed: int) -> str:
-    """Key of one evaluation: task spec, architecture id, evaluator settings and seed."""
+    """Key of one evaluation: the task's spec and *content* hash (so a replaced data file is a
+    new task), the architecture id, the evaluator settings and the seed."""
     task = getattr(evaluator, "task", None)
     payload = {
         "task": getattr(task, "spec", None),
+        "data": getattr(task, "content_hash", None),
         "arch": arch.arch_id,
         "settings": evaluator.settings(),
         "seed": int(seed),

@@ -4,7 +4,7 @@ Each worker receives the evaluator once (pool initializer), sets its torch threa
 usable cores // workers, so the pool never oversubscribes the CPU), and then evaluates chunks of
 a batch with ``evaluate_batch`` (so batched trainers work inside workers: a batch is split evenly
 into one population per worker). The driver stays the single writer of the run store and of the
-evaluator's persistent cache (:mod:`nasforge.evaluators.cache`): workers only return Results.
+evaluator's persistent cache (:mod:`nasforge.engine.middleware`): workers only return Results.
 
 Failure isolation: an exception escaping ``evaluate_batch`` (a bug) falls back to one-by-one
 evaluation of that chunk; a worker that dies (killed, out of memory) fails only the
@@ -25,7 +25,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.evaluators.base import Evaluator, Result, evaluate_safely
-from nasforge.evaluators.cache import cached_map
 from nasforge.executors.base import EXECUTORS, Executor
 from nasforge.logging import get_logger
 from nasforge.spaces.base import Architecture
@@ -104,10 +103,9 @@ class LocalExecutor(Executor):
     def map(
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
     ) -> Iterator[tuple[int, Result]]:
-        """Evaluate in the driver or the pool, behind the evaluator's persistent cache (if it
-        has a ``cache_dir``): hits are not trained again, new results are stored here, in the
-        driver, which is the cache's only writer."""
-        yield from cached_map(self._map, evaluator, archs, seeds)
+        """Evaluate in the driver or the pool (the persistent cache is the engine's
+        middleware, :mod:`nasforge.engine.middleware`, applied for every executor)."""
+        yield from self._map(evaluator, archs, seeds)
 
     def _map(
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nasforge.engine.middleware import evaluate_all
 from nasforge.evaluators.base import Evaluator
 from nasforge.final import report_best
 from nasforge.logging import get_logger
@@ -178,8 +179,8 @@ class SearchContext:
             todo.append(n)
         if todo:
             seeds = [self.trial_seed(n) for n in todo]
-            for i, result in self.executor.map(
-                self.evaluator, [archs[n - first] for n in todo], seeds
+            for i, result in evaluate_all(
+                self.executor, self.evaluator, [archs[n - first] for n in todo], seeds
             ):
                 n = todo[i]
                 self._commit(
