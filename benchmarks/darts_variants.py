@@ -92,7 +92,7 @@ def rank_rows(rows: list[dict[str, Any]], table: str) -> bool:
     """Fill in the table columns of the table-part rows; False if the table is missing."""
     from nasforge.exceptions import ConfigError
     from nasforge.spaces.base import Architecture, make_space
-    from nasforge.strategies.darts.oneshot import table_rank
+    from nasforge.strategies.oneshot.darts.oneshot import table_rank
 
     for r in rows:
         if r["part"] != "table":

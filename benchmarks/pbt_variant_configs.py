@@ -1,7 +1,8 @@
 """Write the PBT-NAS ablation / baseline variant configs from a task's default config.
 
 Each variant file is the default config with exactly the overrides of
-``benchmarks/pbt_ablation.py: VARIANT_OVERRIDES`` (tests/pbt/test_pbt_configs.py checks that)::
+``benchmarks/pbt_ablation.py: VARIANT_OVERRIDES``
+(tests/strategies/pbt/test_pbt_configs.py checks that)::
 
     .venv/bin/python benchmarks/pbt_variant_configs.py configs/rl_pbt_nas.yaml --prefix rl
 """

@@ -26,7 +26,7 @@ from nasforge.exceptions import (
 from nasforge.run import Run, export, load, load_run
 from nasforge.search import search
 from nasforge.spaces import Architecture, CNNSpace, SearchSpace, SequenceSpace, StateSpace
-from nasforge.strategies.reinforce import Controller, NetworkManager
+from nasforge.strategies.reinforce.controller import Controller, NetworkManager
 from nasforge.viz import plot_run
 
 __version__ = "0.1.0"

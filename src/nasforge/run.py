@@ -18,7 +18,7 @@ from nasforge.final import BEST_MODEL, ranked_distinct
 from nasforge.spaces.base import make_space
 from nasforge.storage.base import Record
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
-from nasforge.strategies.pbt_report import pbt_summary
+from nasforge.strategies.pbt.report import pbt_summary
 
 CONFIG_NAME = "config.yaml"
 EXPORT_ARCH = "architecture.json"

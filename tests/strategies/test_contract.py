@@ -36,7 +36,7 @@ def test_toy_table_has_a_unique_optimum_and_fails_deterministically() -> None:
 def test_contract_detects_a_broken_strategy() -> None:
     """A strategy that asks more than it is given fails the budget check (the suite can fail)."""
     from nasforge.spaces.base import Architecture
-    from nasforge.strategies.random_search import RandomSearch
+    from nasforge.strategies.blackbox.random_search import RandomSearch
 
     class Greedy(RandomSearch):
         def ask(self, n: int) -> list[Architecture]:

@@ -1,12 +1,15 @@
-"""Search strategies, registered by name. Import order registers them."""
+"""Search strategies, one folder per family, registered by name. Import order registers them.
 
-from nasforge.strategies import bo_evolution as _bo_evolution  # noqa: F401
-from nasforge.strategies import darts as _darts  # noqa: F401
-from nasforge.strategies import evolution as _evolution  # noqa: F401
-from nasforge.strategies import pbt_nas as _pbt_nas  # noqa: F401
-from nasforge.strategies import random_search as _random_search  # noqa: F401
+* ``blackbox/``: random search, regularized evolution, Optuna TPE, predictor-guided evolution;
+* ``reinforce/``: REINFORCE controllers (seeds 002, 003);
+* ``oneshot/``: the one-shot base and DARTS with its regularizers;
+* ``pbt/``: PBT-NAS.
+"""
+
+from nasforge.strategies import blackbox as _blackbox  # noqa: F401
+from nasforge.strategies import oneshot as _oneshot  # noqa: F401
+from nasforge.strategies import pbt as _pbt  # noqa: F401
 from nasforge.strategies import reinforce as _reinforce  # noqa: F401
-from nasforge.strategies import tpe as _tpe  # noqa: F401
 from nasforge.strategies.base import (
     STRATEGIES,
     AskTellStrategy,

@@ -1,6 +1,6 @@
 """PBT-NAS plots: fitness per population slot over rounds, and the lineage of members.
 
-The info functions (:mod:`nasforge.strategies.pbt_report`) turn the run's ``pbt`` series into
+The info functions (:mod:`nasforge.strategies.pbt.report`) turn the run's ``pbt`` series into
 plain values; :func:`plot_pbt` renders them and is registered as ``RUN_PLOTS["pbt"]``.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nasforge.plotting import pyplot, save_figure
 from nasforge.run import Run
-from nasforge.strategies.pbt_report import fitness_info, lineage_info
+from nasforge.strategies.pbt.report import fitness_info, lineage_info
 
 __all__ = ["fitness_info", "lineage_info", "plot_pbt"]
 

@@ -11,8 +11,8 @@ import torch
 
 import nasforge
 from nasforge.exceptions import RunDirError
-from nasforge.strategies.darts.architect import Architect
 from nasforge.strategies.oneshot import decode_checkpoint, encode_checkpoint
+from nasforge.strategies.oneshot.darts.architect import Architect
 
 
 def _darts_config(epochs: int = 2) -> dict:

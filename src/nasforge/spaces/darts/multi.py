@@ -7,7 +7,7 @@ op (ReLU / Conv2d / BatchNorm2d / pooling / identity layers applied in order) be
 chain with ``n`` times the channels, where the first convolution reads the shared input once
 (a full conv with ``n * C_out`` outputs, or a repeat followed by a grouped depthwise conv) and
 later convolutions are grouped by copy. Parameter-free ops stay shared (computed once).
-The result is identical to ``n`` independent ops (``tests/darts`` checks it via
+The result is identical to ``n`` independent ops (``tests/strategies/oneshot/darts`` checks it via
 :meth:`MultiOp.single`).
 """
 

@@ -1,8 +1,7 @@
-"""The one-shot family's shared base: supernet lifecycle, checkpoint, commit, finalize.
+"""One-shot searches: the shared base (supernet lifecycle, checkpoint, commit, finalize) and
+DARTS with its regularizers (``darts/``); MetaNAS is meant to run on the same base."""
 
-DARTS (``strategies/darts``) runs on it; MetaNAS is meant to.
-"""
-
+from nasforge.strategies.oneshot import darts
 from nasforge.strategies.oneshot.base import OneShotSearch, decode_checkpoint, encode_checkpoint
 
-__all__ = ["OneShotSearch", "decode_checkpoint", "encode_checkpoint"]
+__all__ = ["OneShotSearch", "darts", "decode_checkpoint", "encode_checkpoint"]

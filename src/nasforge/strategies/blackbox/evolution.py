@@ -7,7 +7,7 @@ that tournament as parent, evaluates a single mutation of it (one decision chang
 child and removes the *oldest* member (ageing), whatever its accuracy.
 
 Decisions and deviations:
-    - Works on any space through its sequential decision view (``strategies/_mutation.py``);
+    - Works on any space through its sequential decision view (``spaces/operations.py``);
       mutations that break a mask or a stop token are repaired left to right.
     - ``unique_children`` (default true): a child already evaluated in this search is mutated
       again (up to 20 tries), because under nasforge's reward cache a repeated architecture costs
@@ -29,8 +29,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.spaces.operations import mutate
 from nasforge.storage.base import Record
-from nasforge.strategies._mutation import mutate
 from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from nasforge.data.base import Split, Task
 from nasforge.evaluators.train import accuracy, count_params
 from nasforge.spaces.base import Architecture, SearchSpace
-from nasforge.strategies.darts.regularizers import cosine_lr
+from nasforge.strategies.oneshot.darts.regularizers import cosine_lr
 
 
 class RetrainParams(BaseModel):

@@ -20,7 +20,7 @@ from nasforge.run import Run, export, load
 from nasforge.search import search
 from nasforge.spaces.base import Architecture
 from nasforge.spaces.genes import GeneCNNSpace, owned_by
-from nasforge.strategies.pbt_nas import PBTNAS, Member, PBTState
+from nasforge.strategies.pbt.pbt_nas import PBTNAS, Member, PBTState
 from nasforge.viz.pbt import fitness_info, lineage_info
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tests.darts._darts_helpers import batch, tiny_spec
 from torch.func import functional_call
 
 from nasforge.spaces.darts.supernet import Alphas
-from nasforge.strategies.darts import architect
+from nasforge.strategies.oneshot.darts import architect
+from tests.strategies.oneshot.darts._darts_helpers import batch, tiny_spec
 
 
 def _setup() -> tuple[torch.nn.Module, Alphas]:

@@ -37,10 +37,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.spaces.operations import mutate, neighbours
 from nasforge.storage.base import Record
-from nasforge.strategies._mutation import mutate, neighbours
 from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
-from nasforge.strategies.evolution import sample_unseen
+from nasforge.strategies.blackbox.evolution import sample_unseen
 
 LENGTH_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 NOISES = (0.001, 0.01, 0.05, 0.2, 0.5)

@@ -67,8 +67,8 @@ from nasforge.seeding import derive_seed, make_rng
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.genes import GeneACSpace, GeneSpace
 from nasforge.storage.base import Record
-from nasforge.strategies import _pbt as ops
 from nasforge.strategies.base import STRATEGIES, SearchContext, Strategy
+from nasforge.strategies.pbt import operators as ops
 
 _logger = get_logger(__name__)
 STATE_KEY = "pbt"

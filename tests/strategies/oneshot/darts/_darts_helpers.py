@@ -1,4 +1,4 @@
-"""Tiny DARTS fixtures shared by the tests in tests/darts."""
+"""Tiny DARTS fixtures shared by the DARTS tests (strategies/oneshot/darts, spaces/darts)."""
 
 from __future__ import annotations
 

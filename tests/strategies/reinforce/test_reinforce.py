@@ -16,14 +16,14 @@ from nasforge.evaluators.base import EVALUATORS, Evaluator, Result
 from nasforge.exceptions import ConfigError, NasforgeError, UnknownName
 from nasforge.spaces import SPACES, SequenceSpace, StateSpace, make_space
 from nasforge.spaces.base import Architecture
-from nasforge.strategies._reinforce_math import (
+from nasforge.strategies.base import Callback, SearchContext
+from nasforge.strategies.reinforce._math import (
     ema_advantages,
     mixture_logprob,
     reinforce_loss,
     shaping_penalty,
 )
-from nasforge.strategies.base import Callback, SearchContext
-from nasforge.strategies.reinforce import (
+from nasforge.strategies.reinforce.controller import (
     PRESETS,
     Controller,
     Rollout,

@@ -12,11 +12,11 @@ from nasforge.evaluators.base import Result
 from nasforge.exceptions import ConfigError
 from nasforge.spaces import make_space
 from nasforge.spaces.base import Architecture
+from nasforge.spaces.operations import mutate, neighbours
 from nasforge.storage.base import Record
-from nasforge.strategies._mutation import mutate, neighbours
-from nasforge.strategies.bo_evolution import GP, BOEvolution, copula
-from nasforge.strategies.evolution import RegularizedEvolution
-from nasforge.strategies.tpe import OptunaTPE
+from nasforge.strategies.blackbox.bo_evolution import GP, BOEvolution, copula
+from nasforge.strategies.blackbox.evolution import RegularizedEvolution
+from nasforge.strategies.blackbox.tpe import OptunaTPE
 from nasforge.testing.toys import ToyTable, ToyTableEvaluator, toy_space
 
 

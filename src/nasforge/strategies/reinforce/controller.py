@@ -79,13 +79,13 @@ from nasforge.logging import get_logger
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture, SearchSpace, Token
 from nasforge.storage.base import Record
-from nasforge.strategies._reinforce_math import (
+from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
+from nasforge.strategies.reinforce._math import (
     ema_advantages,
     mixture_logprob,
     reinforce_loss,
     shaping_penalty,
 )
-from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
 
 if TYPE_CHECKING:
     from nasforge.data.base import Task

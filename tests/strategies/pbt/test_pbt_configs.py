@@ -9,7 +9,7 @@ import pytest
 
 from nasforge.config import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from pbt_ablation import VARIANT_OVERRIDES, config_path  # noqa: E402
 

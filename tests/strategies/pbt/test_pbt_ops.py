@@ -13,7 +13,7 @@ from nasforge.evaluators.pbt import seeded_build
 from nasforge.exceptions import ConfigError, InvalidArchitecture
 from nasforge.spaces.base import Architecture
 from nasforge.spaces.genes import GeneACSpace, GeneCNNSpace, owned_by
-from nasforge.strategies import _pbt as ops
+from nasforge.strategies.pbt import operators as ops
 
 
 def test_mix_genes_takes_donor_with_probability_and_reports_equal_values() -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.darts._darts_helpers import tiny_config
 
 import nasforge
 from nasforge.exceptions import ConfigError
@@ -16,6 +15,7 @@ from nasforge.spaces.base import make_space
 from nasforge.storage.base import Record
 from nasforge.strategies.base import Callback, SearchContext
 from nasforge.viz.alphas import alpha_info, render_alphas
+from tests.strategies.oneshot.darts._darts_helpers import tiny_config
 
 
 def _logits(run: nasforge.Run, epoch: int) -> np.ndarray:
@@ -128,7 +128,7 @@ def test_bad_settings_raise_config_errors(tmp_path: Path, override: dict[str, An
 def test_table_rank_of_a_found_cell(tmp_path: Path) -> None:
     from nasforge.evaluators.table import Table
     from nasforge.spaces.cell import CellSpace
-    from nasforge.strategies.darts.oneshot import table_rank
+    from nasforge.strategies.oneshot.darts.oneshot import table_rank
 
     space = CellSpace(ops=["none", "skip_connect", "nor_conv_3x3"], channels=4,
                       cells_per_stage=1, stages=1)

@@ -21,7 +21,7 @@ from nasforge.spaces.darts.space import DartsSpace
 from nasforge.spaces.darts.supernet import DartsSupernetSpec, SupernetOptions
 
 if TYPE_CHECKING:
-    from nasforge.strategies.darts.search import DartsParams
+    from nasforge.strategies.oneshot.darts.search import DartsParams
 
 _logger = get_logger(__name__)
 

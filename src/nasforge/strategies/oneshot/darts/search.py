@@ -51,11 +51,11 @@ from nasforge.spaces.base import Architecture
 from nasforge.spaces.darts.supernet import Alphas, ForwardState
 from nasforge.storage.base import Record
 from nasforge.strategies.base import STRATEGIES, SearchContext
-from nasforge.strategies.darts import architect as arch_grad
-from nasforge.strategies.darts import regularizers as reg
-from nasforge.strategies.darts.oneshot import check_table, make_spec, table_rank
-from nasforge.strategies.darts.retrain import RetrainParams, retrain, test_accuracy
 from nasforge.strategies.oneshot.base import OneShotSearch
+from nasforge.strategies.oneshot.darts import architect as arch_grad
+from nasforge.strategies.oneshot.darts import regularizers as reg
+from nasforge.strategies.oneshot.darts.oneshot import check_table, make_spec, table_rank
+from nasforge.strategies.oneshot.darts.retrain import RetrainParams, retrain, test_accuracy
 
 _logger = get_logger(__name__)
 CHECKPOINT = "darts"

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.darts._darts_helpers import OPS3, batch, tiny_spec
 
 from nasforge.spaces.base import Architecture
 from nasforge.spaces.darts.supernet import ForwardState, MixedOp, darts_op_builder
-from nasforge.strategies.darts import architect
-from nasforge.strategies.darts import regularizers as reg
+from nasforge.strategies.oneshot.darts import architect
+from nasforge.strategies.oneshot.darts import regularizers as reg
+from tests.strategies.oneshot.darts._darts_helpers import OPS3, batch, tiny_spec
 
 
 def test_darts_minus_beta_schedule_changes_beta() -> None:
