@@ -46,8 +46,9 @@ from nasforge.evaluators.base import Result
 from nasforge.evaluators.train import count_params
 from nasforge.exceptions import ConfigError
 from nasforge.logging import get_logger
+from nasforge.safeload import load_checkpoint
 from nasforge.seeding import derive_seed
-from nasforge.spaces.base import Architecture
+from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.darts.supernet import Alphas, ForwardState
 from nasforge.storage.base import Record
 from nasforge.strategies.base import STRATEGIES, SearchContext, Strategy
@@ -183,7 +184,7 @@ class DartsSearch(Strategy):
         }))
 
     def _restore(self, blob: bytes) -> int:
-        ck = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=False)
+        ck = load_checkpoint(blob, self.device, "DARTS checkpoint")
         self._build(int(ck["stage"]))
         self.alphas.load_state_dict(ck["alphas"])
         self.net.load_state_dict(ck["net"])
@@ -192,6 +193,9 @@ class DartsSearch(Strategy):
         torch.set_rng_state(ck["torch_rng"])
         self.gen.set_state(ck["gen"])
         return int(ck["next_epoch"])
+
+    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+        make_spec(space, self.p)  # the space must be one-shot (darts, nb201)
 
     # -------------------------------------------------------------- loop
     def run(self, ctx: SearchContext) -> None:
