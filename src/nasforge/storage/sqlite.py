@@ -22,6 +22,7 @@ from nasforge.evaluators.base import Result
 from nasforge.exceptions import RunDirError
 from nasforge.spaces.base import Architecture
 from nasforge.storage.base import Record
+from nasforge.storage.lock import holder
 
 DB_NAME = "run.sqlite"
 SCHEMA_VERSION = 1
@@ -86,16 +87,20 @@ class SQLiteRunStore:
             raise RunDirError(f"{str(self.path.parent)!r} is not a nasforge run (no {DB_NAME})")
         self.readonly = readonly
         self._depth = 0
+        if existed:  # checked before anything is written: a damaged store stays as it is
+            self._verify()
         try:
             if readonly:
-                self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+                # no write-ahead log and no driver holding the lock: nobody writes, so read it
+                # as immutable (creates no -wal/-shm files next to it)
+                quiet = not self._wal().exists() and holder(self.path.parent) is None
+                uri = f"file:{self.path}?mode=ro" + ("&immutable=1" if quiet else "")
+                self._con = sqlite3.connect(uri, uri=True, timeout=30)
             else:
                 self._con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as err:
             raise damaged(self.path, err) from None
         try:
-            if existed:  # checked before anything is written: a damaged store stays as it is
-                self._verify()
             if not readonly:
                 self._con.execute("PRAGMA journal_mode=WAL")
                 self._con.execute("PRAGMA synchronous=NORMAL")
@@ -105,28 +110,43 @@ class SQLiteRunStore:
         except sqlite3.Error as err:
             self._con.close()
             raise damaged(self.path, err) from None
-        except RunDirError:
-            self._con.close()
-            raise
+
+    def _wal(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
 
     def _verify(self) -> None:
-        """Schema version, integrity (``PRAGMA quick_check``) and the expected tables."""
+        """Schema version, integrity (``PRAGMA quick_check``) and the expected tables, on a
+        separate read-only connection that creates no files (``immutable`` unless a write-ahead
+        log is present, whose content must be read)."""
         if self.path.stat().st_size == 0:
             raise RunDirError(f"{str(self.path)!r} is empty: not a nasforge store (damaged run?)")
-        version = int(self._con.execute("PRAGMA user_version").fetchone()[0])
+        uri = f"file:{self.path}?mode=ro" + ("" if self._wal().exists() else "&immutable=1")
+        try:
+            con = sqlite3.connect(uri, uri=True, timeout=30)
+        except sqlite3.Error as err:
+            raise damaged(self.path, err) from None
+        try:
+            self._verify_with(con)
+        except sqlite3.Error as err:
+            raise damaged(self.path, err) from None
+        finally:
+            con.close()
+
+    def _verify_with(self, con: sqlite3.Connection) -> None:
+        version = int(con.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise RunDirError(
                 f"{str(self.path)!r} has store schema version {version}; this nasforge reads "
                 f"versions up to {SCHEMA_VERSION} (upgrade nasforge)"
             )
-        check = self._con.execute("PRAGMA quick_check").fetchall()
+        check = con.execute("PRAGMA quick_check").fetchall()
         if [tuple(r) for r in check] != [("ok",)]:
             raise RunDirError(
                 f"{str(self.path)!r} is damaged (integrity check: {check[0][0]}); "
                 "it was left unchanged"
             )
         for table, cols in _COLUMNS.items():
-            have = {r[1] for r in self._con.execute(f"PRAGMA table_info({table})")}
+            have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
             if not cols <= have:
                 what = "is missing" if not have else "lacks columns of"
                 raise RunDirError(
