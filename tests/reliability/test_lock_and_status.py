@@ -19,6 +19,7 @@ from nasforge.strategies.base import Callback
 from tests.conftest import tiny_config
 from tests.reliability._helpers import snapshot
 
+
 def _cfg(tmp: Path, **over: object) -> Path:
     p = tmp / "c.yaml"
     p.write_text(yaml.safe_dump(tiny_config(**{"budget": 3, "final": {"seeds": 0}, **over})))

@@ -1,12 +1,13 @@
 """Ends a local Ray's processes when the driver that started them dies (even by SIGKILL).
 
 Started by :class:`nasforge.executors.ray.RayExecutor` right after it starts a local Ray, as
-``python -m nasforge.executors._reaper PID:START ...`` with a pipe on stdin: the
-arguments are the processes Ray just started under the driver (pid and start time, so a reused
-pid is never hit). When stdin reaches end of file (the driver exited or was killed), the reaper
-sends SIGKILL to those processes and to all their descendants (Ray's workers), then exits. A
-``done`` line on stdin (a clean ``ray.shutdown()``) makes it exit without killing anything.
-Linux only (it reads ``/proc``); elsewhere it is not started.
+``python -I .../_reaper.py PID:START ...`` (by path: it imports nothing of nasforge, no torch)
+with a pipe on stdin. The arguments are the processes Ray just started under the driver (pid
+and start time, so a reused pid is never hit); while it waits, the reaper adds every process
+they start (Ray's workers). When stdin reaches end of file (the driver exited or was killed),
+it sends SIGKILL to all of them and exits. A ``done`` line on stdin (a clean ``ray.shutdown()``)
+makes it exit without killing anything. Linux only (it reads ``/proc``); elsewhere it is not
+started.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.evaluators.base import Evaluator, Result, evaluate_safely
 from nasforge.exceptions import ConfigError
+from nasforge.executors import _reaper
 from nasforge.executors._reaper import descendants
 from nasforge.executors.base import EXECUTORS, Executor
 from nasforge.logging import get_logger
@@ -149,10 +150,9 @@ class RayExecutor(Executor):
             return
         new = {p: s for p, s in descendants(os.getpid()).items() if p not in before}
         args = [f"{p}:{s}" for p, s in new.items()]
-        self._reaper = subprocess.Popen(
-            [sys.executable, "-m", "nasforge.executors._reaper", *args],
+        self._reaper = subprocess.Popen(  # by file: a small process that imports no torch
+            [sys.executable, "-I", _reaper.__file__, *args],
             stdin=subprocess.PIPE, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
 
     def _stop_reaper(self) -> None:
