@@ -47,3 +47,48 @@ def state_dict_of(obj: Any, what: str) -> dict[str, torch.Tensor]:
     ):
         raise RunDirError(f"{what} is not a state_dict (a mapping of names to tensors)")
     return obj
+
+
+_NUMPY = {
+    ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+}
+_NUMPY_RANDOM = {
+    "__bit_generator_ctor", "__generator_ctor", "__randomstate_ctor", "SeedSequence",
+    "__pyx_unpickle_SeedSequence", "PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64",
+    "Generator", "RandomState",
+}
+_BUILTINS = {"object", "set", "frozenset", "slice", "complex", "bytearray", "range", "tuple",
+             "list", "dict"}
+_GYM_CLASS_MODULES = ("gymnasium.envs.", "gymnasium.wrappers.", "gymnasium.spaces.",
+                      "gymnasium.core")
+
+
+class _EnvUnpickler(pickle.Unpickler):
+    """Only numpy arrays and generators, plain builtins, and gymnasium *classes* (envs,
+    wrappers, spaces; never a gymnasium function such as ``make``, which imports by name)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _NUMPY or (module, name) == ("copyreg", "_reconstructor"):
+            return super().find_class(module, name)
+        if module.startswith("numpy.random.") and name in _NUMPY_RANDOM:
+            return super().find_class(module, name)
+        if module == "builtins" and name in _BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith(_GYM_CLASS_MODULES):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):
+                return obj
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
+def load_environments(blob: bytes, what: str = "environment state") -> Any:
+    """Environments pickled mid-episode (PBT-NAS on RL tasks), through an allow-list unpickler
+    (:class:`_EnvUnpickler`) instead of plain :func:`pickle.loads`."""
+    try:
+        return _EnvUnpickler(io.BytesIO(blob)).load()
+    except pickle.UnpicklingError as err:
+        raise RunDirError(f"{what} was refused without running it ({err})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as err:
+        raise RunDirError(f"{what} is damaged ({type(err).__name__}: {err})") from None
