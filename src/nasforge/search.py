@@ -109,9 +109,14 @@ def _check_resumable(rdir: Path, cfg: RunConfig) -> None:
     db = rdir / DB_NAME
     if not db.is_file():
         raise RunDirError(f"--resume: {str(rdir)!r} is not a nasforge run (no {DB_NAME})")
-    SQLiteRunStore(db, readonly=True).close()  # schema and integrity, read-only
-    stored = load_config(read_yaml(rdir / CONFIG_NAME))
-    _check_resume_config(stored, cfg)
+    with SQLiteRunStore(db, readonly=True) as store:  # schema and integrity, read-only
+        meta = store.get_meta("config")
+    if (rdir / CONFIG_NAME).is_file():
+        stored: RunConfig | None = load_config(read_yaml(rdir / CONFIG_NAME))
+    else:  # killed before config.yaml was written: the store's copy, if it has one
+        stored = None if meta is None else load_config(meta)
+    if stored is not None:  # (a store killed before its first write holds nothing to protect)
+        _check_resume_config(stored, cfg)
 
 
 def _make_dir(rdir: Path, executor: Executor) -> bool:
@@ -126,6 +131,13 @@ def _make_dir(rdir: Path, executor: Executor) -> bool:
         raise RunDirError(
             f"cannot create the run directory {str(rdir)!r}: {err.strerror or err}"
         ) from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a kill leaves the old file or the new one, whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _mark_interrupted(store: SQLiteRunStore, rdir: Path) -> None:
@@ -171,7 +183,7 @@ class _Snapshot:
                     else:
                         store.set_meta(k, v)
             if self.config_text is not None:
-                (rdir / CONFIG_NAME).write_text(self.config_text)
+                _write_atomic(rdir / CONFIG_NAME, self.config_text)
 
 
 _MISSING: Any = object()
@@ -252,7 +264,7 @@ def search(
     before = _Snapshot.take(rdir, store)
     discard = False
     try:
-        (rdir / CONFIG_NAME).write_text(dump_config(cfg))
+        _write_atomic(rdir / CONFIG_NAME, dump_config(cfg))
         with store.transaction():
             store.set_meta("config", cfg.model_dump(mode="json"))
             store.set_meta("space", space.spec())

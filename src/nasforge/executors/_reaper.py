@@ -1,13 +1,14 @@
 """Ends a local Ray's processes when the driver that started them dies (even by SIGKILL).
 
-Started by :class:`nasforge.executors.ray.RayExecutor` right after it starts a local Ray, as
-``python -I .../_reaper.py PID:START ...`` (by path: it imports nothing of nasforge, no torch)
-with a pipe on stdin. The arguments are the processes Ray just started under the driver (pid
-and start time, so a reused pid is never hit); while it waits, the reaper adds every process
-they start (Ray's workers). When stdin reaches end of file (the driver exited or was killed),
-it sends SIGKILL to all of them and exits. A ``done`` line on stdin (a clean ``ray.shutdown()``)
-makes it exit without killing anything. Linux only (it reads ``/proc``); elsewhere it is not
-started.
+:class:`nasforge.executors.ray.RayExecutor` starts it just *before* it starts a local Ray, as
+``python -I .../_reaper.py DRIVER_PID TAG`` (by path: it imports nothing of nasforge, no torch)
+with a pipe on stdin, after putting ``NASFORGE_REAPER_TAG=TAG`` in the driver's environment,
+which every process Ray starts inherits. While it waits, the reaper also notes every descendant
+of the driver (pid and start time, so a reused pid is never hit). When stdin reaches end of file
+(the driver exited or was killed, even in the middle of ``ray.init``), it sends SIGKILL to every
+process carrying the tag and to the noted ones and their descendants, then exits. A ``done``
+line on stdin (after a clean ``ray.shutdown()``) ends only the tagged processes left. Linux only
+(it reads ``/proc``); elsewhere it is not started.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+TAG_VAR = "NASFORGE_REAPER_TAG"
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -55,23 +58,40 @@ def descendants(pid: int) -> dict[int, int]:
     return {p: st[1] for p in found if p != pid and (st := _stat(p)) is not None}
 
 
+def tagged(tag: str) -> list[int]:
+    """Processes whose environment holds ``NASFORGE_REAPER_TAG=tag``."""
+    needle = f"{TAG_VAR}={tag}".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                env = Path(f"/proc/{entry}/environ").read_bytes()
+            except OSError:
+                continue
+            if needle in env.split(b"\0"):
+                out.append(int(entry))
+    return out
+
+
 def main(argv: list[str]) -> int:
-    roots = {int(a.split(":")[0]): int(a.split(":")[1]) for a in argv}
-    while True:  # wait for "done" or end of file (the driver is gone); meanwhile note every
-        # process Ray starts (workers), so they are known even if their parent dies first
-        ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+    driver, tag = int(argv[0]), argv[1]
+    seen: dict[int, int] = {}
+    while True:  # wait for "done" or end of file (the driver is gone); meanwhile note what
+        # descends from the driver, so it is known even if its parent dies first
+        ready, _, _ = select.select([sys.stdin], [], [], 0.5)
         if ready:
             line = sys.stdin.readline()
-            if line.strip() == "done":
-                return 0
+            if line.strip() == "done":  # a clean shutdown: only what Ray left behind
+                seen = {}
+                break
             if not line:
                 break
-        for p in tree(roots):
-            st = _stat(p)
-            if st is not None:
-                roots.setdefault(p, st[1])
+        for p, start in descendants(driver).items():
+            if p != os.getpid():
+                seen.setdefault(p, start)
     for _ in range(3):  # processes may still be starting workers: sweep a few times
-        pids = tree(roots)
+        pids = set(tree(seen)) | set(tagged(tag))
+        pids.discard(os.getpid())
         if not pids:
             break
         for p in pids:

@@ -28,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
@@ -37,7 +38,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from nasforge.evaluators.base import Evaluator, Result, evaluate_safely
 from nasforge.exceptions import ConfigError
 from nasforge.executors import _reaper
-from nasforge.executors._reaper import descendants
 from nasforge.executors.base import EXECUTORS, Executor
 from nasforge.logging import get_logger
 from nasforge.spaces.base import Architecture
@@ -113,11 +113,16 @@ class RayExecutor(Executor):
                 if self.temp_dir is not None:
                     kw["_temp_dir"] = self.temp_dir
             _logger.info("starting ray: %s", kw)
-            before = set(descendants(os.getpid())) if self.address is None else set()
-            ray.init(**kw)
-            self._owns = True
             if self.address is None:
-                self._start_reaper(before)
+                self._start_reaper()  # before ray.init: a kill during start-up is covered too
+            try:
+                ray.init(**kw)
+            except BaseException:
+                self._stop_reaper()
+                raise
+            finally:  # Ray's processes are started and tagged; the driver's later ones are not
+                os.environ.pop(_reaper.TAG_VAR, None)
+            self._owns = True
         if self._remote is None:
             self._remote = ray.remote(num_cpus=self.cpus_per_task, max_retries=0)(_call)
         return ray
@@ -144,14 +149,14 @@ class RayExecutor(Executor):
                 f"{self.connect_timeout_s:g} s ({err.strerror or err})"
             ) from None
 
-    def _start_reaper(self, before: set[int]) -> None:
+    def _start_reaper(self) -> None:
         """A watchdog that ends this local Ray's processes if the driver dies (SIGKILL too)."""
-        if not sys.platform.startswith("linux"):
+        if not sys.platform.startswith("linux") or self._reaper is not None:
             return
-        new = {p: s for p, s in descendants(os.getpid()).items() if p not in before}
-        args = [f"{p}:{s}" for p, s in new.items()]
+        tag = f"{os.getpid()}-{time.time_ns()}"
+        os.environ[_reaper.TAG_VAR] = tag  # inherited by every process Ray starts
         self._reaper = subprocess.Popen(  # by file: a small process that imports no torch
-            [sys.executable, "-I", _reaper.__file__, *args],
+            [sys.executable, "-I", _reaper.__file__, str(os.getpid()), tag],
             stdin=subprocess.PIPE, start_new_session=True,
         )
 
