@@ -200,6 +200,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(summary, default=str))
     else:
         _print_summary(summary, top=args.top)
+        if summary.get("status") == "interrupted":
+            print(f"interrupted; continue with: {summary.get('resume_command')}")
         if summary.get("pbt"):
             final = summary.get("final") or {}
             _print_pbt(summary["pbt"], rl=final.get("test_return") is not None)
