@@ -48,6 +48,7 @@ from nasforge.logging import get_logger
 _logger = get_logger(__name__)
 _SHARED: Any = None
 _PR_SET_PDEATHSIG = 1
+_PREFIX = "nasforge-pool-"
 
 
 def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
@@ -81,6 +82,24 @@ def _call(fn: Callable[[Any, Any], Any], payload: Any) -> Any:
     return fn(_SHARED, payload)
 
 
+def _remove_stale_folders() -> None:
+    """Remove the shared-object folders of pools whose driver died (SIGKILL skips clean-up)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = d.name[len(_PREFIX):].split("-", 1)[0]
+        try:
+            mine = d.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if not pid.isdigit() or not mine:
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
 class JobPool:
     """Worker processes for ``fn(shared, payload)`` jobs (see the module docstring); workers
     start with ``start_method`` ("spawn", the default, is safe in threaded drivers)."""
@@ -107,7 +126,8 @@ class JobPool:
         if self._blob is not None and self._shared_id == id(shared):
             return
         self.close()
-        self._dir = Path(tempfile.mkdtemp(prefix="nasforge-pool-"))  # mode 0700
+        _remove_stale_folders()
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))  # mode 0700
         self._blob = self._dir / "shared.pkl"
         self._blob.write_bytes(pickle.dumps(shared))
         self._shared_id = id(shared)
