@@ -321,7 +321,7 @@ def _weights_wrong_shape(d: Path, marker: Path) -> None:
     torch.save({k: torch.zeros(1) for k in sd}, d / "model.pt")
 
 
-TAMPER: dict[str, Callable[[Path, Path], None]] = {
+TAMPER: dict[str, Callable[[Path, Path], object]] = {
     "malicious_torch_pickle": _tamper_pickle_weights,
     "malicious_raw_pickle": _tamper_raw_pickle,
     "garbage_weights": lambda d, m: (d / "model.pt").write_bytes(b"\x80\x04garbage"),

@@ -156,3 +156,31 @@ def test_fresh_run_that_fails_before_progress_leaves_nothing(tmp_path: Path) -> 
     with pytest.raises(RuntimeError):
         nasforge.search(cfg, run_dir=tmp_path / "run", callbacks=[_Bug()])
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_marks_interrupted_and_prints_the_command(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    cfg = _cfg(tmp_path, budget=400, strategy={"name": "random", "batch_size": 1})
+    run = tmp_path / "run"
+    src = str(Path(nasforge.__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nasforge.cli.main", "search", str(cfg), "--run-dir", str(run),
+         "--no-progress"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": src},
+    )
+    end = time.monotonic() + 90
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            if len(nasforge.load_run(run).trials) >= 2:
+                break
+        except Exception:
+            pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"continue with: nasforge search {run / 'config.yaml'} --run-dir {run} --resume" in err
+    assert nasforge.load_run(run).meta("status") == "interrupted"

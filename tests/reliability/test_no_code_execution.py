@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import nasforge
-from nasforge.cli.main import main
 from nasforge.exceptions import RunDirError
 from nasforge.safeload import load_checkpoint
 from nasforge.storage.sqlite import SQLiteRunStore

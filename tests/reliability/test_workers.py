@@ -19,7 +19,7 @@ ARCHS = [Architecture((t, 0)) for t in range(4)]
 SEEDS = [101, 202, 303, 404]
 
 
-def _log(path: Path) -> list[tuple[int, int, int]]:
+def _log(path: Path) -> list[tuple[int, ...]]:
     return [tuple(map(int, line.split())) for line in path.read_text().splitlines()]
 
 
@@ -34,9 +34,12 @@ def _reference(tmp_path: Path) -> dict[int, float]:
 def test_dead_worker_only_its_chunk_reruns_with_same_seeds(tmp_path: Path) -> None:
     log = tmp_path / "eval.log"
     ev = LoggingEvaluator(log, kill_tokens=(2,))  # the worker evaluating arch 2 dies once
-    with LocalExecutor(workers=2, chunk_size=1) as ex:
-        out = dict((i, r) for i, r in ex.map(ev, ARCHS, SEEDS))
+    ex = LocalExecutor(workers=2, chunk_size=1)
+    try:
+        out = dict(ex.map(ev, ARCHS, SEEDS))
         assert ex.restarts == 1
+    finally:
+        ex.close()
     assert all(r.ok for r in out.values()), out  # nothing stored as failed
     assert {i: r.val_acc for i, r in out.items()} == _reference(tmp_path)
     calls = Counter(tok for tok, _, _ in _log(log))
@@ -53,9 +56,12 @@ def test_worker_killed_while_starting_does_not_hang(
     # block the driver forever in Popen._launch when the starting child died
     monkeypatch.setenv("DRIVER_PID", str(os.getpid()))
     ev = LoggingEvaluator(tmp_path / "eval.log", padding=4 << 20, die_on_load=True)
-    with LocalExecutor(workers=2, chunk_size=2) as ex:
+    ex = LocalExecutor(workers=2, chunk_size=2)
+    try:
         out = dict(ex.map(ev, ARCHS, SEEDS))
         assert ex.restarts >= 1
+    finally:
+        ex.close()
     assert (tmp_path / "eval.log.died-on-load").exists()
     assert {i: r.val_acc for i, r in out.items()} == _reference(tmp_path)
 
