@@ -5,9 +5,10 @@ executors (``local`` with 2 worker processes, ``ray`` with 2 CPUs; DARTS, which 
 driver and uses no executor, runs once) this script
 
 1. runs the search once without interruption (the reference),
-2. runs it again as ``nasforge search`` subprocesses, each SIGKILLed after a random delay drawn
-   from the reference's wall time, resumed with ``--resume`` until one finishes on its own
-   (a fresh round starts if fewer than ``--kills`` kills landed),
+2. runs it again as ``nasforge search`` subprocesses: up to ``--kills`` drivers in a row are
+   SIGKILLed after a random delay (uniform over the first half of the reference's wall time;
+   each resumed driver starts where the last was killed, so the kills spread over the search),
+   then one resume runs to the end (a driver that finishes before its kill is not a kill),
 3. compares the stored trials with the reference: trials lost (in the reference, not in the
    killed run), duplicated or extra (numbers beyond the reference or another architecture/seed
    under a number), differing values (same trial, another score), series rows (DARTS alphas,
@@ -190,28 +191,28 @@ def scenario(strategy: str, kind: str, folder: Path, kills: int, grace: float,
             raise RuntimeError(f"{strategy}/{kind} reference failed: {ref['stderr']}")
         out: dict[str, Any] = {"strategy": strategy, "executor": kind, "kills": 0,
                                "orphans": 0, "lost": 0, "duplicated": 0, "differing": 0,
-                               "series_mismatch": 0, "rounds": 0, "drivers": 0,
+                               "series_mismatch": 0, "drivers": 0,
                                "failed_drivers": 0, "ref_wall": round(ref["wall"], 1)}
-        while out["kills"] < kills:
-            out["rounds"] += 1
-            run = folder / f"run{out['rounds']}"
-            while True:  # kill at a random moment of a run's length; resume until it finishes
-                left = kills - out["kills"]  # once enough kills landed, let it finish
-                res = drive(cfg, run, rng.uniform(0.5, ref["wall"]) if left > 0 else None, grace)
-                out["drivers"] += 1
-                if res["killed"]:
-                    out["kills"] += 1
-                    out["orphans"] += len(res["orphans"])
-                    continue
-                if res["rc"] != 0:
-                    out["failed_drivers"] += 1
-                    out.setdefault("errors", []).append(res["stderr"].strip().splitlines()[-1:])
-                    if out["failed_drivers"] > 3:
-                        break
-                    continue
-                break
-            for k, v in compare(folder / "ref", run).items():
-                out[k] += v
+        run = folder / "run"
+        for attempt in range(kills + 100):  # kill up to `kills` drivers, then let one finish
+            # within the first half of the reference's wall time: each resumed driver starts
+            # where the last one was killed, so the kills spread over the whole search
+            delay = rng.uniform(0.5, 0.5 * ref["wall"]) if attempt < kills else None
+            res = drive(cfg, run, delay, grace)
+            out["drivers"] += 1
+            if res["killed"]:
+                out["kills"] += 1
+                out["orphans"] += len(res["orphans"])
+                continue
+            if res["rc"] != 0:
+                out["failed_drivers"] += 1
+                out.setdefault("errors", []).append(res["stderr"].strip().splitlines()[-1:])
+                if out["failed_drivers"] > 3:
+                    break
+                continue
+            break
+        for k, v in compare(folder / "ref", run).items():
+            out[k] += v
         return out
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
@@ -318,25 +319,30 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="random on both executors only")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--time-limit", type=float, default=1800,
+                    help="start no new scenario after this many seconds (listed as skipped)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     t0, load0 = time.monotonic(), os.getloadavg()
     kinds = ["local"] if args.no_ray else ["local", "ray"]
     strategies = ["random"] if args.quick else STRATEGIES
     results = []
+    skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nasforge-soak-") as tmp:
-        for kind in kinds:
-            for s in strategies:
-                if kind == "ray" and s == "darts":
-                    continue  # DARTS trains in the driver: no executor, the local row covers it
-                folder = Path(tmp) / f"{s}_{kind}"
-                folder.mkdir()
-                kills = args.kills if kind == "local" else args.ray_kills
-                grace = args.grace if kind == "local" else args.ray_grace
-                r = scenario(s, kind, folder, kills, grace, rng)
-                results.append(r)
-                print(json.dumps(r), flush=True)
-                shutil.rmtree(folder, ignore_errors=True)
+        plan = [(s, k) for s in strategies for k in kinds if not (k == "ray" and s == "darts")]
+        # (DARTS trains in the driver and uses no executor: the local row covers it)
+        for s, kind in plan:
+            if time.monotonic() - t0 > args.time_limit:
+                skipped.append(f"{s}/{kind}")
+                continue
+            folder = Path(tmp) / f"{s}_{kind}"
+            folder.mkdir()
+            kills = args.kills if kind == "local" else args.ray_kills
+            grace = args.grace if kind == "local" else args.ray_grace
+            r = scenario(s, kind, folder, kills, grace, rng)
+            results.append(r)
+            print(json.dumps(r), flush=True)
+            shutil.rmtree(folder, ignore_errors=True)
         tamper = [] if args.quick else tampering(Path(tmp) / "tamper_root")
         for t in tamper:
             print(json.dumps(t), flush=True)
@@ -348,7 +354,7 @@ def main() -> int:
         "command": " ".join(sys.argv), "wall_s": round(time.monotonic() - t0, 1),
         "children_cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
         "loadavg_start": load0, "loadavg_end": os.getloadavg(), "cores": os.cpu_count(),
-        "totals": total, "scenarios": results, "tampering": tamper,
+        "totals": total, "skipped": skipped, "scenarios": results, "tampering": tamper,
         "code_executed": sum(1 for t in tamper if t["code_ran"]),
     }
     print(json.dumps({k: v for k, v in summary.items() if k not in ("scenarios", "tampering")}))
