@@ -238,9 +238,7 @@ def search(
     try:
         lock = RunLock(rdir)  # one writer per run directory, held until the search returns
     except BaseException:
-        executor.close()
-        if created:
-            shutil.rmtree(rdir, ignore_errors=True)
+        executor.close()  # (the directory is the holder's now: left alone)
         raise
     try:
         # re-checked under the lock: another process may have won the race
@@ -251,9 +249,9 @@ def search(
         store = SQLiteRunStore(db, create=True)
     except BaseException:
         executor.close()
+        if created and all(p.name == LOCK_NAME for p in rdir.iterdir()):
+            shutil.rmtree(rdir, ignore_errors=True)  # nobody wrote anything into it
         lock.release()
-        if created:
-            shutil.rmtree(rdir, ignore_errors=True)
         raise
     # the evaluator may ask for a torch thread count in the driver (tiny children train faster
     # on one thread); it is restored when the search returns
@@ -321,8 +319,8 @@ def search(
     finally:
         executor.close()
         store.close()
+        if discard:  # still under the lock: nobody else can be writing here
+            shutil.rmtree(rdir, ignore_errors=True)
         lock.release()
         torch.set_num_threads(prev_threads)
-        if discard:
-            shutil.rmtree(rdir, ignore_errors=True)
     return Run(rdir)
