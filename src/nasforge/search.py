@@ -135,6 +135,8 @@ def _make_dir(rdir: Path, executor: Executor) -> bool:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a kill leaves the old file or the new one, whole."""
+    if path.is_file() and path.read_text() == text:
+        return  # unchanged: not even its mtime
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -235,6 +235,31 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
 }
 
 
+def test_garbage_strategy_state_on_resume(
+    finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _copy_run(finished, tmp_path)
+    con = sqlite3.connect(run / "run.sqlite")
+    con.execute("INSERT OR REPLACE INTO state (key, blob) VALUES ('strategy', ?)",
+                (b"\x00garbage",))
+    con.commit()
+    con.close()
+    argv = ["search", str(tmp_path / "c.yaml"), "--run-dir", str(run), "--resume", "--budget",
+            "5", "--no-progress"]
+    def files() -> dict[str, bytes]:  # contents (the lock file and the store aside)
+        return {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*")
+                if p.is_file() and "run.sqlite" not in p.name and p.name != ".lock"}
+
+    before = files()
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "strategy state is damaged" in lines[0], lines
+    # config.yaml and every other file as they were; the store's budget and trials too
+    assert files() == before
+    assert nasforge.load_run(run).meta("config")["budget"] == 3
+    assert len(nasforge.load_run(run).trials) == 3
+
+
 @pytest.mark.parametrize("command", ["show", "export", "resume", "search"])
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_damaged_store(

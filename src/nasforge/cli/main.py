@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import pickle
 import signal
 import sqlite3
 import sys
@@ -266,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _one_line(err, EXIT_FAILURE)
     except NasforgeError as err:
         return _one_line(err, EXIT_BAD_INPUT)
+    except pickle.UnpicklingError as err:  # a garbage strategy state (its codec: issue 18)
+        return _one_line(f"a stored strategy state is damaged ({err}); the run was left as "
+                         "it was", EXIT_BAD_INPUT)
     except sqlite3.DatabaseError as err:  # a store damaged while it was read
         return _one_line(f"a run store is damaged or not a nasforge store (sqlite: {err})",
                          EXIT_BAD_INPUT)
