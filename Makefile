@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck clean
+.PHONY: demo test reliability install lint typecheck clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+reliability: $(STAMP)  # the reliability group alone (also part of `make test`)
+	$(PY) -m pytest -q -p no:cacheprovider tests/reliability
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -16,7 +16,7 @@ SRC = Path(__file__).parents[1] / "src"
 
 LAYERS: list[tuple[str, ...]] = [
     ("nasforge.exceptions", "nasforge.logging", "nasforge.registry", "nasforge.seeding",
-     "nasforge.devices", "nasforge.plotting"),
+     "nasforge.devices", "nasforge.plotting", "nasforge.safeload"),
     ("nasforge.config", "nasforge.ops"),
     ("nasforge.spaces",),
     ("nasforge.data",),

@@ -8,6 +8,7 @@ so a component's parameters are checked the same way as the top-level keys.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -25,6 +26,7 @@ from nasforge.exceptions import ConfigError
 from nasforge.registry import Registry
 
 T = TypeVar("T")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 class FinalConfig(BaseModel):
@@ -60,6 +62,17 @@ class RunConfig(BaseModel):
     evaluator: dict[str, Any] = Field(default_factory=lambda: {"name": "train"})
     executor: dict[str, Any] = Field(default_factory=lambda: {"name": "local"})
     final: FinalConfig = Field(default_factory=FinalConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # the name is the default run directory (runs/<name>): a plain name, never a path
+        if not _NAME_RE.fullmatch(v):
+            raise ValueError(
+                "must be a plain name (letters, digits, '.', '_', '-'; no path separators, "
+                "not starting with '.')"
+            )
+        return v
 
     @field_validator("task", "space", "strategy", "evaluator", "executor", mode="before")
     @classmethod
@@ -147,7 +160,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config {str(p)!r} is not UTF-8 text (bad byte at offset {err.start}); "
+            "a config is a YAML file"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config {str(p)!r}: {err.strerror or err}") from None
+    if "\x00" in text:
+        raise ConfigError(f"config {str(p)!r} is a binary file (NUL bytes); a config is YAML")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -33,3 +33,18 @@ class RunDirError(NasforgeError):
 
 class DataError(NasforgeError):
     """A data file or data set cannot be loaded."""
+
+
+class WorkerLost(NasforgeError):
+    """Worker processes kept dying (out of memory, killed) beyond the restart bound.
+
+    Not bad input: the CLI prints it as one line with exit code 1 and the run stays resumable.
+    """
+
+
+class Interrupted(KeyboardInterrupt):
+    """A search stopped by Ctrl-C or SIGTERM; the run is marked ``interrupted``."""
+
+    def __init__(self, resume_command: str) -> None:
+        super().__init__(resume_command)
+        self.resume_command = resume_command

@@ -13,16 +13,19 @@ from torch import nn
 
 from nasforge import components  # noqa: F401  (fills the registries for load)
 from nasforge.config import RunConfig, load_config, read_yaml
-from nasforge.exceptions import RunDirError
+from nasforge.exceptions import NasforgeError, RunDirError
 from nasforge.final import BEST_MODEL, ranked_distinct
+from nasforge.safeload import load_checkpoint, state_dict_of
 from nasforge.spaces.base import make_space
 from nasforge.storage.base import Record
+from nasforge.storage.lock import holder
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
 from nasforge.strategies.pbt.report import pbt_summary
 
 CONFIG_NAME = "config.yaml"
 EXPORT_ARCH = "architecture.json"
 EXPORT_WEIGHTS = "model.pt"
+EXPORT_FORMAT = "nasforge-model/1"
 
 
 class Run:
@@ -56,6 +59,15 @@ class Run:
     def series_kinds(self) -> list[str]:
         with self._store() as s:
             return s.series_kinds()
+
+    @property
+    def status(self) -> str | None:
+        """``running`` only while a driver holds the run's lock; a run whose driver died
+        (SIGKILL, power loss) reads ``interrupted`` (``resume_command`` continues it)."""
+        status = self.meta("status")
+        if status == "running" and holder(self.dir) is None:
+            return "interrupted"
+        return status
 
     @property
     def final(self) -> dict[str, Any] | None:
@@ -93,7 +105,9 @@ class Run:
             }
         return {
             "run_dir": str(self.dir),
-            "status": self.meta("status"),
+            "status": self.status,
+            **({"resume_command": self.meta("resume_command")}
+               if self.status == "interrupted" else {}),
             "trials": len(trials),
             "failed": sum(1 for r in trials if r.result.status == "failed"),
             "cached": sum(1 for r in trials if r.cached_from is not None),
@@ -135,10 +149,24 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
             "(with final.seeds >= 1) or resume it"
         )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"export --out {str(out)!r} is a file; give a directory")
+    for name in (EXPORT_ARCH, EXPORT_WEIGHTS):
+        if (out / name).exists():
+            raise RunDirError(
+                f"export --out {str(out)!r} already holds {name}; give a new or empty directory"
+            )
+    # the weights must load as plain tensors before they are exported
+    state_dict_of(load_checkpoint(weights, what=repr(str(weights))), repr(str(weights)))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(
+            f"cannot create export --out {str(out)!r}: {err.strerror or err}"
+        ) from None
     task = run.meta("task") or {}
     doc = {
-        "format": "nasforge-model/1",
+        "format": EXPORT_FORMAT,
         "space": run.meta("space"),
         "arch": final["arch"],
         "describe": final.get("describe"),
@@ -169,12 +197,46 @@ def load(model_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.
         raise RunDirError(
             f"{str(d)!r} is not an exported model ({EXPORT_ARCH} + {EXPORT_WEIGHTS})"
         )
-    doc = json.loads((d / EXPORT_ARCH).read_text())
-    space = make_space(doc["space"])
-    arch = space.arch_from_json(doc["arch"])
-    model = space.build(  # "build": extra build() arguments, e.g. continuous RL actions
-        arch, tuple(doc["input_shape"]), int(doc["num_classes"]), **(doc.get("build") or {})
+    doc = _read_export_doc(d / EXPORT_ARCH)
+    where = repr(str(d / EXPORT_ARCH))
+    weights = state_dict_of(
+        load_checkpoint(d / EXPORT_WEIGHTS, map_location, repr(str(d / EXPORT_WEIGHTS))),
+        repr(str(d / EXPORT_WEIGHTS)),
     )
-    model.load_state_dict(torch.load(d / EXPORT_WEIGHTS, map_location=map_location))
+    try:
+        space = make_space(doc["space"])
+        arch = space.arch_from_json(doc["arch"])
+        model = space.build(  # "build": extra build() arguments, e.g. continuous RL actions
+            arch, tuple(doc["input_shape"]), int(doc["num_classes"]), **(doc.get("build") or {})
+        )
+    except NasforgeError as err:
+        raise RunDirError(f"{where} does not describe a valid model: {err}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise RunDirError(
+            f"{where} does not describe a valid model ({type(err).__name__}: {err})"
+        ) from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise RunDirError(
+            f"{str(d / EXPORT_WEIGHTS)!r} does not fit the architecture in {where} ({first})"
+        ) from None
     model.eval()
     return model
+
+
+def _read_export_doc(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunDirError(f"{str(path)!r} is not valid JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise RunDirError(f"{str(path)!r} must hold a JSON object, got {type(doc).__name__}")
+    fmt = doc.get("format")
+    if fmt != EXPORT_FORMAT:
+        raise RunDirError(f"{str(path)!r} has format {fmt!r}; expected {EXPORT_FORMAT!r}")
+    missing = [k for k in ("space", "arch", "input_shape", "num_classes") if doc.get(k) is None]
+    if missing:
+        raise RunDirError(f"{str(path)!r} lacks {', '.join(missing)}")
+    return doc

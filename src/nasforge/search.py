@@ -8,10 +8,14 @@ input is checked before the run directory is created, so bad input writes nothin
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -20,11 +24,12 @@ from nasforge.config import RunConfig, build_component, dump_config, load_config
 from nasforge.data.base import TASKS, Task, suite_ids
 from nasforge.devices import resolve_device
 from nasforge.evaluators.base import EVALUATORS, Evaluator
-from nasforge.exceptions import ConfigError, RunDirError
+from nasforge.exceptions import ConfigError, Interrupted, RunDirError
 from nasforge.executors.base import EXECUTORS, Executor
 from nasforge.logging import get_logger
 from nasforge.run import CONFIG_NAME, Run
 from nasforge.spaces.base import SPACES, SearchSpace
+from nasforge.storage.lock import LOCK_NAME, RunLock, check_unlocked
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
 from nasforge.strategies.base import STRATEGIES, Callback, SearchContext, Strategy
 
@@ -72,6 +77,121 @@ def _check_resume_config(stored: RunConfig, given: RunConfig) -> None:
         )
 
 
+def resume_command(run_dir: str | Path) -> str:
+    """The exact command that continues the run in ``run_dir`` (its stored config)."""
+    rdir = Path(run_dir)
+    return (
+        f"nasforge search {shlex.quote(str(rdir / CONFIG_NAME))} "
+        f"--run-dir {shlex.quote(str(rdir))} --resume"
+    )
+
+
+def _check_run_dir_path(rdir: Path) -> None:
+    for p in (rdir, *rdir.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "run directory" if p == rdir else "parent of the run directory"
+                raise RunDirError(f"{what} {str(p)!r} is a file, not a directory")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise RunDirError(f"cannot create the run directory {str(rdir)!r}: "
+                                  f"{str(p)!r} is not writable")
+            return
+
+
+def _check_fresh(rdir: Path) -> None:
+    if rdir.is_dir() and any(p.name != LOCK_NAME for p in rdir.iterdir()):
+        raise RunDirError(
+            f"run directory {str(rdir)!r} already exists; use --resume to continue it or "
+            "--run-dir to start a new run elsewhere"
+        )
+
+
+def _check_resumable(rdir: Path, cfg: RunConfig) -> None:
+    db = rdir / DB_NAME
+    if not db.is_file():
+        raise RunDirError(f"--resume: {str(rdir)!r} is not a nasforge run (no {DB_NAME})")
+    with SQLiteRunStore(db, readonly=True) as store:  # schema and integrity, read-only
+        meta = store.get_meta("config")
+    if (rdir / CONFIG_NAME).is_file():
+        stored: RunConfig | None = load_config(read_yaml(rdir / CONFIG_NAME))
+    else:  # killed before config.yaml was written: the store's copy, if it has one
+        stored = None if meta is None else load_config(meta)
+    if stored is not None:  # (a store killed before its first write holds nothing to protect)
+        _check_resume_config(stored, cfg)
+
+
+def _make_dir(rdir: Path, executor: Executor) -> bool:
+    """Create ``rdir``; True if this call created it (then a failure may remove it)."""
+    try:
+        rdir.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as err:
+        executor.close()
+        raise RunDirError(
+            f"cannot create the run directory {str(rdir)!r}: {err.strerror or err}"
+        ) from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a kill leaves the old file or the new one, whole."""
+    if path.is_file() and path.read_text() == text:
+        return  # unchanged: not even its mtime
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _mark_interrupted(store: SQLiteRunStore, rdir: Path) -> None:
+    with contextlib.suppress(Exception):
+        with store.transaction():
+            store.set_meta("status", "interrupted")
+            store.set_meta("resume_command", resume_command(rdir))
+
+
+@dataclass
+class _Snapshot:
+    """What a resume rewrites before it runs: restored if it fails before any progress."""
+
+    config_text: str | None
+    meta: dict[str, Any]
+    trials: int
+    state: dict[str, bytes | None]
+
+    KEYS: ClassVar[tuple[str, ...]] = ("config", "space", "task", "status", "resume_command")
+
+    @classmethod
+    def take(cls, rdir: Path, store: SQLiteRunStore) -> _Snapshot:
+        cfg = rdir / CONFIG_NAME
+        return cls(
+            cfg.read_text() if cfg.is_file() else None,
+            {k: store.get_meta(k, _MISSING) for k in cls.KEYS},
+            store.count_trials(),
+            store.states(),
+        )
+
+    def unchanged(self, store: SQLiteRunStore) -> bool:
+        try:
+            return store.count_trials() == self.trials and store.states() == self.state
+        except Exception:
+            return False
+
+    def restore(self, rdir: Path, store: SQLiteRunStore) -> None:
+        with contextlib.suppress(Exception):
+            with store.transaction():
+                for k, v in self.meta.items():
+                    if v is _MISSING:
+                        store.delete_meta(k)
+                    else:
+                        store.set_meta(k, v)
+            if self.config_text is not None:
+                _write_atomic(rdir / CONFIG_NAME, self.config_text)
+
+
+_MISSING: Any = object()
+
+
 def search(
     config: str | Path | dict[str, Any] | RunConfig,
     *,
@@ -102,16 +222,13 @@ def search(
     cfg = load_config(config, extra)
     rdir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     db = rdir / DB_NAME
+    # every check that can fail runs before anything is written (nothing is left behind)
+    _check_run_dir_path(rdir)
+    check_unlocked(rdir)  # a live run: one line naming its PID, before any other message
     if resume:
-        if not db.is_file():
-            raise RunDirError(f"--resume: {str(rdir)!r} is not a nasforge run (no {DB_NAME})")
-        stored = load_config(read_yaml(rdir / CONFIG_NAME))
-        _check_resume_config(stored, cfg)
-    elif rdir.exists() and any(rdir.iterdir()):
-        raise RunDirError(
-            f"run directory {str(rdir)!r} already exists; use --resume to continue it or "
-            "--run-dir to start a new run elsewhere"
-        )
+        _check_resumable(rdir, cfg)
+    else:
+        _check_fresh(rdir)
     parts = build_parts(cfg)  # bad names, params and data fail here, before anything is written
     task, space, evaluator, executor, strategy, device = parts
     try:
@@ -121,8 +238,28 @@ def search(
         raise
     try:
         strategy.check(space, evaluator, cfg.budget)  # e.g. a strategy that needs other parts
+        executor.check()  # e.g. ray installed, its cluster reachable (short timeout)
     except BaseException:
         executor.close()
+        raise
+    created = _make_dir(rdir, executor)
+    try:
+        lock = RunLock(rdir)  # one writer per run directory, held until the search returns
+    except BaseException:
+        executor.close()  # (the directory is the holder's now: left alone)
+        raise
+    try:
+        # re-checked under the lock: another process may have won the race
+        if resume:
+            _check_resumable(rdir, cfg)
+        else:
+            _check_fresh(rdir)
+        store = SQLiteRunStore(db, create=True)
+    except BaseException:
+        executor.close()
+        if created and all(p.name == LOCK_NAME for p in rdir.iterdir()):
+            shutil.rmtree(rdir, ignore_errors=True)  # nobody wrote anything into it
+        lock.release()
         raise
     # the evaluator may ask for a torch thread count in the driver (tiny children train faster
     # on one thread); it is restored when the search returns
@@ -130,16 +267,10 @@ def search(
     prev_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    created = not rdir.exists()
-    rdir.mkdir(parents=True, exist_ok=True)
+    before = _Snapshot.take(rdir, store)
+    discard = False
     try:
-        store = SQLiteRunStore(db, create=True)
-    except BaseException:
-        if created:
-            shutil.rmtree(rdir, ignore_errors=True)
-        raise
-    try:
-        (rdir / CONFIG_NAME).write_text(dump_config(cfg))
+        _write_atomic(rdir / CONFIG_NAME, dump_config(cfg))
         with store.transaction():
             store.set_meta("config", cfg.model_dump(mode="json"))
             store.set_meta("space", space.spec())
@@ -158,6 +289,7 @@ def search(
                      "num_classes": t.num_classes} for k, t in tasks.items()
                 ])
             store.set_meta("status", "running")
+            store.set_meta("resume_command", resume_command(rdir))
         ctx = SearchContext(
             config=cfg,
             space=space,
@@ -187,8 +319,22 @@ def search(
             store.set_meta("status", "finished")
         for cb in ctx.callbacks:
             cb.on_end(ctx)
+    except KeyboardInterrupt:
+        _mark_interrupted(store, rdir)
+        raise Interrupted(resume_command(rdir)) from None
+    except BaseException:
+        if resume and before.unchanged(store):
+            before.restore(rdir, store)  # a resume that failed before any progress: as it was
+        elif not resume and created and before.unchanged(store):
+            discard = True  # a new run that failed before any progress leaves nothing
+        else:
+            _mark_interrupted(store, rdir)
+        raise
     finally:
         executor.close()
         store.close()
+        if discard:  # still under the lock: nobody else can be writing here
+            shutil.rmtree(rdir, ignore_errors=True)
+        lock.release()
         torch.set_num_threads(prev_threads)
     return Run(rdir)

@@ -10,7 +10,11 @@ import argparse
 import json
 import logging
 import math
+import pickle
+import signal
+import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -18,12 +22,13 @@ from typing import Any, NoReturn
 from nasforge.cli import extra
 from nasforge.cli.options import add_run_options
 from nasforge.cli.progress import ProgressCallback
-from nasforge.exceptions import NasforgeError
+from nasforge.exceptions import NasforgeError, WorkerLost
 from nasforge.run import Run, export
 from nasforge.search import search
 from nasforge.viz import plot_run
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,6 +194,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(summary, default=str))
     else:
         _print_summary(summary, top=args.top)
+        if summary.get("status") == "interrupted":
+            print(f"interrupted; continue with: {summary.get('resume_command')}")
         if summary.get("pbt"):
             final = summary.get("final") or {}
             _print_pbt(summary["pbt"], rl=final.get("test_return") is not None)
@@ -212,6 +219,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
 COMMANDS = {"search": _cmd_search, "show": _cmd_show, "plot": _cmd_plot, "export": _cmd_export}
 
 
+def _one_line(err: BaseException | str, code: int) -> int:
+    msg = " ".join(str(err).split("\n")).strip()
+    print(f"nasforge: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _sigterm_interrupts() -> Any:
+    """SIGTERM stops a search like Ctrl-C (the run is marked ``interrupted``); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, _raise)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -226,20 +250,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     fn = COMMANDS.get(args.command) or extra.COMMANDS[args.command]
     start = time.perf_counter()
+    prev_term = _sigterm_interrupts()
     try:
         return fn(args)
+    except WorkerLost as err:  # not bad input: the machine lost workers; the run is resumable
+        return _one_line(err, EXIT_FAILURE)
     except NasforgeError as err:
-        msg = str(err).replace("\n", " ")
-        print(f"nasforge: error: {msg}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+        return _one_line(err, EXIT_BAD_INPUT)
+    except pickle.UnpicklingError as err:  # a garbage strategy state (its codec: issue 18)
+        return _one_line(f"a stored strategy state is damaged ({err}); the run was left as "
+                         "it was", EXIT_BAD_INPUT)
+    except sqlite3.DatabaseError as err:  # a store damaged while it was read
+        return _one_line(f"a run store is damaged or not a nasforge store (sqlite: {err})",
+                         EXIT_BAD_INPUT)
+    except OSError as err:  # a path that cannot be read or written
+        where = f" {err.filename!r}" if err.filename else ""
+        return _one_line(f"cannot use{where}: {err.strerror or err}", EXIT_BAD_INPUT)
+    except KeyboardInterrupt as err:
+        cmd = getattr(err, "resume_command", None)
         print(
             f"nasforge: interrupted after {time.perf_counter() - start:.0f}s; "
-            "continue with --resume",
+            + (f"continue with: {cmd}" if cmd else "continue with --resume"),
             file=sys.stderr,
         )
         return 130
     finally:
+        if prev_term is not None:
+            signal.signal(signal.SIGTERM, prev_term)
         lib_logger.removeHandler(handler)
 
 

@@ -47,6 +47,7 @@ from nasforge.exceptions import ConfigError
 from nasforge.rl.distributions import MaskedCategorical, diag_gaussian
 from nasforge.rl.ppo import PPOBatch, PPOSettings, ppo_update
 from nasforge.rl.returns import gae
+from nasforge.safeload import load_environments
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.genes import ActorCritic, GeneACSpace
 
@@ -203,7 +204,7 @@ class PBTRLTrainer(MemberTrainer):
         p, gym = self.p, _gym()
         ne, ns = p.n_envs, p.n_steps
         if "envs" in extra:
-            envs = pickle.loads(extra["envs"])
+            envs = load_environments(extra["envs"], "a PBT member's environment state")
             obs, ep_ret = np.array(extra["obs"]), np.array(extra["ep_ret"])
         else:
             envs = [self._make(gym) for _ in range(ne)]

@@ -22,6 +22,11 @@ class Executor(ABC):
     ) -> Iterator[tuple[int, Result]]:
         """Evaluate ``archs[i]`` with ``seeds[i]``; yield each index once, in completion order."""
 
+    def check(self) -> None:  # noqa: B027  (optional hook)
+        """Raise :class:`~nasforge.exceptions.ConfigError` if this executor cannot run here
+        (a missing package, an unreachable cluster); called by ``search`` before the run
+        directory is created, and quickly (seconds)."""
+
     def close(self) -> None:  # noqa: B027  (optional hook)
         """Release workers. Safe to call twice."""
 

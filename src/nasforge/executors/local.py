@@ -7,36 +7,31 @@ into one population per worker). The driver stays the single writer of the run s
 evaluator's persistent cache (:mod:`nasforge.engine.middleware`): workers only return Results.
 
 Failure isolation: an exception escaping ``evaluate_batch`` (a bug) falls back to one-by-one
-evaluation of that chunk; a worker that dies (killed, out of memory) fails only the
-architectures of its chunk, and the pool is rebuilt for the next batch.
+evaluation of that chunk. Workers run on :class:`~nasforge.executors.pool.JobPool`: a worker that
+dies (killed, out of memory) loses only its own chunk, which is evaluated again in a fresh worker
+with the same seeds (never stored as failed), at most ``max_restarts`` times; workers end when
+the driver dies.
+
+Exactness: with ``workers > 1`` every trial is evaluated in a worker (a lone trial too, e.g. the
+rest of a resumed batch), always with ``threads_per_worker`` torch threads, so a resumed run
+stores the same numbers as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing as mp
 import os
-import pickle
 from collections.abc import Iterator, Sequence
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.evaluators.base import Evaluator, Result, evaluate_safely
 from nasforge.executors.base import EXECUTORS, Executor
+from nasforge.executors.pool import JobPool
 from nasforge.logging import get_logger
 from nasforge.spaces.base import Architecture
 
 _logger = get_logger(__name__)
-_WORKER_EVALUATOR: Evaluator | None = None
-
-
-def _init_worker(blob: bytes, threads: int) -> None:
-    global _WORKER_EVALUATOR
-    torch.set_num_threads(threads)
-    _WORKER_EVALUATOR = pickle.loads(blob)
 
 
 def _batch_safely(
@@ -53,10 +48,10 @@ def _batch_safely(
 
 
 def _eval_chunk(
-    indices: list[int], archs: list[Architecture], seeds: list[int]
+    evaluator: Evaluator, job: tuple[list[int], list[Architecture], list[int]]
 ) -> list[tuple[int, Result]]:
-    assert _WORKER_EVALUATOR is not None
-    return list(zip(indices, _batch_safely(_WORKER_EVALUATOR, archs, seeds)))
+    indices, archs, seeds = job
+    return list(zip(indices, _batch_safely(evaluator, archs, seeds)))
 
 
 def usable_cores() -> int:
@@ -72,6 +67,9 @@ class LocalParams(BaseModel):
     workers: int = Field(default=1, ge=1, description="processes; 1 evaluates in the driver")
     threads_per_worker: int = Field(default=0, ge=0, description="0: cores // workers")
     chunk_size: int = Field(default=0, ge=0, description="architectures per job; 0: even split")
+    max_restarts: int = Field(
+        default=3, ge=0, description="re-runs of a chunk whose worker died, then an error"
+    )
 
 
 @EXECUTORS.register("local")
@@ -80,25 +78,18 @@ class LocalExecutor(Executor):
     Params: ClassVar[type[BaseModel]] = LocalParams
 
     def __init__(
-        self, *, workers: int = 1, threads_per_worker: int = 0, chunk_size: int = 0
+        self, *, workers: int = 1, threads_per_worker: int = 0, chunk_size: int = 0,
+        max_restarts: int = 3,
     ) -> None:
         self.workers = workers
         self.threads = threads_per_worker or max(1, usable_cores() // workers)
         self.chunk_size = chunk_size
-        self._pool: cf.ProcessPoolExecutor | None = None
-        self._pool_for: int | None = None
+        self._pool = JobPool(workers=workers, threads=self.threads, max_restarts=max_restarts)
 
-    def _get_pool(self, evaluator: Evaluator) -> cf.ProcessPoolExecutor:
-        if self._pool is None or self._pool_for != id(evaluator):
-            self.close()
-            self._pool = cf.ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=mp.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(pickle.dumps(evaluator), self.threads),
-            )
-            self._pool_for = id(evaluator)
-        return self._pool
+    @property
+    def restarts(self) -> int:
+        """Worker deaths survived so far."""
+        return self._pool.restarts
 
     def map(
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
@@ -110,36 +101,21 @@ class LocalExecutor(Executor):
     def _map(
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
     ) -> Iterator[tuple[int, Result]]:
-        if self.workers == 1 or len(archs) == 1:
+        if self.workers == 1:
             if getattr(evaluator, "prefers_batches", False):
                 yield from enumerate(_batch_safely(evaluator, archs, seeds))
             else:
                 for i, (a, s) in enumerate(zip(archs, seeds)):
                     yield i, evaluate_safely(evaluator, a, seed=s)
             return
-        pool = self._get_pool(evaluator)
         n = len(archs)
         size = self.chunk_size or max(1, -(-n // self.workers))
-        futures: dict[cf.Future[Any], list[int]] = {}
+        jobs = []
         for start in range(0, n, size):
             idx = list(range(start, min(n, start + size)))
-            fut = pool.submit(_eval_chunk, idx, [archs[i] for i in idx], [seeds[i] for i in idx])
-            futures[fut] = idx
-        broken = False
-        for fut in cf.as_completed(futures):
-            try:
-                chunk = fut.result()
-            except BrokenProcessPool as err:
-                broken = True
-                error = f"worker died: {err}"
-                chunk = [(i, Result.failed(error)) for i in futures[fut]]
+            jobs.append((idx, [archs[i] for i in idx], [int(seeds[i]) for i in idx]))
+        for _, chunk in self._pool.map_jobs(_eval_chunk, evaluator, jobs):
             yield from chunk
-        if broken:
-            _logger.warning("a worker process died; restarting the pool")
-            self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-            self._pool_for = None
+        self._pool.close()

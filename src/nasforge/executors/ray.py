@@ -21,7 +21,14 @@ is already initialised in the process, it is used as it is and left running on `
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
@@ -30,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.evaluators.base import Evaluator, Result, evaluate_safely
 from nasforge.exceptions import ConfigError
+from nasforge.executors import _reaper
 from nasforge.executors.base import EXECUTORS, Executor
 from nasforge.logging import get_logger
 from nasforge.spaces.base import Architecture
@@ -67,6 +75,9 @@ class RayParams(BaseModel):
     cpus_per_task: float = Field(default=1.0, gt=0, description="CPUs Ray reserves per task")
     max_restarts: int = Field(default=3, ge=0, description="resubmissions of a crashed job")
     include_dashboard: bool = False
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="how long check() waits for a given address to answer"
+    )
 
 
 @EXECUTORS.register("ray")
@@ -79,12 +90,14 @@ class RayExecutor(Executor):
     def __init__(
         self, *, address: str | None = None, num_cpus: int | None = None,
         temp_dir: str | None = None, cpus_per_task: float = 1.0, max_restarts: int = 3,
-        include_dashboard: bool = False,
+        include_dashboard: bool = False, connect_timeout_s: float = 5.0,
     ) -> None:
         self.address, self.num_cpus, self.temp_dir = address, num_cpus, temp_dir
         self.cpus_per_task, self.max_restarts = cpus_per_task, max_restarts
         self.include_dashboard = include_dashboard
+        self.connect_timeout_s = connect_timeout_s
         self.restarts = 0
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._owns = False
         self._remote: Any = None
 
@@ -100,11 +113,61 @@ class RayExecutor(Executor):
                 if self.temp_dir is not None:
                     kw["_temp_dir"] = self.temp_dir
             _logger.info("starting ray: %s", kw)
-            ray.init(**kw)
+            if self.address is None:
+                self._start_reaper()  # before ray.init: a kill during start-up is covered too
+            try:
+                ray.init(**kw)
+            except BaseException:
+                self._stop_reaper()
+                raise
+            finally:  # Ray's processes are started and tagged; the driver's later ones are not
+                os.environ.pop(_reaper.TAG_VAR, None)
             self._owns = True
         if self._remote is None:
             self._remote = ray.remote(num_cpus=self.cpus_per_task, max_retries=0)(_call)
         return ray
+
+    def check(self) -> None:
+        """Ray installed; a given cluster address answers within ``connect_timeout_s``."""
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("executor 'ray' needs ray: pip install 'nasforge[ray]'")
+        addr = self.address
+        if addr is None or addr in ("auto", "local") or _ray().is_initialized():
+            return
+        hostport = addr.split("://", 1)[-1].rsplit("/", 1)[0]
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"executor.address {addr!r} is not host:port (e.g. '10.0.0.1:6379'), "
+                "'ray://host:10001', 'auto' or None"
+            )
+        try:
+            socket.create_connection((host, int(port)), timeout=self.connect_timeout_s).close()
+        except OSError as err:
+            raise ConfigError(
+                f"executor.address {addr!r}: no Ray cluster answers there within "
+                f"{self.connect_timeout_s:g} s ({err.strerror or err})"
+            ) from None
+
+    def _start_reaper(self) -> None:
+        """A watchdog that ends this local Ray's processes if the driver dies (SIGKILL too)."""
+        if not sys.platform.startswith("linux") or self._reaper is not None:
+            return
+        tag = f"{os.getpid()}-{time.time_ns()}"
+        os.environ[_reaper.TAG_VAR] = tag  # inherited by every process Ray starts
+        self._reaper = subprocess.Popen(  # by file: a small process that imports no torch
+            [sys.executable, "-I", _reaper.__file__, str(os.getpid()), tag],
+            stdin=subprocess.PIPE, start_new_session=True,
+        )
+
+    def _stop_reaper(self) -> None:
+        r, self._reaper = self._reaper, None
+        if r is not None and r.stdin is not None:
+            with contextlib.suppress(OSError):
+                r.stdin.write(b"done\n")
+                r.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                r.wait(timeout=10)
 
     def map_jobs(
         self, fn: Callable[[Any, Any], Any], shared: Any, payloads: Sequence[Any]
@@ -156,4 +219,5 @@ class RayExecutor(Executor):
             if ray.is_initialized():
                 ray.shutdown()
             self._owns = False
+            self._stop_reaper()
         self._remote = None

@@ -22,8 +22,19 @@ from nasforge.evaluators.base import Result
 from nasforge.exceptions import RunDirError
 from nasforge.spaces.base import Architecture
 from nasforge.storage.base import Record
+from nasforge.storage.lock import holder
 
 DB_NAME = "run.sqlite"
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of a store this code writes; 0 is a store from before versioning
+(accepted when its tables are complete), anything newer is refused."""
+_COLUMNS = {
+    "meta": {"key", "value"},
+    "trials": {"number", "arch_id", "arch", "status", "val_acc", "params", "train_seconds",
+               "epochs", "seed", "error", "metrics", "cached_from", "finished_at"},
+    "state": {"key", "blob"},
+    "series": {"id", "kind", "step", "member", "data"},
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,6 +67,15 @@ CREATE INDEX IF NOT EXISTS series_kind ON series (kind, step);
 """
 
 
+def damaged(path: Path, err: BaseException) -> RunDirError:
+    """The one-line error for a store SQLite cannot read."""
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return RunDirError(
+        f"{str(path)!r} is damaged or not a nasforge store (sqlite: {msg}); "
+        "it was left unchanged"
+    )
+
+
 class SQLiteRunStore:
     """The run store. Open with ``readonly=True`` from any process that is not the driver."""
 
@@ -63,20 +83,80 @@ class SQLiteRunStore:
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / DB_NAME
-        if not create and not self.path.is_file():
+        existed = self.path.is_file()
+        if not create and not existed:
             raise RunDirError(f"{str(self.path.parent)!r} is not a nasforge run (no {DB_NAME})")
         self.readonly = readonly
-        if readonly:
-            self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        else:
-            self._con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._con.execute("PRAGMA journal_mode=WAL")
-            self._con.execute("PRAGMA synchronous=NORMAL")
-            self._con.executescript(_SCHEMA)
-            cols = {r[1] for r in self._con.execute("PRAGMA table_info(trials)")}
-            if "task" not in cols:  # a run from before multi-task runs
-                self._con.execute("ALTER TABLE trials ADD COLUMN task TEXT")
         self._depth = 0
+        if existed:  # checked before anything is written: a damaged store stays as it is
+            self._verify()
+        try:
+            if readonly:
+                # no write-ahead log and no driver holding the lock: nobody writes, so read it
+                # as immutable (creates no -wal/-shm files next to it)
+                quiet = not self._wal().exists() and holder(self.path.parent) is None
+                uri = f"file:{self.path}?mode=ro" + ("&immutable=1" if quiet else "")
+                self._con = sqlite3.connect(uri, uri=True, timeout=30)
+            else:
+                self._con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as err:
+            raise damaged(self.path, err) from None
+        try:
+            if not readonly:
+                self._con.execute("PRAGMA journal_mode=WAL")
+                self._con.execute("PRAGMA synchronous=NORMAL")
+                if not existed:
+                    self._con.executescript(_SCHEMA)
+                    self._con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                cols = {r[1] for r in self._con.execute("PRAGMA table_info(trials)")}
+                if "task" not in cols:  # a run from before multi-task runs
+                    self._con.execute("ALTER TABLE trials ADD COLUMN task TEXT")
+        except sqlite3.Error as err:
+            self._con.close()
+            raise damaged(self.path, err) from None
+
+    def _wal(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def _verify(self) -> None:
+        """Schema version, integrity (``PRAGMA quick_check``) and the expected tables, on a
+        separate read-only connection that creates no files (``immutable`` unless a write-ahead
+        log is present, whose content must be read)."""
+        if self.path.stat().st_size == 0:
+            raise RunDirError(f"{str(self.path)!r} is empty: not a nasforge store (damaged run?)")
+        uri = f"file:{self.path}?mode=ro" + ("" if self._wal().exists() else "&immutable=1")
+        try:
+            con = sqlite3.connect(uri, uri=True, timeout=30)
+        except sqlite3.Error as err:
+            raise damaged(self.path, err) from None
+        try:
+            self._verify_with(con)
+        except sqlite3.Error as err:
+            raise damaged(self.path, err) from None
+        finally:
+            con.close()
+
+    def _verify_with(self, con: sqlite3.Connection) -> None:
+        version = int(con.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise RunDirError(
+                f"{str(self.path)!r} has store schema version {version}; this nasforge reads "
+                f"versions up to {SCHEMA_VERSION} (upgrade nasforge)"
+            )
+        check = con.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in check] != [("ok",)]:
+            raise RunDirError(
+                f"{str(self.path)!r} is damaged (integrity check: {check[0][0]}); "
+                "it was left unchanged"
+            )
+        for table, cols in _COLUMNS.items():
+            have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+            if not cols <= have:
+                what = "is missing" if not have else "lacks columns of"
+                raise RunDirError(
+                    f"{str(self.path)!r} is not a complete nasforge store (it {what} table "
+                    f"{table!r}); it was left unchanged"
+                )
 
     def close(self) -> None:
         self._con.close()
@@ -227,3 +307,10 @@ class SQLiteRunStore:
     def truncate_series(self, kind: str, from_step: int) -> None:
         """Drop steps >= from_step (a resumed loop rewrites them)."""
         self._con.execute("DELETE FROM series WHERE kind = ? AND step >= ?", (kind, from_step))
+
+    def states(self) -> dict[str, bytes | None]:
+        """Every stored state blob by key (to tell whether a run made progress)."""
+        return {k: bytes(b) for k, b in self._con.execute("SELECT key, blob FROM state")}
+
+    def delete_meta(self, key: str) -> None:
+        self._con.execute("DELETE FROM meta WHERE key = ?", (key,))

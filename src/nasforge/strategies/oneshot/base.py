@@ -34,6 +34,7 @@ from torch import nn
 from nasforge.exceptions import RunDirError
 from nasforge.final import save_best_model
 from nasforge.logging import get_logger
+from nasforge.safeload import load_checkpoint
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture
 from nasforge.storage.base import Record
@@ -48,15 +49,12 @@ def encode_checkpoint(state: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def decode_checkpoint(blob: bytes, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    """A checkpoint written by :func:`encode_checkpoint`; anything else is refused."""
-    try:
-        state = torch.load(io.BytesIO(blob), map_location=map_location, weights_only=True)
-    except Exception as err:  # a damaged or foreign blob: one line, never executed
-        raise RunDirError(
-            f"the run's one-shot checkpoint cannot be read ({type(err).__name__}); "
-            "the run directory is damaged or was not written by nasforge"
-        ) from None
+def decode_checkpoint(
+    blob: bytes, map_location: torch.device | str = "cpu", label: str = "one-shot"
+) -> dict[str, Any]:
+    """A checkpoint written by :func:`encode_checkpoint`; anything else is refused with one
+    line (:func:`nasforge.safeload.load_checkpoint`), never executed."""
+    state = load_checkpoint(blob, map_location, f"the run's {label} checkpoint")
     if not isinstance(state, dict):
         raise RunDirError("the run's one-shot checkpoint is not a nasforge checkpoint")
     return state
@@ -72,6 +70,7 @@ class OneShotSearch(Strategy):
     checkpoint_key: ClassVar[str]
     series_kind: ClassVar[str]
     phase: ClassVar[str] = "oneshot"
+    label: ClassVar[str] = "one-shot"  # how messages name the family (e.g. "DARTS")
 
     # ------------------------------------------------------------------ hooks
     @property
@@ -129,7 +128,7 @@ class OneShotSearch(Strategy):
             self.init_state()
             blob = ctx.load_state(self.checkpoint_key)
             start = self.fresh() if blob is None else self.restore(
-                decode_checkpoint(blob, ctx.device)
+                decode_checkpoint(blob, ctx.device, self.label)
             )
             for epoch in range(start, self.epochs):
                 self.before_epoch(epoch)

@@ -47,7 +47,7 @@ from nasforge.evaluators.train import count_params
 from nasforge.exceptions import ConfigError
 from nasforge.logging import get_logger
 from nasforge.seeding import derive_seed
-from nasforge.spaces.base import Architecture
+from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.darts.supernet import Alphas, ForwardState
 from nasforge.storage.base import Record
 from nasforge.strategies.base import STRATEGIES, SearchContext
@@ -148,6 +148,7 @@ class DartsSearch(OneShotSearch):
     checkpoint_key: ClassVar[str] = CHECKPOINT
     series_kind: ClassVar[str] = "alphas"
     phase: ClassVar[str] = "darts"
+    label: ClassVar[str] = "DARTS"
 
     def __init__(self, *, seed: int = 0, **params: Any) -> None:
         super().__init__(seed=seed)
@@ -169,6 +170,9 @@ class DartsSearch(OneShotSearch):
     def _stage_layers(self, stage: int) -> int | None:
         pd = self.p.pdarts
         return pd.layers[stage] if pd is not None and pd.layers is not None else None
+
+    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+        make_spec(space, self.p)  # the space must be one-shot (darts, nb201)
 
     def setup(self, ctx: SearchContext) -> None:
         if ctx.task is None:
