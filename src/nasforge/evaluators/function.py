@@ -24,6 +24,7 @@ from torch import nn
 
 from nasforge.data.base import Task
 from nasforge.evaluators.base import Evaluator, Result
+from nasforge.evaluators.limits import count_params
 from nasforge.exceptions import ConfigError
 from nasforge.objectives import Objective
 from nasforge.spaces.base import Architecture, SearchSpace
@@ -119,6 +120,11 @@ class FunctionEvaluator(Evaluator):
             metrics = {k: v for k, v in out.items() if k not in (key, "params")}
         else:
             score = float(out)
+        if not params and self.task is not None:
+            try:  # the network's size, for max_params and the Pareto front
+                params = count_params(ctx.build(arch))
+            except Exception:
+                params = 0
         if not math.isfinite(score):
             return Result.failed("non-finite objective", metrics=metrics)
         metrics[self.objective.name] = score
