@@ -53,7 +53,9 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
     best = summary["best"]
     if best.get("arch") is None:
         return
-    console.print(f"best (*, trial {best.get('trial')}): {best.get('describe') or best['arch']}")
+    console.print(
+        f"best architecture (*, trial {best.get('trial')}): {best.get('describe') or best['arch']}"
+    )
     if best.get("why"):
         console.print(f"  picked: {best['why']}")
     if rl:

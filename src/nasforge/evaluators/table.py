@@ -354,11 +354,12 @@ class TabularEvaluator(Evaluator):
             want = dict(want or {})
             diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
             sides = "; ".join(
-                f"{k}: table {want.get(k, '(absent)')!r} vs config {got.get(k, '(absent)')!r}"
+                f"{k} (table {want.get(k, '(absent)')!r} vs config {got.get(k, '(absent)')!r})"
                 for k in diff
             )
             raise ConfigError(
-                f"table {self.p.table!r} was built for another space: {sides}"
+                f"table {self.p.table!r} was built for another space; the configured space "
+                f"differs at {sides}"
             )
 
     def __getstate__(self) -> dict[str, Any]:  # tables are re-loaded (cached) in workers
