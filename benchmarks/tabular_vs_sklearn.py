@@ -61,10 +61,12 @@ def main() -> None:
                 )
                 s = run.summary()
             best = s["best"]
+            tm = best.get("test_metrics") or {}
             runs.append({
                 "seed": seed,
                 "arch": best.get("describe"),
-                "test": best.get("test_score"),
+                "test": tm.get(f"test_{metric}", best.get("test_score")),
+                "objective": s["objective"]["name"],
                 "val": best.get("score"),
                 "wall_s": round(time.time() - t0, 1),
             })

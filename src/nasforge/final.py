@@ -78,6 +78,10 @@ def report_best(ctx: SearchContext) -> dict[str, Any]:
         return report
     _, _, chosen, models, vals = max(scored, key=lambda t: (t[0], t[1]))
     tests = [float(test(m)) for m in models]
+    more = getattr(ctx.evaluator, "test_metrics", None)
+    if more is not None:  # all of the task's metrics, e.g. test_acc beside a val_loss objective
+        per = [more(m) for m in models]
+        report["test_metrics"] = {k: statistics.fmean(p[k] for p in per) for k in per[0]}
     torch.save(models[0].state_dict(), ctx.run_dir / BEST_MODEL)
     report.update(
         arch=chosen.arch.to_json(),

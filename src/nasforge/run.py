@@ -125,6 +125,8 @@ class Run:
             }
         best["score"] = obj.score(best.get("val_acc"))
         best["test_score"] = best.get("test_acc")
+        if final.get("test_metrics"):
+            best["test_metrics"] = final["test_metrics"]
         best["why"] = _why(final, self.config.final.candidates, best, ranked, bool(pbt))
         out_pareto: dict[str, Any] = {}
         if self.config.pareto:

@@ -1,4 +1,4 @@
-"""Table.from_arrays: any tabular benchmark (a loss to minimise included) through nasforge bench."""
+"""Table.from_arrays: any tabular benchmark (a loss to minimise included) via nasforge bench."""
 
 from __future__ import annotations
 

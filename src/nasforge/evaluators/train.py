@@ -290,6 +290,17 @@ class TrainEvaluator(Evaluator):
             result.metrics[obj.name] = obj.score(score)
         return model, result
 
+    def test_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Every built-in metric of the task on the test split (e.g. test_acc and test_loss
+        when the objective is val_loss), for the final report."""
+        test = self.task.test.to(self.device)
+        names = [n for n, (_, _, kinds) in BUILTIN.items() if self.task.kind in kinds]
+        out = {}
+        for n in names:
+            t = "test_" + n.removeprefix("val_")
+            out[t] = split_score(model.to(self.device), test, self.task, t)
+        return out
+
     def test_accuracy(self, model: nn.Module) -> float:
         """The objective's score on the test split (accuracy by default; RMSE, R^2 or loss)."""
         test = self.task.test.to(self.device)
