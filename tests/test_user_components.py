@@ -171,3 +171,20 @@ def test_max_params_and_pareto_front_on_a_toy_space(tmp_path: Path) -> None:
             assert not t.ok and "max_params 30" in str(t.result.error)
     paths = nasforge.plot(run.dir)
     assert any(p.name == "history_pareto.png" and p.stat().st_size > 1000 for p in paths)
+
+
+def test_python_api_prints_progress_and_summary_and_old_runs_read_as_val_acc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasforge.storage.sqlite import SQLiteRunStore
+
+    run = nasforge.search(_cfg(budget=3), objective=widths_objective, run_dir=tmp_path / "r")
+    out = capsys.readouterr().out
+    assert "best architecture" in out and "picked:" in out and "score (max)" in out
+    with SQLiteRunStore(tmp_path / "r" / "run.sqlite") as store, store.transaction():
+        store.set_meta("objective", None)  # a run stored before objectives existed
+    assert run.objective == nasforge.objectives.DEFAULT
+    assert run.summary()["objective"]["name"] == "val_acc"
+    nasforge.search(_cfg(budget=2), objective=widths_objective, run_dir=tmp_path / "q",
+                    progress=False)
+    assert capsys.readouterr().out == ""
