@@ -214,18 +214,27 @@ PATH_KEYS = ("path", "labels")
 
 
 def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    """``task.path`` / ``task.labels`` relative to the config file's folder, made absolute."""
-    task = data.get("task")
-    if not isinstance(task, dict):
-        return data
-    task = dict(task)
-    for key in PATH_KEYS:
-        v = task.get(key)
-        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
-            task[key] = str(base / v)
-        elif isinstance(v, str) and v:
-            task[key] = str(Path(v).expanduser())
-    return {**data, "task": task}
+    """``task.path`` / ``task.labels`` (and those of a ``tasks`` suite) relative to the config
+    file's folder, made absolute."""
+
+    def one(task: Any) -> Any:
+        if not isinstance(task, dict):
+            return task
+        task = dict(task)
+        for key in PATH_KEYS:
+            v = task.get(key)
+            if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+                task[key] = str(base / v)
+            elif isinstance(v, str) and v:
+                task[key] = str(Path(v).expanduser())
+        return task
+
+    out = dict(data)
+    if "task" in out:
+        out["task"] = one(out["task"])
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = [one(t) for t in out["tasks"]]
+    return out
 
 
 def dump_config(config: RunConfig) -> str:

@@ -98,6 +98,9 @@ def report_best(ctx: SearchContext) -> dict[str, Any]:
         candidates=[c.number for c in ranked[: cfg.candidates]],
     )
     _logger.info(
-        "final: %s test_acc=%.4f over %d seeds", chosen.arch, report["test_acc"], len(tests)
+        "final: %s test score (the objective's, on test) %.4f over %d seeds",
+        chosen.arch,
+        report["test_acc"],
+        len(tests),
     )
     return report

@@ -203,7 +203,7 @@ class SklearnTabular(TaskFactory):
         else:
             d = getattr(datasets, f"load_{p.dataset}")()
             x, y = d.data, d.target
-        _check_split(p.train, p.val, len(y), SKLEARN_SETS[p.dataset])
+        _check_split(p.train, p.val, len(y))
         spec = {"name": self.name, **p.model_dump()}
         return split_arrays(
             x,
@@ -309,7 +309,7 @@ class FileTask(TaskFactory):
         if classes is None:
             classes = mapped
         shape = _input_shape(path, x, p.input_shape)
-        _check_split(p.train, p.val, len(y), kind)
+        _check_split(p.train, p.val, len(y))
         standardize = p.standardize if p.standardize is not None else len(shape) == 1
         spec: dict[str, Any] = {"name": self.name, **p.model_dump()}
         return split_arrays(
@@ -326,7 +326,7 @@ class FileTask(TaskFactory):
         )
 
 
-def _check_split(f_train: float, f_val: float, n: int, kind: str) -> None:
+def _check_split(f_train: float, f_val: float, n: int) -> None:
     if f_train + f_val >= 1:
         raise DataError(
             f"split fractions train={f_train} + val={f_val} = {f_train + f_val:g} leave no test "
