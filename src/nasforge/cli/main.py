@@ -14,7 +14,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+import nasforge
+from nasforge.data.base import TASKS
+from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import NasforgeError
+from nasforge.report import print_summary
+from nasforge.search import _registries
+from nasforge.spaces.base import SPACES
+from nasforge.strategies.base import STRATEGIES
 
 EXIT_BAD_INPUT = 2
 
@@ -54,9 +61,7 @@ def add_run_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _version() -> str:
-    from nasforge import __version__
-
-    return __version__
+    return str(nasforge.__version__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,12 +157,6 @@ def _params_text(cls: Any) -> str:
 def _cmd_list(args: argparse.Namespace) -> int:
     import textwrap
 
-    from nasforge.data.base import TASKS
-    from nasforge.evaluators.base import EVALUATORS
-    from nasforge.search import _registries
-    from nasforge.spaces.base import SPACES
-    from nasforge.strategies.base import STRATEGIES
-
     _registries()
     kinds: dict[str, Any] = {
         "strategies": STRATEGIES, "spaces": SPACES, "tasks": TASKS, "evaluators": EVALUATORS
@@ -214,8 +213,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict[str, Any], top: int = 5) -> None:
-    from nasforge.report import print_summary
-
     print_summary(summary, top)
 
 
