@@ -198,7 +198,7 @@ def _weights_digest(path: Path) -> str:
 def fingerprint(name: str, cfg: dict[str, Any], root: Path) -> dict[str, Any]:
     run_dir = root / name
     t0 = time.perf_counter()
-    run = nasforge.search(cfg, run_dir=run_dir)
+    run = nasforge.search(cfg, run_dir=run_dir, progress=False)
     seconds = time.perf_counter() - t0
     trials = [
         {

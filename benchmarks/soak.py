@@ -58,7 +58,7 @@ STRATEGIES = ["random", "reinforce", "evolution", "tpe", "bo_evolution", "darts"
 
 # --------------------------------------------------------------------------- configs
 def _npz(folder: Path) -> Path:
-    """The tiny 3-class image task of tests/strategies/oneshot/darts (the class is the brightest third)."""
+    """The tiny 3-class image task of the DARTS tests (the class is the brightest third)."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 96)
     x = rng.normal(0, 0.3, (96, 1, 6, 6)).astype(np.float32)

@@ -17,12 +17,13 @@ SRC = Path(__file__).parents[1] / "src"
 LAYERS: list[tuple[str, ...]] = [
     ("nasforge.exceptions", "nasforge.logging", "nasforge.registry", "nasforge.seeding",
      "nasforge.devices", "nasforge.plotting", "nasforge.safeload"),
-    ("nasforge.config", "nasforge.ops"),
+    ("nasforge.config", "nasforge.ops", "nasforge.objectives"),
     ("nasforge.spaces",),
     ("nasforge.data",),
-    ("nasforge.evaluators", "nasforge.storage", "nasforge.rl"),
+    ("nasforge.evaluators", "nasforge.storage", "nasforge.rl", "nasforge.baselines"),
     ("nasforge.executors",),
     ("nasforge.engine", "nasforge.final", "nasforge.strategies", "nasforge.components"),
+    ("nasforge.progress", "nasforge.report"),
     ("nasforge.run", "nasforge.search", "nasforge.tabulate", "nasforge.bench"),
     ("nasforge.viz", "nasforge.testing"),
     ("nasforge.cli",),
@@ -31,13 +32,12 @@ LAYERS: list[tuple[str, ...]] = [
 
 
 def _layer(module: str) -> int:
-    best = -1
+    """The layer of ``module``; the package root (``import nasforge``, names re-exported by
+    ``nasforge/__init__``) is the top layer, with the CLI."""
     for i, names in enumerate(LAYERS):
         if any(module == n or module.startswith(n + ".") for n in names):
-            best = i
-    if module == "nasforge":
-        return len(LAYERS)
-    return best
+            return i
+    return len(LAYERS) - 1 if module == "nasforge" else -1
 
 
 def _modules() -> list[tuple[str, Path]]:

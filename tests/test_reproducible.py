@@ -36,7 +36,8 @@ def test_same_seed_same_trials_and_metrics(tmp_path: Path) -> None:
     code = (
         "import json, sys, nasforge, torch; torch.set_num_threads(1);"
         "from tests.conftest import tiny_config;"
-        "r = nasforge.search(tiny_config(budget=6, final={'seeds': 0}), run_dir=sys.argv[1]);"
+        "r = nasforge.search(tiny_config(budget=6, final={'seeds': 0}), run_dir=sys.argv[1],"
+        " progress=False);"
         "print(json.dumps([(t.number, t.arch_id, t.seed, t.result.status, t.val_acc,"
         " t.result.epochs, t.result.metrics.get('train_loss')) for t in r.trials]))"
     )

@@ -23,9 +23,17 @@ from nasforge.exceptions import (
     RunDirError,
     UnknownName,
 )
-from nasforge.run import Run, export, load, load_run
+from nasforge.objectives import Objective
+from nasforge.run import LoadedModel, Run, export, load, load_run
 from nasforge.search import search
-from nasforge.spaces import Architecture, CNNSpace, SearchSpace, SequenceSpace, StateSpace
+from nasforge.spaces import (
+    Architecture,
+    CNNSpace,
+    SearchSpace,
+    SequenceSpace,
+    StateSpace,
+    TabularSpace,
+)
 from nasforge.strategies.reinforce.controller import Controller, NetworkManager
 from nasforge.viz import plot_run
 
@@ -45,14 +53,17 @@ __all__ = [
     "Controller",
     "DataError",
     "InvalidArchitecture",
+    "LoadedModel",
     "NasforgeError",
     "NetworkManager",
+    "Objective",
     "Run",
     "RunConfig",
     "RunDirError",
     "SearchSpace",
     "SequenceSpace",
     "StateSpace",
+    "TabularSpace",
     "UnknownName",
     "export",
     "load",

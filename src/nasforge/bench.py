@@ -45,6 +45,7 @@ from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import ConfigError
 from nasforge.executors.local import LocalExecutor
 from nasforge.logging import get_logger
+from nasforge.objectives import DEFAULT, Objective
 from nasforge.plotting import pyplot, save_figure
 from nasforge.spaces.base import make_space
 from nasforge.storage.sqlite import SQLiteRunStore
@@ -251,7 +252,7 @@ def bench(
                 if progress is not None:
                     progress(n + 1, len(jobs))
     wall = time.perf_counter() - t0
-    results = summarise(cfg, runs, seeds, optimum)
+    results = summarise(cfg, runs, seeds, optimum, objective=evaluator.objective)
     results["wall_seconds"] = round(wall, 1)
     results["published"] = cfg.published
     (outdir / "results.json").write_text(json.dumps(results, indent=1))
@@ -274,9 +275,17 @@ def _init_worker() -> None:
 
 
 def summarise(
-    cfg: BenchConfig, runs: dict[tuple[str, int], dict[str, Any]], seeds: list[int], optimum: float
+    cfg: BenchConfig,
+    runs: dict[tuple[str, int], dict[str, Any]],
+    seeds: list[int],
+    optimum: float,
+    objective: Objective = DEFAULT,
 ) -> dict[str, Any]:
+    """Curves of the incumbent's score. ``val_acc`` tables report percent (x100); other
+    objectives report the score in its own units (utilities turned back into scores)."""
     budget = cfg.budget
+    pct_acc = objective == DEFAULT
+    scale = 100.0 if pct_acc else objective.sign
     all_costs = [r["cost"] for r in runs.values()]
     positive = np.concatenate([c[c > 0] for c in all_costs]) if all_costs else np.array([])
     total = max((float(np.sum(c)) for c in all_costs), default=0.0)
@@ -288,8 +297,9 @@ def summarise(
     checkpoints = sorted({c for c in cfg.checkpoints if c <= budget} | {budget})
     out: dict[str, Any] = {
         "name": cfg.name,
-        "units": "percent (validation accuracy x 100)",
-        "optimum": round(100 * optimum, 4),
+        "units": "percent (validation accuracy x 100)" if pct_acc else objective.label,
+        "objective": objective.to_json(),
+        "optimum": round(scale * optimum, 4),
         "budget": budget,
         "seeds": seeds,
         "checkpoints": checkpoints,
@@ -314,8 +324,8 @@ def summarise(
                 at_s[j] = scores_at_seconds(r["obs"], r["true"], r["cost"], grid)
             walls.append(r["wall"])
             uniq.append(r["unique"])
-        pct = 100 * curves
-        pct_s = 100 * at_s
+        pct = scale * curves
+        pct_s = scale * at_s
         with np.errstate(invalid="ignore"):
             import warnings
 
@@ -343,15 +353,21 @@ def _round(x: np.ndarray, nd: int = 4) -> list[float | None]:
     return [None if not math.isfinite(float(v)) else round(float(v), nd) for v in x]
 
 
+def _num(v: float, obj: Objective) -> str:
+    return f"{v:.2f}" if obj == DEFAULT else f"{v:.4g}"
+
+
 def render_table(results: dict[str, Any]) -> str:
     cps = results["checkpoints"]
     opt = results["optimum"]
+    obj = Objective.from_json(results.get("objective"))
+    what = "validation accuracy (%)" if obj == DEFAULT else obj.label
     lines = [
         f"# {results['name']}",
         "",
-        f"Table optimum (best mean validation accuracy): **{opt:.2f}**. "
-        f"{len(results['seeds'])} seeds; mean +- standard error of the mean validation "
-        "accuracy (%) of the incumbent (best observed) after N queries.",
+        f"Table optimum (best mean {what}): **{_num(opt, obj)}**. "
+        f"{len(results['seeds'])} seeds; mean +- standard error of the mean {what} "
+        "of the incumbent (best observed) after N queries.",
         "",
         "| strategy | " + " | ".join(f"{c} queries" for c in cps) + " |",
         "|---|" + "---|" * len(cps),
@@ -376,13 +392,15 @@ def plot_regret(results: dict[str, Any], path: Path) -> Path:
 
     plt = pyplot()
     opt = results["optimum"]
+    obj = Objective.from_json(results.get("objective"))
+    sign = obj.sign  # regret >= 0 in either direction
     floor = 1e-3
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for label, s in results["strategies"].items():
         m = np.array([np.nan if v is None else v for v in s["mean"]])
         e = np.array([0.0 if v is None else v for v in s["sem"]])
         q = np.array(s["queries"])
-        reg = np.maximum(opt - m, floor)
+        reg = np.maximum(sign * (opt - m), floor)
         (line,) = axes[0].plot(q, reg, label=label)
         axes[0].fill_between(
             q, np.maximum(reg - e, floor), reg + e, color=line.get_color(), alpha=0.2
@@ -391,7 +409,7 @@ def plot_regret(results: dict[str, Any], path: Path) -> Path:
             t = np.array(s["seconds"])
             ms = np.array([np.nan if v is None else v for v in s["mean_s"]])
             es = np.array([0.0 if v is None else v for v in s["sem_s"]])
-            rs = np.maximum(opt - ms, floor)
+            rs = np.maximum(sign * (opt - ms), floor)
             axes[1].plot(t, rs, color=line.get_color(), label=label)
             axes[1].fill_between(
                 t, np.maximum(rs - es, floor), rs + es, color=line.get_color(), alpha=0.2
@@ -402,7 +420,8 @@ def plot_regret(results: dict[str, Any], path: Path) -> Path:
     axes[1].set_xlabel("simulated training seconds")
     for ax in axes:
         ax.set_yscale("log")
-        ax.set_ylabel(f"regret to the table optimum {opt:.2f} (% val acc)")
+        unit = "% val acc" if obj == DEFAULT else obj.label
+        ax.set_ylabel(f"regret to the table optimum {_num(opt, obj)} ({unit})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(f"{results['name']}: mean +- s.e.m. over {len(results['seeds'])} seeds")

@@ -62,6 +62,27 @@ class RunConfig(BaseModel):
     evaluator: dict[str, Any] = Field(default_factory=lambda: {"name": "train"})
     executor: dict[str, Any] = Field(default_factory=lambda: {"name": "local"})
     final: FinalConfig = Field(default_factory=FinalConfig)
+    objective: str | None = Field(
+        default=None,
+        description="what to optimise: val_acc (classification default), val_loss, val_rmse "
+        "(regression default), val_r2, or 'my_module:function' (fn(arch, ctx) -> float | dict)",
+    )
+    direction: Literal["maximize", "minimize"] | None = Field(
+        default=None, description="direction of a user objective (default: maximize)"
+    )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules imported before the run (they register spaces, evaluators, ...)",
+    )
+    max_params: int | None = Field(
+        default=None, ge=1, description="trainable-parameter limit; larger children fail"
+    )
+    pareto: bool = Field(
+        default=False, description="also report the Pareto front of score vs parameters"
+    )
+    baselines: bool = Field(
+        default=True, description="tabular tasks: score sklearn baselines on the same split"
+    )
 
     @field_validator("name")
     @classmethod
@@ -226,15 +247,47 @@ def load_config(
     source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] | None = None
 ) -> RunConfig:
     """A RunConfig from a YAML path, a dict or a RunConfig, with ``--set`` style overrides."""
+    base: Path | None = None
     if isinstance(source, RunConfig):
         data = source.model_dump()
     elif isinstance(source, dict):
         data = copy.deepcopy(source)
     else:
         data = read_yaml(source)
+        base = Path(source).resolve().parent
     if overrides:
         data = apply_overrides(data, overrides)
+    if base is not None:
+        data = resolve_paths(data, base)
     return parse_config(data)
+
+
+#: task keys that name files: relative paths are relative to the config file
+PATH_KEYS = ("path", "labels")
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``task.path`` / ``task.labels`` (and those of a ``tasks`` suite) relative to the config
+    file's folder, made absolute."""
+
+    def one(task: Any) -> Any:
+        if not isinstance(task, dict):
+            return task
+        task = dict(task)
+        for key in PATH_KEYS:
+            v = task.get(key)
+            if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+                task[key] = str(base / v)
+            elif isinstance(v, str) and v:
+                task[key] = str(Path(v).expanduser())
+        return task
+
+    out = dict(data)
+    if "task" in out:
+        out["task"] = one(out["task"])
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = [one(t) for t in out["tasks"]]
+    return out
 
 
 def dump_config(config: RunConfig) -> str:

@@ -88,6 +88,10 @@ def report_best(ctx: SearchContext) -> dict[str, Any]:
         return report
     _, _, chosen, models, vals = max(scored, key=lambda t: (t[0], t[1]))
     tests = [float(test(m)) for m in models]
+    more = getattr(ctx.evaluator, "test_metrics", None)
+    if more is not None:  # all of the task's metrics, e.g. test_acc beside a val_loss objective
+        per = [more(m) for m in models]
+        report["test_metrics"] = {k: statistics.fmean(p[k] for p in per) for k in per[0]}
     save_best_model(ctx.run_dir, models[0])
     report.update(
         arch=chosen.arch.to_json(),
@@ -104,6 +108,9 @@ def report_best(ctx: SearchContext) -> dict[str, Any]:
         candidates=[c.number for c in ranked[: cfg.candidates]],
     )
     _logger.info(
-        "final: %s test_acc=%.4f over %d seeds", chosen.arch, report["test_acc"], len(tests)
+        "final: %s test score (the objective's, on test) %.4f over %d seeds",
+        chosen.arch,
+        report["test_acc"],
+        len(tests),
     )
     return report

@@ -18,9 +18,17 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Register ``obj`` as ``name``. Registering the same object again is allowed, and so is
+        a new definition of the same class (same module and qualified name: a notebook cell or
+        a reloaded module run twice), which replaces the old one; another object under a taken
+        name is an error."""
+
         def deco(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            old = self._items.get(name)
+            if old is not None and old is not obj and not _same_definition(old, obj):
+                raise ValueError(
+                    f"{self.kind} {name!r} is registered twice ({_where(old)} and {_where(obj)})"
+                )
             self._items[name] = obj
             return obj
 
@@ -43,3 +51,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _where(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def _same_definition(a: object, b: object) -> bool:
+    return hasattr(a, "__qualname__") and _where(a) == _where(b)

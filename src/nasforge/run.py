@@ -8,15 +8,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from nasforge import components  # noqa: F401  (fills the registries for load)
+from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, load_config, read_yaml
 from nasforge.exceptions import NasforgeError, RunDirError
 from nasforge.final import BEST_MODEL, ranked_distinct
+from nasforge.objectives import Objective
 from nasforge.safeload import load_checkpoint, state_dict_of
-from nasforge.spaces.base import make_space
+from nasforge.spaces.base import SPACES, make_space
 from nasforge.storage.base import Record
 from nasforge.storage.lock import holder
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
@@ -35,6 +37,24 @@ class Run:
         self.dir = Path(run_dir)
         if not (self.dir / DB_NAME).is_file():
             raise RunDirError(f"{str(self.dir)!r} is not a nasforge run (no {DB_NAME})")
+
+    def __repr__(self) -> str:
+        try:
+            trials = self.trials
+            best = self.summary(top=1)["best"]
+            obj = self.objective
+            score = best.get("score")
+            tail = f", best {obj.name}={score:.4g}" if isinstance(score, float) else ""
+            return (
+                f"Run({str(self.dir)!r}: {self.meta('status')}, {len(trials)} trials{tail})"
+            )
+        except Exception:  # a repr must not raise
+            return f"Run({str(self.dir)!r})"
+
+    @property
+    def objective(self) -> Objective:
+        """What the run optimised (runs stored before objectives existed: val_acc, maximize)."""
+        return Objective.from_json(self.meta("objective"))
 
     def _store(self) -> SQLiteRunStore:
         return SQLiteRunStore(self.dir / DB_NAME, readonly=True)
@@ -75,13 +95,28 @@ class Run:
 
     @property
     def best(self) -> Record | None:
-        ok = [r for r in self.trials if r.ok]
-        return max(ok, key=lambda r: (r.val_acc, -r.number)) if ok else None
-
-    def summary(self, top: int = 10) -> dict[str, Any]:
-        """The JSON of ``nasforge show --json``."""
+        """The run's pick: the trial the final report chose (see ``summary()["best"]["why"]``),
+        else the top trial by validation score (first evaluation per architecture; ties:
+        earliest). ``summary()["best"]`` names the same trial."""
         trials = self.trials
         final = self.final or {}
+        if final.get("trial") is not None:
+            for r in trials:
+                if r.number == final["trial"]:
+                    return r
+        ranked = ranked_distinct(trials, keep="best" if self.series("pbt") else "first")
+        return ranked[0] if ranked else None
+
+    def summary(self, top: int = 10) -> dict[str, Any]:
+        """The JSON of ``nasforge show --json``.
+
+        Scores are in the objective's own units (``objective``: name and direction);
+        ``val_acc`` keeps the stored utility (higher is better) for older readers.
+        """
+        trials = self.trials
+        final = self.final or {}
+        obj = self.objective
+
         pbt = self._pbt_summary()  # PBT-NAS: a member's architecture improves every round
         ranked = ranked_distinct(trials, keep="best" if pbt else "first")
         best_rec = ranked[0] if ranked else None
@@ -103,8 +138,17 @@ class Run:
                 "val_acc": best_rec.val_acc,
                 "test_acc": None,
             }
+        best["score"] = obj.score(best.get("val_acc"))
+        best["test_score"] = best.get("test_acc")
+        if final.get("test_metrics"):
+            best["test_metrics"] = final["test_metrics"]
+        best["why"] = _why(final, self.config.final.candidates, best, ranked, bool(pbt))
+        out_pareto: dict[str, Any] = {}
+        if self.config.pareto:
+            out_pareto = {"pareto": pareto_front(trials, obj)}
         return {
             "run_dir": str(self.dir),
+            "objective": obj.to_json(),
             "status": self.status,
             **({"resume_command": self.meta("resume_command")}
                if self.status == "interrupted" else {}),
@@ -118,6 +162,7 @@ class Run:
                     "trial": r.number,
                     "arch": r.arch.to_json(),
                     "val_acc": r.val_acc,
+                    "score": obj.score(r.val_acc),
                     "params": r.result.params,
                     "epochs": r.result.epochs,
                     "train_seconds": round(r.result.train_seconds, 3),
@@ -125,6 +170,8 @@ class Run:
                 for r in ranked[:top]
             ],
             "final": final,
+            "baselines": self.meta("baselines"),
+            **out_pareto,
             **pbt,
         }
 
@@ -132,6 +179,42 @@ class Run:
 
         out = pbt_summary(self.series("pbt"))
         return {} if out is None else {"pbt": out}
+
+
+def _why(
+    final: dict[str, Any], candidates: int, best: dict[str, Any], ranked: list[Record], pbt: bool
+) -> str:
+    """One sentence: why ``best`` is the pick (the one definition of "best")."""
+    if best.get("arch") is None:
+        return "no trial completed"
+    top = ranked[0].number if ranked else None
+    if final.get("test_return") is not None:
+        return "the final population's best member by fitness (PBT-NAS, not retrained)"
+    if final.get("retrain_val_accs"):
+        cands = final.get("candidates") or []
+        n = len(final["retrain_val_accs"])
+        lead = "the top trial" if best.get("trial") == top else f"not the top trial ({top})"
+        return (
+            f"best mean validation score over {n} retrainings among the top {len(cands)} "
+            f"trials by validation ({lead}); tested once"
+        )
+    if pbt:
+        return "highest validation score of any member in any round"
+    return "highest validation score (each architecture's first evaluation; ties: earliest)"
+
+
+def pareto_front(trials: list[Record], obj: Objective) -> list[dict[str, Any]]:
+    """Complete trials not dominated in (score, fewer parameters), fewest parameters first."""
+    pts = ranked_distinct(trials)
+    front: list[Record] = []
+    for r in sorted(pts, key=lambda r: (r.result.params, -r.val_acc, r.number)):
+        if not front or r.val_acc > front[-1].val_acc:
+            front.append(r)
+    return [
+        {"trial": r.number, "params": r.result.params, "score": obj.score(r.val_acc),
+         "arch": r.arch.to_json()}
+        for r in front
+    ]
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -172,6 +255,10 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         "describe": final.get("describe"),
         "input_shape": task.get("input_shape"),
         "num_classes": task.get("num_classes"),
+        "kind": task.get("kind", "classification"),
+        "preprocess": task.get("preprocess") or {},
+        "objective": run.objective.to_json(),
+        "plugins": run.config.plugins,
         "task": task.get("spec"),
         "build": task.get("build") or {},
         "val_acc": final.get("val_acc"),
@@ -189,9 +276,90 @@ def _finite(doc: dict[str, Any]) -> bool:
     return all(not (isinstance(v, float) and math.isnan(v)) for v in doc.values())
 
 
-def load(model_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The exported network as a plain ``nn.Module`` in eval mode, weights loaded."""
+class LoadedModel(nn.Module):
+    """An exported network with its preprocessing: takes the raw features a user has.
 
+    ``forward(x)``: standardises ``x`` with the training split's statistics (when the run did),
+    runs the network, and for regression undoes the target standardisation; classifiers return
+    logits. ``predict(x)`` accepts numpy or torch, any float dtype, one row or many, and returns
+    class labels (the original ones: strings or integers) or regression values as numpy.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        input_shape: tuple[int, ...],
+        kind: str = "classification",
+        preprocess: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.input_shape = tuple(input_shape)
+        self.kind = kind
+        pre = preprocess or {}
+        self.classes: list[Any] | None = pre.get("classes")
+        self.standardized = "mean" in pre
+        mean = torch.tensor(pre.get("mean", [0.0]), dtype=torch.float32)
+        std = torch.tensor(pre.get("std", [1.0]), dtype=torch.float32)
+        if self.standardized:
+            mean, std = mean.reshape(self.input_shape), std.reshape(self.input_shape)
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.y_mean = float(pre.get("y_mean", 0.0))
+        self.y_std = float(pre.get("y_std", 1.0))
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardized:
+            x = (x - self.mean) / self.std
+        out = self.net(x)
+        if self.kind == "regression":
+            out = out.reshape(-1) * self.y_std + self.y_mean
+        return out
+
+    @torch.no_grad()
+    def predict(self, x: Any) -> np.ndarray:
+        """Class labels or regression values for ``x`` (numpy/torch; one row or a batch)."""
+        t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        n_in = math.prod(self.input_shape)
+        if t.numel() % n_in != 0:
+            raise ValueError(
+                f"input of shape {list(t.shape)} does not fit rows of shape "
+                f"{list(self.input_shape)}"
+            )
+        single = tuple(t.shape) == self.input_shape or t.numel() == n_in and t.ndim <= 1
+        t = t.reshape(-1, *self.input_shape).to(self.mean.device)
+        was = self.training
+        self.eval()
+        out = self(t)
+        self.train(was)
+        if self.kind == "regression":
+            res = out.cpu().numpy().astype(np.float64)
+        else:
+            idx = out.argmax(1).cpu().numpy()
+            res = np.asarray(self.classes, dtype=object)[idx] if self.classes else idx
+            if self.classes and all(isinstance(c, (int, float)) for c in self.classes):
+                res = res.astype(np.float64)
+        return res[0] if single else res
+
+
+def load(
+    model_dir: str | Path,
+    map_location: str | torch.device = "cpu",
+    plugins: list[str] | None = None,
+) -> LoadedModel:
+    """The exported network with its preprocessing (:class:`LoadedModel`: ``model(x)``,
+    ``model.predict(x)``; the bare network is ``model.net``), eval mode, weights loaded.
+
+    A model from a custom space needs the module that registers it: installed plugins (entry
+    point group ``nasforge.plugins``) are found by themselves; others are named in ``plugins``
+    (an export never imports anything by itself).
+    """
+    load_registries()
+    if plugins:
+        load_plugins(plugins)
     d = Path(model_dir)
     if not (d / EXPORT_ARCH).is_file() or not (d / EXPORT_WEIGHTS).is_file():
         raise RunDirError(
@@ -199,6 +367,15 @@ def load(model_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.
         )
     doc = _read_export_doc(d / EXPORT_ARCH)
     where = repr(str(d / EXPORT_ARCH))
+    sname = (doc.get("space") or {}).get("name") if isinstance(doc.get("space"), dict) else None
+    if sname not in SPACES:
+        used = doc.get("plugins") or []
+        hint = f" (the run used plugins: {', '.join(used)})" if used else ""
+        raise RunDirError(
+            f"{where}: space {sname!r} of this model is not registered{hint}; pass "
+            f"nasforge.load(..., plugins=['my_module']) or install the plugin under the entry "
+            f"point group 'nasforge.plugins'; registered: {', '.join(SPACES.names())}"
+        )
     weights = state_dict_of(
         load_checkpoint(d / EXPORT_WEIGHTS, map_location, repr(str(d / EXPORT_WEIGHTS))),
         repr(str(d / EXPORT_WEIGHTS)),
@@ -206,8 +383,12 @@ def load(model_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.
     try:
         space = make_space(doc["space"])
         arch = space.arch_from_json(doc["arch"])
-        model = space.build(  # "build": extra build() arguments, e.g. continuous RL actions
+        net = space.build(  # "build": extra build() arguments, e.g. continuous RL actions
             arch, tuple(doc["input_shape"]), int(doc["num_classes"]), **(doc.get("build") or {})
+        )
+        model = LoadedModel(
+            net, tuple(doc["input_shape"]), doc.get("kind", "classification"),
+            doc.get("preprocess"),
         )
     except NasforgeError as err:
         raise RunDirError(f"{where} does not describe a valid model: {err}") from None
@@ -216,12 +397,13 @@ def load(model_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.
             f"{where} does not describe a valid model ({type(err).__name__}: {err})"
         ) from None
     try:
-        model.load_state_dict(weights)
+        net.load_state_dict(weights)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise RunDirError(
             f"{str(d / EXPORT_WEIGHTS)!r} does not fit the architecture in {where} ({first})"
         ) from None
+    model.to(map_location)
     model.eval()
     return model
 

@@ -19,14 +19,20 @@ from typing import Any, ClassVar
 
 import torch
 
-from nasforge import components  # noqa: F401  (fills the registries)
+from nasforge.baselines import baselines
+from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, build_component, dump_config, load_config, read_yaml
 from nasforge.data.base import TASKS, Task, suite_ids
 from nasforge.devices import resolve_device
 from nasforge.evaluators.base import EVALUATORS, Evaluator
+from nasforge.evaluators.function import FunctionEvaluator, import_function
+from nasforge.evaluators.limits import ParamLimit
 from nasforge.exceptions import ConfigError, Interrupted, RunDirError
 from nasforge.executors.base import EXECUTORS, Executor
 from nasforge.logging import get_logger
+from nasforge.objectives import Objective
+from nasforge.progress import ProgressCallback
+from nasforge.report import print_summary
 from nasforge.run import CONFIG_NAME, Run
 from nasforge.spaces.base import SPACES, SearchSpace
 from nasforge.storage.lock import LOCK_NAME, RunLock, check_unlocked
@@ -36,21 +42,66 @@ from nasforge.strategies.base import STRATEGIES, Callback, SearchContext, Strate
 _logger = get_logger(__name__)
 
 
+def resolve_objective(
+    cfg: RunConfig,
+    fn: Any = None,
+    direction: str | None = None,
+    base: Path | None = None,
+) -> tuple[Objective | None, Any]:
+    """``(objective or None for the evaluator's default, user function or None)``."""
+    direction = direction or cfg.direction
+    ref = cfg.objective
+    if fn is None and ref is not None and ":" in ref:
+        fn = import_function(ref, base)
+    if fn is not None:
+        if not callable(fn):
+            raise ConfigError(f"objective must be a function fn(arch, ctx), got {fn!r}")
+        name = ref if ref is not None and ":" not in ref else "score"
+        return Objective(name, direction or "maximize"), fn  # type: ignore[arg-type]
+    if ref is None:
+        if direction is not None:
+            raise ConfigError("direction is for a user objective; the built-in ones have theirs")
+        return None, None
+    obj = Objective.builtin(ref)
+    if direction is not None and direction != obj.direction:
+        raise ConfigError(f"objective {ref} is {obj.direction}d; direction {direction} conflicts")
+    return obj, None
+
+
 def build_parts(
     cfg: RunConfig,
+    *,
+    space: SearchSpace | None = None,
+    objective_fn: Any = None,
+    direction: str | None = None,
+    base: Path | None = None,
 ) -> tuple[Task | None, SearchSpace, Evaluator, Executor, Strategy, torch.device]:
-    """Instantiate every component of ``cfg`` (validating names and params)."""
+    """Instantiate every component of ``cfg`` (validating names and params); ``space`` is a
+    space object to use instead of ``cfg.space``, ``objective_fn`` a user objective."""
+    load_registries()
+    load_plugins(cfg.plugins, base)
     device = resolve_device(cfg.device)
-    space: SearchSpace = build_component(SPACES, "space", cfg.space)
+    if space is None:
+        space = build_component(SPACES, "space", cfg.space)
+    objective, fn = resolve_objective(cfg, objective_fn, direction, base)
     strategy: Strategy = build_component(STRATEGIES, "strategy", cfg.strategy, seed=cfg.seed)
     executor: Executor = build_component(EXECUTORS, "executor", cfg.executor)
     needs_task = getattr(EVALUATORS.get(str(cfg.evaluator.get("name"))), "needs_task", True)
     task: Task | None = None
     if needs_task:
         task = build_component(TASKS, "task", cfg.task).load()
-    evaluator: Evaluator = build_component(
-        EVALUATORS, "evaluator", cfg.evaluator, space=space, task=task, device=device
-    )
+    evaluator: Evaluator
+    if fn is not None:
+        assert objective is not None
+        evaluator = FunctionEvaluator(fn, objective, space=space, task=task, device=device)
+    else:
+        evaluator = build_component(
+            EVALUATORS, "evaluator", cfg.evaluator, space=space, task=task, device=device
+        )
+        if objective is not None:
+            evaluator.set_objective(objective)
+    if cfg.max_params is not None:
+        evaluator = ParamLimit(evaluator, cfg.max_params)
     return task, space, evaluator, executor, strategy, device
 
 
@@ -201,6 +252,10 @@ def search(
     resume: bool = False,
     overrides: list[str] | None = None,
     callbacks: Sequence[Callback] | None = None,
+    objective: Any = None,
+    direction: str | None = None,
+    space: SearchSpace | None = None,
+    progress: bool = True,
 ) -> Run:
     """Run (or resume) a search and return the stored :class:`Run`.
 
@@ -213,13 +268,28 @@ def search(
         resume: continue the run stored in ``run_dir`` up to its budget.
         overrides: ``["strategy.lr=0.01", ...]`` applied to the config.
         callbacks: progress and logging hooks.
+        objective: your own objective ``fn(arch, ctx) -> float | dict`` (see
+            :mod:`nasforge.evaluators.function`), or a built-in name (``val_rmse``, ...).
+        direction: ``"maximize"`` (default) or ``"minimize"`` for a user objective.
+        space: a :class:`SearchSpace` object to search instead of the config's ``space``.
+        progress: show a progress bar and print the summary at the end.
     """
     extra = list(overrides or [])
+    if isinstance(objective, str):
+        extra.append(f"objective={objective}")
+        objective = None
+    if direction is not None:
+        extra.append(f"direction={direction}")
+    if space is not None and not isinstance(space, SearchSpace):
+        raise ConfigError(f"space must be a SearchSpace object, got {type(space).__name__}")
+    base = Path(config).resolve().parent if isinstance(config, (str, Path)) else None
     if budget is not None:
         extra.append(f"budget={int(budget)}")
     if seed is not None:
         extra.append(f"seed={int(seed)}")
     cfg = load_config(config, extra)
+    if space is not None:
+        cfg = cfg.model_copy(update={"space": space.spec()})
     rdir = Path(run_dir) if run_dir is not None else Path("runs") / cfg.name
     db = rdir / DB_NAME
     # every check that can fail runs before anything is written (nothing is left behind)
@@ -229,7 +299,8 @@ def search(
         _check_resumable(rdir, cfg)
     else:
         _check_fresh(rdir)
-    parts = build_parts(cfg)  # bad names, params and data fail here, before anything is written
+    # bad names, params and data fail here, before anything is written
+    parts = build_parts(cfg, space=space, objective_fn=objective, base=base)
     task, space, evaluator, executor, strategy, device = parts
     try:
         tasks = load_suite(cfg, task)
@@ -274,20 +345,13 @@ def search(
         with store.transaction():
             store.set_meta("config", cfg.model_dump(mode="json"))
             store.set_meta("space", space.spec())
+            store.set_meta("objective", evaluator.objective.to_json())
             if task is not None:
-                store.set_meta(
-                    "task",
-                    {
-                        "spec": task.spec,
-                        "input_shape": list(task.input_shape),
-                        "num_classes": task.num_classes,
-                    },
-                )
+                store.set_meta("task", task.meta())
+                if cfg.baselines and store.get_meta("baselines") is None:
+                    store.set_meta("baselines", baselines(task))
             if cfg.tasks is not None:
-                store.set_meta("tasks", [
-                    {"id": k, "spec": t.spec, "input_shape": list(t.input_shape),
-                     "num_classes": t.num_classes} for k, t in tasks.items()
-                ])
+                store.set_meta("tasks", [{"id": k, **t.meta()} for k, t in tasks.items()])
             store.set_meta("status", "running")
             store.set_meta("resume_command", resume_command(rdir))
         ctx = SearchContext(
@@ -301,7 +365,8 @@ def search(
             seed=cfg.seed,
             device=device,
             run_dir=rdir,
-            callbacks=list(callbacks or []),
+            callbacks=list(callbacks or [])
+            + ([ProgressCallback()] if progress and not callbacks else []),
             reevaluate=bool(getattr(strategy, "reevaluate", False)),
             tasks=tasks,
         )
@@ -337,4 +402,7 @@ def search(
             shutil.rmtree(rdir, ignore_errors=True)
         lock.release()
         torch.set_num_threads(prev_threads)
-    return Run(rdir)
+    run = Run(rdir)
+    if progress and not callbacks:
+        print_summary(run.summary(top=5))
+    return run

@@ -51,14 +51,14 @@ def test_file_task_reads_csv_and_npz(tmp_path: Path) -> None:
 def test_bad_data_files_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         make_task({"name": "file", "path": str(tmp_path / "missing.csv")})
-    (tmp_path / "bad.csv").write_text("1,2,x\n3,4,1\n")
-    with pytest.raises(DataError, match="cannot read data file"):
+    (tmp_path / "bad.csv").write_text("1,x,0\n3,4,1\n")
+    with pytest.raises(DataError, match="is not a number"):
         make_task({"name": "file", "path": str(tmp_path / "bad.csv")})
     np.savez(tmp_path / "bad.npz", a=np.zeros(3))
     with pytest.raises(DataError, match="needs arrays 'x' and 'y'"):
         make_task({"name": "file", "path": str(tmp_path / "bad.npz")})
     (tmp_path / "d.txt").write_text("1")
-    with pytest.raises(DataError, match="allowed: .npz, .csv"):
+    with pytest.raises(DataError, match="allowed: .csv, .npz, .npy"):
         make_task({"name": "file", "path": str(tmp_path / "d.txt")})
     with pytest.raises(ConfigError, match="unknown config key 'task.bogus'"):
         make_task({"name": "digits", "bogus": 1})

@@ -11,8 +11,8 @@ import nasforge
 from nasforge.exceptions import RunDirError
 from nasforge.safeload import load_checkpoint
 from nasforge.storage.sqlite import SQLiteRunStore
-from tests.strategies.oneshot.darts._darts_helpers import tiny_config as darts_config
 from tests.reliability._helpers import malicious_pickle, malicious_torch_file
+from tests.strategies.oneshot.darts._darts_helpers import tiny_config as darts_config
 
 
 def test_malicious_checkpoint_bytes_refused(tmp_path: Path) -> None:

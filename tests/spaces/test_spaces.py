@@ -110,3 +110,28 @@ def test_spaces_are_data() -> None:
         make_space("nope")
     with pytest.raises(ConfigError, match="space.max_len"):
         make_space({"name": "mlp", "max_len": "six"})
+
+
+def test_state_space_rejects_unbuildable_states_at_add_state() -> None:
+    space = StateSpace(num_layers=2)
+    with pytest.raises(InvalidArchitecture, match="buildable states: kernel, filters"):
+        space.add_state("kernal", [1, 3])
+    with pytest.raises(InvalidArchitecture, match="unknown activation 'Relu'; allowed: Sigmoid"):
+        space.add_state("activation", ["Relu"])
+    free = StateSpace(num_layers=1, buildable=False)
+    free.add_state("lr", ["1e-3", "1e-2"])  # YAML reads 1e-3 as a string: matched as a number
+    assert free.options(0) == (0.001, 0.01)
+
+
+def test_state_space_builds_an_mlp_for_rows_of_features() -> None:
+    import torch
+
+    space = StateSpace(num_layers=2)
+    space.add_state("units", [8, 16])
+    space.add_state("activation", ["ReLU", "Tanh"])
+    space.add_state("dropout", [0.0, 0.5])
+    arch = space.decode([1, 0, 1, 0, 1, 0])
+    model = space.build(arch, (5,), 3)
+    kinds = [type(m).__name__ for m in model]
+    assert "Conv1d" not in kinds and kinds.count("Linear") == 3 and "Dropout" in kinds
+    assert model(torch.randn(4, 5)).shape == (4, 3)

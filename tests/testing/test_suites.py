@@ -38,6 +38,7 @@ SPACE_ARGS: dict[str, tuple[dict[str, Any], tuple[int, ...], int]] = {
     "darts": ({"nodes": 2, "channels": 4, "layers": 2, "reductions": [1]}, (1, 8, 8), 3),
     "gene_cnn": ({"channels": 4, "num_layers": 2, "reduce_after": [0]}, (1, 8, 8), 3),
     "mlp": ({}, (2,), 2),
+    "tabular": ({}, (6,), 3),
     "nb201": ({"channels": 4, "cells_per_stage": 1}, (1, 8, 8), 3),
     "state": ({"states": [{"name": "kernel", "values": [1, 3]},
                           {"name": "filters", "values": [4, 8]}], "num_layers": 2},

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import pickle
 import signal
 import sqlite3
@@ -19,12 +18,19 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+import nasforge
 from nasforge.cli import extra
 from nasforge.cli.options import add_run_options
-from nasforge.cli.progress import ProgressCallback
+from nasforge.components import load_registries
+from nasforge.data.base import TASKS
+from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import NasforgeError, WorkerLost
+from nasforge.progress import ProgressCallback
+from nasforge.report import print_summary
 from nasforge.run import Run, export
 from nasforge.search import search
+from nasforge.spaces.base import SPACES
+from nasforge.strategies.base import STRATEGIES
 from nasforge.viz import plot_run
 
 EXIT_BAD_INPUT = 2
@@ -56,13 +62,31 @@ def _nonneg_int(s: str) -> int:
     return v
 
 
+def _version() -> str:
+    return str(nasforge.__version__)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nasforge", description="Neural architecture search on PyTorch.")
     p.add_argument("-v", "--verbose", action="store_true", help="log every trial")
+    p.add_argument("--version", action="version", version=f"nasforge {_version()}")
+    # -v is accepted after the subcommand as well (a shared parent parser)
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log every trial"
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_parser = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return _add_parser(name, parents=[common, *kw.pop("parents", [])], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign,assignment]
 
     s = sub.add_parser("search", help="run (or resume) a search from a YAML config")
-    s.add_argument("config", help="YAML config file")
+    s.add_argument(
+        "config", help="YAML config file, or the name of a packaged example (nasforge list)"
+    )
     s.add_argument("--budget", type=_positive_int, help="number of trials")
     s.add_argument("--seed", type=_nonneg_int, help="run seed")
     s.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
@@ -70,28 +94,111 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(s, "a config value, e.g. --set strategy.lr=0.001")
 
     sh = sub.add_parser("show", help="table of the best trials of a run")
-    sh.add_argument("run_dir")
-    sh.add_argument("--top", type=_positive_int, default=10)
+    sh.add_argument("run_dir", help="run directory")
+    sh.add_argument("--top", type=_positive_int, default=10, help="rows to show (default 10)")
     sh.add_argument("--json", action="store_true", help="print one JSON object")
 
     pl = sub.add_parser("plot", help="plot a run (accuracy per trial, best so far)")
-    pl.add_argument("run_dir")
+    pl.add_argument("run_dir", help="run directory")
     pl.add_argument("--out", help="output image (default: RUN_DIR/history.png)")
 
     ex = sub.add_parser("export", help="export the best architecture and its trained weights")
-    ex.add_argument("run_dir")
+    ex.add_argument("run_dir", help="run directory")
     ex.add_argument("--out", required=True, help="output directory")
 
+    ls = sub.add_parser(
+        "list", help="strategies, spaces, tasks, evaluators (with parameters) and examples"
+    )
+    ls.add_argument(
+        "kind", nargs="?", choices=["strategies", "spaces", "tasks", "evaluators", "examples"],
+        help="list only this kind (default: all)",
+    )
+    it = sub.add_parser("init", help="copy a packaged example config to edit")
+    it.add_argument("name", help="example name (nasforge list examples), e.g. tabular")
+    it.add_argument("--out", help="output file (default: NAME.yaml here)")
 
     extra.add_commands(sub)
     return p
+
+
+def _examples() -> dict[str, Any]:
+    from importlib.resources import files
+
+    root = files("nasforge") / "examples"
+    return {f.name[:-5]: f for f in root.iterdir() if f.name.endswith(".yaml")}
+
+
+def _config_path(config: str) -> Any:
+    """A config file, or a packaged example by name (``nasforge search demo``)."""
+    from pathlib import Path
+
+    if Path(config).exists() or config.endswith((".yaml", ".yml")):
+        return config
+    examples = _examples()
+    if config in examples:
+        return Path(str(examples[config]))
+    raise NasforgeError(
+        f"config file {config!r} not found and not a packaged example; examples: "
+        f"{', '.join(sorted(examples))}"
+    )
+
+
+def _params_text(cls: Any) -> str:
+    model = getattr(cls, "Params", None)
+    if model is None:
+        return ""
+    parts = []
+    for name, f in model.model_fields.items():
+        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        parts.append(f"{name}={default}")
+    return ", ".join(parts)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import textwrap
+
+    load_registries()
+    kinds: dict[str, Any] = {
+        "strategies": STRATEGIES, "spaces": SPACES, "tasks": TASKS, "evaluators": EVALUATORS
+    }
+    for kind, reg in kinds.items():
+        if args.kind not in (None, kind):
+            continue
+        print(f"{kind}:")
+        for name in reg.names():
+            print(f"  {name}")
+            text = _params_text(reg.get(name))
+            if text:
+                print(textwrap.fill(text, 78, initial_indent="    ", subsequent_indent="    "))
+    if args.kind in (None, "examples"):
+        print("examples (nasforge search NAME, nasforge init NAME):")
+        for name in sorted(_examples()):
+            print(f"  {name}")
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    examples = _examples()
+    if args.name not in examples:
+        raise NasforgeError(
+            f"unknown example {args.name!r}; allowed: {', '.join(sorted(examples))}"
+        )
+    out = Path(args.out or f"{args.name}.yaml")
+    if out.exists():
+        raise NasforgeError(f"{str(out)!r} already exists; choose another --out")
+    out.write_text(examples[args.name].read_text())
+    print(f"wrote {out} (edit it, then: nasforge search {out})")
+    return 0
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
 
     callbacks = [] if args.no_progress else [ProgressCallback()]
     run = search(
-        args.config,
+        _config_path(args.config),
+        progress=False,
         budget=args.budget,
         seed=args.seed,
         run_dir=args.run_dir,
@@ -103,56 +210,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(v: Any, nd: int = 4) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
-
-
 def _print_summary(summary: dict[str, Any], top: int = 5) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    final = summary.get("final") or {}
-    rl = final.get("test_return") is not None  # PBT-NAS on an RL task: fitness is a return
-    table = Table(
-        title=f"{summary['run_dir']}: {summary['trials']} trials "
-        f"({summary['failed']} failed, {summary['cached']} cached)"
-    )
-    for col in ("trial", "return" if rl else "val acc", "params", "epochs", "architecture"):
-        table.add_column(col)
-    for row in summary["top"][:top]:
-        table.add_row(
-            str(row["trial"]),
-            _fmt(row["val_acc"], 1 if rl else 4),
-            str(row["params"]),
-            str(row["epochs"]),
-            json.dumps(row["arch"].get("tokens", row["arch"])),
-        )
-    console.print(table)
-    best = summary["best"]
-    if best.get("arch") is None:
-        return
-    console.print(f"best architecture: {best.get('describe') or best['arch']}")
-    if rl:
-        console.print(
-            f"  fitness (mean evaluation return) {_fmt(best.get('val_acc'), 1)}, test return "
-            f"{_fmt(final['test_return'], 1)} (std {_fmt(final.get('test_return_std'), 1)}; "
-            "the final population's best member, not retrained)"
-        )
-        return
-    line = f"  validation accuracy {_fmt(best.get('val_acc'))}"
-    if best.get("test_acc") is not None:
-        accs = final.get("test_accs") or []
-        if accs:
-            line += (
-                f", test accuracy {_fmt(best['test_acc'])} "
-                f"(mean of {len(accs)} retrainings, std {_fmt(final.get('test_std'))})"
-            )
-        else:
-            line += f", test accuracy {_fmt(best['test_acc'])} (as trained, not retrained)"
-    console.print(line)
+    print_summary(summary, top)
 
 
 def _print_pbt(pbt: dict[str, Any], rl: bool) -> None:
@@ -216,7 +275,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": _cmd_search, "show": _cmd_show, "plot": _cmd_plot, "export": _cmd_export}
+COMMANDS = {
+    "search": _cmd_search,
+    "show": _cmd_show,
+    "plot": _cmd_plot,
+    "export": _cmd_export,
+    "list": _cmd_list,
+    "init": _cmd_init,
+}
 
 
 def _one_line(err: BaseException | str, code: int) -> int:

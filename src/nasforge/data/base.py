@@ -7,9 +7,9 @@ only ever sees ``train`` and ``val``; ``test`` is used once, to report the final
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -32,9 +32,18 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
+TaskKind = Literal["classification", "regression"]
+
+
 @dataclass(frozen=True)
 class Task:
-    """A classification task: splits, input shape (without batch) and class count."""
+    """A task: splits, input shape (without batch) and class count (1 for regression).
+
+    ``preprocess`` is what was fitted on the training split and applied to every split: feature
+    ``mean`` / ``std`` (standardisation), regression target ``y_mean`` / ``y_std`` and the original
+    class ``classes`` (string or integer labels, in class-index order). An exported model carries
+    it, so it takes the raw features a user has.
+    """
 
     name: str
     train: Split
@@ -43,6 +52,9 @@ class Task:
     input_shape: tuple[int, ...]
     num_classes: int
     spec: JSONDict
+    kind: TaskKind = "classification"
+    preprocess: JSONDict = field(default_factory=dict)
+    raw_train: Split | None = None  # the training split before standardisation (baselines)
 
     @property
     def task_id(self) -> str:
@@ -61,15 +73,24 @@ class Task:
         return h.hexdigest()
 
     def to(self, device: torch.device) -> Task:
-        return Task(
-            self.name,
-            self.train.to(device),
-            self.val.to(device),
-            self.test.to(device),
-            self.input_shape,
-            self.num_classes,
-            self.spec,
+        return replace(
+            self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
         )
+
+    @property
+    def tabular(self) -> bool:
+        """Rows of features (input rank 1), as opposed to images or sequences."""
+        return len(self.input_shape) == 1
+
+    def meta(self) -> JSONDict:
+        """What the run store keeps about the task (exports read it)."""
+        return {
+            "spec": self.spec,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "kind": self.kind,
+            "preprocess": self.preprocess,
+        }
 
 
 class TaskFactory:
@@ -119,13 +140,20 @@ def split_arrays(
     fractions: tuple[float, float],
     seed: int | None,
     stratify: bool = True,
+    kind: TaskKind = "classification",
+    standardize: bool = False,
+    classes: list[Any] | None = None,
 ) -> Task:
     """Split ``x, y`` into train / val / test by ``fractions = (train, val)`` (the rest is test).
 
     ``seed=None`` keeps the given order (first rows train, then val, then test), as seed 002 does.
     Otherwise rows are permuted with a seeded generator, stratified by class when asked.
+    ``standardize``: features (and a regression target) are standardised with the mean and
+    standard deviation of the training split only.
     """
     n = len(y)
+    if kind == "regression":
+        stratify = False
     f_train, f_val = fractions
     if seed is None:
         order = np.arange(n)
@@ -143,7 +171,43 @@ def split_arrays(
             parts[2].append(g[b:])
         idx_tr, idx_va, idx_te = (rng.permutation(np.concatenate(p)) for p in parts)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(n, *input_shape)
-    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    num_classes = int(yt.max().item()) + 1
+    if kind == "regression":
+        yt = torch.as_tensor(np.asarray(y, dtype=np.float32))
+        num_classes = 1
+    else:
+        yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
+        num_classes = int(yt.max().item()) + 1
     mk = lambda idx: Split(xt[idx].contiguous(), yt[idx].contiguous())  # noqa: E731
-    return Task(name, mk(idx_tr), mk(idx_va), mk(idx_te), input_shape, num_classes, spec)
+    train, val, test = mk(idx_tr), mk(idx_va), mk(idx_te)
+    pre: JSONDict = {} if classes is None else {"classes": list(classes)}
+    raw_train = train
+    if standardize:
+        train, val, test, fitted = standardize_splits(train, val, test, kind)
+        pre.update(fitted)
+    return Task(
+        name, train, val, test, input_shape, num_classes, spec, kind, pre, raw_train
+    )
+
+
+def standardize_splits(
+    train: Split, val: Split, test: Split, kind: TaskKind
+) -> tuple[Split, Split, Split, JSONDict]:
+    """Standardise every split with statistics of ``train`` alone (constant features: std 1)."""
+    flat = train.x.reshape(len(train), -1).double()
+    mean = flat.mean(0)
+    std = flat.std(0, unbiased=False)
+    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    shape = train.x.shape[1:]
+    m32, s32 = mean.float().reshape(shape), std.float().reshape(shape)
+    fitted: JSONDict = {"mean": mean.tolist(), "std": std.tolist()}
+    y_mean, y_std = 0.0, 1.0
+    if kind == "regression":
+        y_mean = float(train.y.double().mean())
+        y_std = float(train.y.double().std(unbiased=False)) or 1.0
+        fitted.update(y_mean=y_mean, y_std=y_std)
+
+    def apply(s: Split) -> Split:
+        y = (s.y - y_mean) / y_std if kind == "regression" else s.y
+        return Split(((s.x - m32) / s32).contiguous(), y.contiguous())
+
+    return apply(train), apply(val), apply(test), fitted

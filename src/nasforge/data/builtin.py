@@ -1,14 +1,18 @@
-"""Built-in tasks that load offline: moons, digits, mnist5k, mnist1d, and CSV/NPZ files."""
+"""Built-in tasks that load offline: moons, digits, mnist5k, mnist1d, scikit-learn's bundled
+tabular sets (``sklearn``), and a user's own data (``file``: CSV, .npz / .npy, image folders;
+see docs/data.md)."""
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nasforge.data.base import TASKS, Task, TaskFactory, split_arrays
+from nasforge.data.base import TASKS, Task, TaskFactory, TaskKind, split_arrays
 from nasforge.exceptions import DataError
 
 
@@ -149,20 +153,121 @@ class MNIST1D(TaskFactory):
         )
 
 
-class FileParams(BaseModel):
+
+SKLEARN_SETS: dict[str, TaskKind] = {
+    "breast_cancer": "classification",
+    "iris": "classification",
+    "wine": "classification",
+    "digits": "classification",
+    "classification": "classification",
+    "diabetes": "regression",
+    "friedman1": "regression",
+}
+
+
+class SklearnParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    path: str
-    seed: int = Field(default=0, ge=0)
+    dataset: Literal[
+        "breast_cancer", "iris", "wine", "digits", "classification", "diabetes", "friedman1"
+    ] = Field(
+        default="breast_cancer",
+        description="a bundled set, or a generator (classification: make_classification(1000, "
+        "20 features, 10 informative); friedman1: make_friedman1(1000))",
+    )
+    seed: int = Field(default=0, ge=0, description="split seed")
     train: float = Field(default=0.6, gt=0, lt=1)
     val: float = Field(default=0.2, gt=0, lt=1)
-    input_shape: list[int] | None = None
-    label_column: int = -1
+    standardize: bool = Field(default=True, description="fitted on the training split only")
+
+
+@TASKS.register("sklearn")
+class SklearnTabular(TaskFactory):
+    """scikit-learn's bundled tabular sets as rows of features (offline), standardised on train.
+
+    ``digits`` here is the 64-pixel rows as tabular features (the ``digits`` task is the image).
+    """
+
+    name: ClassVar[str] = "sklearn"
+    Params: ClassVar[type[BaseModel]] = SklearnParams
+
+    def load(self) -> Task:
+        from sklearn import datasets
+
+        p = SklearnParams(**self.params)
+        if p.dataset == "classification":
+            x, y = datasets.make_classification(
+                1000, n_features=20, n_informative=10, n_redundant=5, random_state=0
+            )
+        elif p.dataset == "friedman1":
+            x, y = datasets.make_friedman1(1000, noise=1.0, random_state=0)
+        else:
+            d = getattr(datasets, f"load_{p.dataset}")()
+            x, y = d.data, d.target
+        _check_split(p.train, p.val, len(y))
+        spec = {"name": self.name, **p.model_dump()}
+        return split_arrays(
+            x,
+            y,
+            name=p.dataset,
+            spec=spec,
+            input_shape=(x.shape[1],),
+            fractions=(p.train, p.val),
+            seed=p.seed,
+            kind=SKLEARN_SETS[p.dataset],
+            standardize=p.standardize,
+        )
+
+
+# --------------------------------------------------------------------------- a user's own data
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+FILE_FORMATS = ("csv", "npz", "npy", "images")
+
+
+class FileParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str = Field(
+        description="data file or image folder; a relative path is relative to the config file"
+    )
+    format: Literal["auto", "csv", "npz", "npy", "images"] = Field(
+        default="auto", description="auto: from the suffix (.csv, .npz, .npy) or a folder"
+    )
+    labels: str | None = Field(
+        default=None, description=".npy only: a separate .npy of labels (else a label column)"
+    )
+    label_column: int | str = Field(
+        default=-1, description="CSV / 2-D .npy: label column index, or name (CSV with header)"
+    )
+    header: bool = Field(default=False, description="CSV: the first row names the columns")
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    kind: Literal["auto", "classification", "regression"] = Field(
+        default="auto",
+        description="auto: regression when the labels are non-integer numbers, else classes",
+    )
+    standardize: bool | None = Field(
+        default=None,
+        description="standardise features with train-split statistics; default: on for "
+        "tabular rows, off for images",
+    )
+    max_classes: int = Field(
+        default=1000, ge=2, description="integer labels must be class indices below this"
+    )
+    seed: int = Field(default=0, ge=0, description="split seed")
+    train: float = Field(default=0.6, gt=0, lt=1, description="fraction of rows to train on")
+    val: float = Field(default=0.2, gt=0, lt=1, description="fraction to validate on (rest: test)")
+    input_shape: list[int] | None = Field(
+        default=None, description="per-row shape, e.g. [1, 28, 28]; default: inferred"
+    )
+    image_size: list[int] | None = Field(
+        default=None, description="images: resize every image to [height, width]"
+    )
 
 
 @TASKS.register("file")
 class FileTask(TaskFactory):
-    """Your own data: a ``.npz`` with arrays ``x`` and ``y``, or a numeric ``.csv`` whose label is
-    column ``label_column`` (default: the last)."""
+    """Your own data (docs/data.md): a CSV (label column by index or name, string labels mapped
+    to classes), a ``.npz`` with arrays ``x`` and ``y``, a ``.npy`` (label column, or ``labels``
+    file), or a folder with one sub-folder of images per class. Classification or regression;
+    tabular features standardised on the training split by default."""
 
     name: ClassVar[str] = "file"
     Params: ClassVar[type[BaseModel]] = FileParams
@@ -170,47 +275,334 @@ class FileTask(TaskFactory):
     def load(self) -> Task:
         p = FileParams(**self.params)
         path = Path(p.path)
-        if not path.is_file():
+        fmt = p.format
+        if fmt == "auto":
+            if path.is_dir():
+                fmt = "images"
+            elif path.suffix.lower() == ".csv":
+                fmt = "csv"
+            elif path.suffix.lower() in (".npz", ".npy"):
+                fmt = path.suffix.lower()[1:]  # type: ignore[assignment]
+            elif not path.exists():
+                raise DataError(f"data file {str(path)!r} not found")
+            else:
+                raise DataError(
+                    f"{path}: unsupported data file type {path.suffix!r}; allowed: .csv, .npz, "
+                    ".npy or a folder of class sub-folders (task.format: csv, npz, npy, images)"
+                )
+        if fmt == "images":
+            if not path.is_dir():
+                raise DataError(f"image folder {str(path)!r} not found")
+        elif not path.is_file():
             raise DataError(f"data file {str(path)!r} not found")
-        x, y = _read_xy(path, p.label_column)
-        shape = tuple(p.input_shape) if p.input_shape else tuple(x.shape[1:])
-        if int(np.prod(shape)) != int(np.prod(x.shape[1:])):
-            raise DataError(f"input_shape {list(shape)} does not fit rows of {x.shape[1:]} values")
+        classes: list[Any] | None = None
+        if fmt == "images":
+            x, y, classes = _read_images(path, p.image_size)
+        elif fmt == "csv":
+            x, y = _read_csv(path, p)
+        elif fmt == "npz":
+            x, y = _read_npz(path)
+        else:
+            x, y = _read_npy(path, p)
+        x = _check_features(path, x)
+        kind, y, mapped = _labels(path, y, p.kind, p.max_classes)
+        if classes is None:
+            classes = mapped
+        shape = _input_shape(path, x, p.input_shape)
+        _check_split(p.train, p.val, len(y))
+        standardize = p.standardize if p.standardize is not None else len(shape) == 1
         spec: dict[str, Any] = {"name": self.name, **p.model_dump()}
         return split_arrays(
             x,
             y,
-            name=path.stem,
+            name=path.stem or path.name,
             spec=spec,
             input_shape=shape,
             fractions=(p.train, p.val),
             seed=p.seed,
+            kind=kind,
+            standardize=standardize,
+            classes=classes,
         )
 
 
-def _read_xy(path: Path, label_column: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_split(f_train: float, f_val: float, n: int) -> None:
+    if f_train + f_val >= 1:
+        raise DataError(
+            f"split fractions train={f_train} + val={f_val} = {f_train + f_val:g} leave no test "
+            "rows; they must sum to less than 1"
+        )
+    n_test = n - round(n * f_train) - round(n * f_val)
+    if round(n * f_train) < 2 or round(n * f_val) < 1 or n_test < 1:
+        raise DataError(
+            f"{n} rows are too few for the splits train={f_train}, val={f_val} (each split "
+            "needs at least one row, train two)"
+        )
+
+
+def _read_csv(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:
     try:
-        if path.suffix == ".npz":
-            with np.load(path) as z:
-                if "x" not in z or "y" not in z:
-                    raise DataError(f"{path}: .npz needs arrays 'x' and 'y', found {sorted(z)}")
-                x, y = np.asarray(z["x"], np.float32), np.asarray(z["y"])
-        elif path.suffix == ".csv":
-            data = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-            y = data[:, label_column]
-            x = np.delete(data, label_column % data.shape[1], axis=1).astype(np.float32)
-        else:
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh, delimiter=p.delimiter) if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot read data file {str(path)!r}: {err}") from None
+    if not rows:
+        raise DataError(f"{path}: the file has no rows")
+    names: list[str] | None = None
+    if p.header:
+        names, rows = [c.strip() for c in rows[0]], rows[1:]
+        if not rows:
+            raise DataError(f"{path}: the file has a header but no data rows")
+    width = len(rows[0])
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            line = i + 1 + (1 if p.header else 0)
+            raise DataError(f"{path}: row {line} has {len(r)} columns; row 1 has {width}")
+    lc = p.label_column
+    if isinstance(lc, str) and not lc.lstrip("-").isdigit():
+        if names is None:
             raise DataError(
-                f"{path}: unsupported data file type {path.suffix!r}; allowed: .npz, .csv"
+                f"{path}: label_column {lc!r} is a name but the file has no header; set "
+                "task.header: true or give the column index"
             )
+        if lc not in names:
+            raise DataError(
+                f"{path}: no column named {lc!r}; columns: {', '.join(names)}"
+            )
+        col = names.index(lc)
+    else:
+        col = int(lc)
+        if not -width <= col < width:
+            raise DataError(
+                f"{path}: label_column {col} is out of range; the file has {width} columns "
+                f"(allowed: 0..{width - 1} or -{width}..-1)"
+            )
+        col %= width
+    if width < 2:
+        raise DataError(f"{path}: no feature columns (only the label column)")
+    feats = [j for j in range(width) if j != col]
+
+    def number(cell: str) -> float | None:
+        try:
+            return float(cell)
+        except ValueError:
+            return None
+
+    if not p.header:
+        first = [number(rows[0][j]) for j in feats]
+        if all(v is None for v in first) and len(rows) > 1:
+            second = [number(rows[1][j]) for j in feats]
+            if all(v is not None for v in second):
+                raise DataError(
+                    f"{path}: row 1 looks like a header ({', '.join(rows[0][:4])}"
+                    f"{', ...' if width > 4 else ''}); set task.header: true"
+                )
+    x = np.empty((len(rows), len(feats)), dtype=np.float64)
+    for i, r in enumerate(rows):
+        for k, j in enumerate(feats):
+            v = number(r[j])
+            if v is None:
+                line = i + 1 + (1 if p.header else 0)
+                label = names[j] if names else str(j)
+                raise DataError(
+                    f"{path}: feature {r[j]!r} in row {line}, column {label} is not a number; "
+                    "features must be numeric (only the label column may hold text)"
+                )
+            x[i, k] = v
+    labels = [r[col].strip() for r in rows]
+    nums = [number(v) for v in labels]
+    y: np.ndarray
+    if all(v is not None for v in nums):
+        y = np.asarray(nums, dtype=np.float64)
+    else:
+        y = np.asarray(labels, dtype=object)
+    return x, y
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z or "y" not in z:
+                raise DataError(f"{path}: .npz needs arrays 'x' and 'y', found {sorted(z)}")
+            return np.asarray(z["x"]), np.asarray(z["y"])
     except DataError:
         raise
     except (ValueError, OSError) as err:
         raise DataError(
             f"cannot read data file {str(path)!r}: {str(err).splitlines()[0]}"
         ) from None
-    if len(x) != len(y) or len(y) < 3:
-        raise DataError(f"{path}: x has {len(x)} rows and y {len(y)}; need equal counts >= 3")
-    if not np.allclose(y, np.round(y)) or y.min() < 0:
-        raise DataError(f"{path}: labels must be non-negative integers")
-    return x, y.astype(np.int64)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.asarray(np.load(path, allow_pickle=False))
+    except (ValueError, OSError) as err:
+        raise DataError(
+            f"cannot read data file {str(path)!r}: {str(err).splitlines()[0]}"
+        ) from None
+
+
+def _read_npy(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:
+    a = _load_npy(path)
+    if p.labels is not None:
+        lp = Path(p.labels)
+        if not lp.is_file():
+            raise DataError(f"labels file {str(lp)!r} not found")
+        return a, _load_npy(lp)
+    if a.ndim != 2:
+        raise DataError(
+            f"{path}: a .npy without task.labels must be 2-D (rows x columns, one a label); "
+            f"got shape {list(a.shape)}"
+        )
+    if isinstance(p.label_column, str) and not p.label_column.lstrip("-").isdigit():
+        raise DataError(f"{path}: a .npy has no column names; give label_column as an index")
+    col, width = int(p.label_column), a.shape[1]
+    if not -width <= col < width:
+        raise DataError(
+            f"{path}: label_column {col} is out of range; the array has {width} columns"
+        )
+    if width < 2:
+        raise DataError(f"{path}: no feature columns (only the label column)")
+    return np.delete(a, col % width, axis=1), a[:, col]
+
+
+def _read_images(
+    root: Path, size: list[int] | None
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    from PIL import Image, UnidentifiedImageError
+
+    folders = sorted(d for d in root.iterdir() if d.is_dir())
+    if len(folders) < 2:
+        raise DataError(
+            f"{root}: an image folder needs one sub-folder per class (at least 2); "
+            f"found {len(folders)}"
+        )
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    modes: set[str] = set()
+    files: list[tuple[Path, int]] = []
+    for c, d in enumerate(folders):
+        fs = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not fs:
+            raise DataError(f"{d}: no images (allowed: {', '.join(IMAGE_SUFFIXES)})")
+        files += [(f, c) for f in fs]
+    opened: list[tuple[Path, Any, int]] = []
+    for f, c in files:
+        try:
+            src: Any = Image.open(f)
+            src.load()
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataError(f"cannot read image {str(f)!r}: {err}") from None
+        modes.add("L" if src.mode in ("1", "L", "I", "F") else "RGB")
+        opened.append((f, src, c))
+    mode = "L" if modes == {"L"} else "RGB"
+    shape0: tuple[int, int] | None = None
+    for f, img, c in opened:
+        im: Any = img.convert(mode)
+        if size is not None:
+            if len(size) != 2 or min(size) < 1:
+                raise DataError("image_size must be [height, width] of positive integers")
+            im = im.resize((size[1], size[0]))
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        if shape0 is None:
+            shape0 = arr.shape[:2]
+        elif arr.shape[:2] != shape0:
+            raise DataError(
+                f"{f}: image is {arr.shape[1]}x{arr.shape[0]} but the first is "
+                f"{shape0[1]}x{shape0[0]}; set task.image_size: [height, width]"
+            )
+        images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+        labels.append(c)
+    return np.stack(images), np.asarray(labels, dtype=np.float64), [d.name for d in folders]
+
+
+def _check_features(path: Path, x: np.ndarray) -> np.ndarray:
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+        raise DataError(f"{path}: features must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(
+            f"{path}: features must have one row per example, got shape {list(x.shape)}"
+        )
+    if math.prod(x.shape[1:]) == 0:
+        raise DataError(f"{path}: zero feature columns (shape {list(x.shape)})")
+    x = x.astype(np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise DataError(
+            f"{path}: features contain NaN or inf ({int(bad.sum())} values, first in row "
+            f"{row + 1}); clean or impute them first"
+        )
+    return x
+
+
+def _labels(
+    path: Path, y: np.ndarray, kind: str, max_classes: int
+) -> tuple[TaskKind, np.ndarray, list[Any] | None]:
+    """Classification: class indices 0..K-1 (string labels mapped in sorted order);
+    regression: float targets."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(
+            f"{path}: labels must be 1-D (one label per row), got shape {list(y.shape)}"
+        )
+    if y.dtype == object or y.dtype.kind in "US":
+        if kind == "regression":
+            raise DataError(f"{path}: regression targets must be numbers, found text labels")
+        classes = sorted({str(v) for v in y})
+        index = {c: i for i, c in enumerate(classes)}
+        out = np.asarray([index[str(v)] for v in y], dtype=np.int64)
+        if len(classes) < 2:
+            raise DataError(
+                f"{path}: only one class ({classes[0]!r}); classification needs at least 2"
+            )
+        return "classification", out, classes
+    if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+        raise DataError(f"{path}: labels must be numbers or text, got dtype {y.dtype}")
+    yf = y.astype(np.float64)
+    if not np.isfinite(yf).all():
+        row = int(np.flatnonzero(~np.isfinite(yf))[0])
+        raise DataError(f"{path}: label in row {row + 1} is NaN or inf")
+    integral = bool(np.all(yf == np.round(yf)))
+    if kind == "regression" or (kind == "auto" and not integral):
+        return "regression", yf, None
+    if not integral:
+        row = int(np.flatnonzero(yf != np.round(yf))[0])
+        raise DataError(
+            f"{path}: label {yf[row]!r} in row {row + 1} is not a class index; class labels "
+            "must be integers or text (or set task.kind: regression)"
+        )
+    bad = np.flatnonzero((yf < 0) | (yf >= max_classes))
+    if len(bad):
+        row = int(bad[0])
+        raise DataError(
+            f"{path}: label {int(yf[row])} in row {row + 1} is not a class index 0.."
+            f"{max_classes - 1} (task.max_classes); for a numeric target set task.kind: "
+            "regression"
+        )
+    yi = yf.astype(np.int64)
+    present = np.unique(yi)
+    if len(present) < 2:
+        raise DataError(
+            f"{path}: only one class ({int(present[0])}); classification needs at least 2"
+        )
+    return "classification", yi, None
+
+
+def _input_shape(path: Path, x: np.ndarray, given: list[int] | None) -> tuple[int, ...]:
+    """The per-row shape: ``given``, else rows of features stay 1-D, (H, W) rows become
+    one-channel images (1, H, W), (H, W, C) rows with C in 1, 3, 4 become (C, H, W) only via
+    ``input_shape`` (ambiguous), others are kept."""
+    row = tuple(int(d) for d in x.shape[1:])
+    if given is not None:
+        shape = tuple(int(d) for d in given)
+        if math.prod(shape) != math.prod(row) or min(shape, default=0) < 1:
+            raise DataError(
+                f"{path}: input_shape {list(shape)} does not fit rows of {list(row)} values"
+            )
+        return shape
+    if len(row) == 2:
+        return (1, *row)
+    return row

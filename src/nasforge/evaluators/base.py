@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from nasforge.exceptions import ConfigError
+from nasforge.objectives import DEFAULT, Objective
 from nasforge.registry import Registry
 from nasforge.spaces.base import Architecture
 
@@ -21,7 +23,9 @@ Status = Literal["complete", "failed"]
 
 @dataclass(frozen=True)
 class Result:
-    """What one evaluation produced. ``val_acc`` is the objective (higher is better)."""
+    """What one evaluation produced. ``val_acc`` is the objective's *utility* (higher is
+    better: the score, negated for a minimised objective); ``metrics[objective.name]`` holds the
+    score itself (see :mod:`nasforge.objectives`)."""
 
     status: Status
     val_acc: float = math.nan
@@ -72,6 +76,20 @@ class Evaluator(ABC):
     """
 
     name: ClassVar[str]
+    objective: Objective = DEFAULT
+
+    def objectives(self) -> list[str]:
+        """Names of the objectives this evaluator can score (the first is its default)."""
+        return [self.objective.name]
+
+    def set_objective(self, objective: Objective) -> None:
+        """Score under ``objective``; :class:`ConfigError` naming the allowed ones if unknown."""
+        if objective.name not in self.objectives():
+            raise ConfigError(
+                f"evaluator {self.name!r} cannot score objective {objective.name!r} on this "
+                f"task; allowed: {', '.join(self.objectives())}"
+            )
+        self.objective = objective
 
     @abstractmethod
     def evaluate(self, arch: Architecture, *, seed: int) -> Result:
@@ -83,7 +101,13 @@ class Evaluator(ABC):
 
     def settings(self) -> dict[str, Any]:
         """The settings that change results (part of the evaluation cache key)."""
-        return {"name": self.name}
+        return {"name": self.name, **_objective_setting(self.objective)}
+
+
+def _objective_setting(objective: Objective) -> dict[str, Any]:
+    """The objective as part of an evaluation cache key (absent for the default, so the keys of
+    runs before objectives existed stay the same)."""
+    return {} if objective == DEFAULT else {"objective": objective.to_json()}
 
 
 def evaluate_safely(evaluator: Evaluator, arch: Architecture, *, seed: int) -> Result:

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result
 from nasforge.exceptions import ConfigError, DataError, InvalidArchitecture
+from nasforge.objectives import DEFAULT, Objective
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.cell import NB201_OPS, CellSpace
 
@@ -61,6 +62,82 @@ class Table:
     meta: dict[str, Any] = field(default_factory=dict)
     _lookup: dict[tuple[int, ...], int] | None = field(default=None, repr=False)
     _mean: np.ndarray | None = field(default=None, repr=False)
+
+    # --------------------------------------------------------- construction
+    @classmethod
+    def from_arrays(
+        cls,
+        space: SearchSpace,
+        archs: Any,
+        scores: Any,
+        *,
+        seconds: Any = None,
+        params: Any = None,
+        objective: str = "val_acc",
+        direction: Literal["maximize", "minimize"] = "maximize",
+        unit: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> Table:
+        """A table from your own results (docs/tables.md), e.g. any tabular benchmark.
+
+        Args:
+            space: the (finite) space the architectures belong to; its spec is stored, so a
+                bench config must name the same space.
+            archs: one architecture per row: :class:`Architecture` objects or token lists.
+            scores: ``(rows,)`` or ``(rows, seeds)`` scores in the objective's own units (NaN:
+                missing / failed). A loss works: ``direction="minimize"``.
+            seconds: the cost of each evaluation, same shape as ``scores`` (default 1.0).
+            params: one parameter count per row (default 0).
+            objective, direction, unit: what ``scores`` measure (stored in the table).
+        """
+        rows = [a if isinstance(a, Architecture) else Architecture(tuple(a)) for a in archs]
+        if not rows:
+            raise DataError("a table needs at least one architecture")
+        try:
+            encoded = [space.encode(space.validate(a)) for a in rows]
+        except InvalidArchitecture as err:
+            raise DataError(f"Table.from_arrays: {err}") from None
+        width = max(len(e) for e in encoded)
+        indices = np.full((len(rows), width), -1, dtype=np.int64)
+        for i, e in enumerate(encoded):
+            indices[i, : len(e)] = e
+        if len({tuple(r) for r in indices.tolist()}) != len(rows):
+            raise DataError("Table.from_arrays: an architecture appears twice")
+        val = np.asarray(scores, dtype=np.float64)
+        if val.ndim == 1:
+            val = val[:, None]
+        if val.ndim != 2 or val.shape[0] != len(rows):
+            raise DataError(
+                f"Table.from_arrays: scores of shape {list(val.shape)} do not match "
+                f"{len(rows)} architectures (expected ({len(rows)},) or ({len(rows)}, seeds))"
+            )
+        secs = np.ones_like(val) if seconds is None else np.asarray(seconds, dtype=np.float64)
+        if secs.ndim == 1:
+            secs = secs[:, None]
+        if secs.shape != val.shape:
+            raise DataError(
+                f"Table.from_arrays: seconds of shape {list(secs.shape)}; expected "
+                f"{list(val.shape)} like scores"
+            )
+        size = np.zeros(len(rows), np.int64) if params is None else np.asarray(params, np.int64)
+        if size.shape != (len(rows),):
+            raise DataError(
+                f"Table.from_arrays: params needs one count per architecture ({len(rows)})"
+            )
+        obj = Objective(objective, direction, unit)
+        info = {
+            "source": "Table.from_arrays",
+            **(meta or {}),
+            "space": space.spec(),
+            "metric": objective,
+            "objective": obj.to_json(),
+        }
+        return cls(indices, val, secs, size, info)
+
+    @property
+    def objective(self) -> Objective:
+        """What the table's scores measure (tables before objectives: val_acc, maximize)."""
+        return Objective.from_json(self.meta.get("objective"))
 
     # --------------------------------------------------------------- queries
     @property
@@ -252,6 +329,7 @@ class TabularEvaluator(Evaluator):
         self.data = resolve_table(table)
         self._nb201 = table.startswith(("nb201/", "nb201-"))
         self._check_space()
+        self.objective = self.data.objective
         if seed_mode == "fixed" and table_seed >= self.data.num_seeds:
             raise ConfigError(
                 f"evaluator.table_seed={table_seed} but table {table!r} has "
@@ -269,14 +347,18 @@ class TabularEvaluator(Evaluator):
                     f"{', '.join(NB201_OPS)}; got {self.space.spec()}"
                 )
             return
-        want = self.data.meta.get("space")
-        got = self.space.spec()
+        want = _numbers(self.data.meta.get("space"))
+        got = _numbers(self.space.spec())
         if want != got:
             want = dict(want or {})
             diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+            sides = "; ".join(
+                f"{k} (table {want.get(k, '(absent)')!r} vs config {got.get(k, '(absent)')!r})"
+                for k in diff
+            )
             raise ConfigError(
-                f"table {self.p.table!r} was built for space {want}; the configured space "
-                f"differs at {', '.join(diff)}"
+                f"table {self.p.table!r} was built for another space; the configured space "
+                f"differs at {sides}"
             )
 
     def __getstate__(self) -> dict[str, Any]:  # tables are re-loaded (cached) in workers
@@ -302,14 +384,17 @@ class TabularEvaluator(Evaluator):
         return self.data.row_of(idx)
 
     def mean_val(self, arch: Architecture) -> float:
-        return float(self.data.mean_val()[self.row(arch)])
+        """The row's mean over seeds, as a utility (higher is better; the score when
+        maximising)."""
+        return self.objective.utility(float(self.data.mean_val()[self.row(arch)]))
 
     def optimum(self) -> float:
-        """Best mean validation accuracy among the architectures of the configured space."""
+        """Best mean utility among the architectures of the configured space."""
+        sign = self.objective.sign
         if self._nb201 and self.space.size() != self.data.num_rows:
             rows = [self.row(a) for a in self.space.enumerate()]
-            return float(np.nanmax(self.data.mean_val()[rows]))
-        return self.data.optimum()
+            return float(np.nanmax(sign * self.data.mean_val()[rows]))
+        return float(np.nanmax(sign * self.data.mean_val()))
 
     def evaluate(self, arch: Architecture, *, seed: int) -> Result:
         r = self.row(arch)
@@ -331,11 +416,28 @@ class TabularEvaluator(Evaluator):
             secs = float(d.train_seconds[r, k])
             if not math.isfinite(acc):
                 return Result.failed(f"table seed {k} has no result for this architecture")
+        metrics: dict[str, Any] = {
+            "table_seed": k, "mean_val_acc": mean, "simulated_seconds": secs
+        }
+        if self.objective != DEFAULT:
+            metrics[self.objective.name] = acc
         return Result(
             status="complete",
-            val_acc=acc,
+            val_acc=self.objective.utility(acc),
             params=int(d.params[r]),
             train_seconds=secs,
             epochs=0,
-            metrics={"table_seed": k, "mean_val_acc": mean, "simulated_seconds": secs},
+            metrics=metrics,
         )
+
+
+def _numbers(obj: Any) -> Any:
+    """Specs compared as values: integral floats read from YAML/JSON (``8.0``) equal ints."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_numbers(v) for v in obj]
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    return obj
+

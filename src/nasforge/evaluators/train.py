@@ -25,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nasforge.data.base import Split, Task
-from nasforge.evaluators.base import EVALUATORS, Evaluator, Result
+from nasforge.evaluators.base import EVALUATORS, Evaluator, Result, _objective_setting
 from nasforge.evaluators.batched import fit_batch
+from nasforge.objectives import BUILTIN, DEFAULT, Objective
 from nasforge.seeding import seed_torch
 from nasforge.spaces.base import Architecture, SearchSpace
 
@@ -101,6 +102,30 @@ def batch_mean_accuracy(model: nn.Module, split: Split, batch: int, g: torch.Gen
     return sum(accs) / len(accs)
 
 
+@torch.no_grad()
+def split_score(model: nn.Module, split: Split, task: Task, name: str, batch: int = 4096) -> float:
+    """Objective ``name`` (val_acc, val_loss, val_rmse, val_r2; a ``test_`` prefix works too)
+    of ``model`` on ``split``; RMSE in the target's own units (standardisation undone)."""
+    metric = name.split("_", 1)[1] if "_" in name else name
+    if task.kind != "regression" and metric == "acc":
+        return accuracy(model, split, batch)
+    model.eval()
+    outs = [model(split.x[i : i + batch]) for i in range(0, len(split), batch)]
+    model.train()
+    out = torch.cat(outs) if outs else torch.zeros(0)
+    if task.kind != "regression":  # loss
+        return float(nn.functional.cross_entropy(out, split.y))
+    pred, y = out.reshape(-1).double(), split.y.double()
+    sse = float(((pred - y) ** 2).sum())
+    if metric == "r2":
+        sst = float(((y - y.mean()) ** 2).sum())
+        return 1.0 - sse / sst if sst > 0 else math.nan
+    mse = sse / max(1, len(y))
+    if metric == "loss":
+        return mse
+    return math.sqrt(mse) * float(task.preprocess.get("y_std", 1.0))
+
+
 class Diverged(RuntimeError):
     pass
 
@@ -119,17 +144,31 @@ class TrainEvaluator(Evaluator):
         self.space = space
         self.task = task
         self.device = torch.device(device)
+        if task is not None and task.kind == "regression":
+            self.objective = Objective.builtin("val_rmse")
+
+    def objectives(self) -> list[str]:
+        kind = self.task.kind if self.task is not None else "classification"
+        names = [n for n, (_, _, kinds) in BUILTIN.items() if kind in kinds]
+        return sorted(names, key=lambda n: n != self.objective.name)
 
     def settings(self) -> dict[str, Any]:
         return {
             "name": self.name,
             **self.p.model_dump(exclude={"trainer", "threads", "bucket", "cache_dir"}),
+            **_objective_setting(self.objective),
         }
+
+    @property
+    def _single(self) -> bool:
+        """One-by-one training: asked for, or an objective the batched trainer does not score
+        (it trains classifiers on cross-entropy and ranks epochs by accuracy)."""
+        return self.p.trainer == "single" or self.objective != DEFAULT
 
     @property
     def prefers_batches(self) -> bool:
         """Executors hand this evaluator whole batches (the batched trainer is on)."""
-        return self.p.trainer != "single"
+        return not self._single
 
     @property
     def cache_path(self) -> str | None:
@@ -139,7 +178,7 @@ class TrainEvaluator(Evaluator):
     def evaluate_batch(self, archs: Sequence[Architecture], seeds: Sequence[int]) -> list[Result]:
         """``trainer: auto`` / ``batched``: MLP children train together as stacked populations
         (:mod:`nasforge.evaluators.batched`), other children one by one."""
-        if self.p.trainer == "single":
+        if self._single:
             return super().evaluate_batch(archs, seeds)
 
         return [r for _, r in fit_batch(self, archs, seeds)]
@@ -148,7 +187,7 @@ class TrainEvaluator(Evaluator):
         self, archs: Sequence[Architecture], seeds: Sequence[int]
     ) -> list[tuple[nn.Module | None, Result]]:
         """:meth:`fit` for several children at once (batched where possible)."""
-        if self.p.trainer == "single":
+        if self._single:
             return [self.fit_single(a, seed=s) for a, s in zip(archs, seeds)]
 
         return fit_batch(self, archs, seeds, keep_models=True)
@@ -166,7 +205,7 @@ class TrainEvaluator(Evaluator):
         Unless ``trainer: single``, an MLP child trains as a population of one (same results up
         to float rounding, a fraction of the per-step overhead); others use :meth:`fit_single`.
         """
-        if self.p.trainer == "single":
+        if self._single:
             return self.fit_single(arch, seed=seed)
         return self.fit_batch([arch], [seed])[0]
 
@@ -184,7 +223,9 @@ class TrainEvaluator(Evaluator):
         g = torch.Generator().manual_seed(seed)
         gval = torch.Generator().manual_seed(seed + 1)
         opt = make_optimizer(model.parameters(), p)
-        loss_fn = nn.CrossEntropyLoss()
+        regression = self.task.kind == "regression"
+        obj = self.objective
+        loss_fn: nn.Module = nn.MSELoss() if regression else nn.CrossEntropyLoss()
         train, val = self.task.train.to(self.device), self.task.val.to(self.device)
         n = len(train)
         bs = n if p.batch_size == 0 else p.batch_size
@@ -197,7 +238,8 @@ class TrainEvaluator(Evaluator):
                 perm = torch.randperm(n, generator=g).to(self.device)
                 for i in range(0, n, bs):
                     idx = perm[i : i + bs]
-                    loss = loss_fn(model(train.x[idx]), train.y[idx])
+                    out = model(train.x[idx])
+                    loss = loss_fn(out.reshape(-1) if regression else out, train.y[idx])
                     if not torch.isfinite(loss):
                         raise Diverged(f"non-finite training loss at epoch {epoch}")
                     opt.zero_grad(set_to_none=True)
@@ -206,7 +248,11 @@ class TrainEvaluator(Evaluator):
                         nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
                     opt.step()
                     last_loss = float(loss.detach())
-                if p.val_metric == "batch_mean":
+                if obj != DEFAULT:
+                    acc = obj.utility(split_score(model, val, self.task, obj.name))
+                    if not math.isfinite(acc):
+                        raise Diverged(f"non-finite {obj.name} at epoch {epoch}")
+                elif p.val_metric == "batch_mean":
                     acc = batch_mean_accuracy(model, val, p.val_batch_size, gval)
                 else:
                     acc = accuracy(model, val)
@@ -239,7 +285,24 @@ class TrainEvaluator(Evaluator):
             epochs=epoch,
             metrics={"best_epoch": best_epoch, "best_val_acc": best, "train_loss": last_loss},
         )
+        if obj != DEFAULT:
+            result.metrics[obj.name] = obj.score(score)
         return model, result
 
+    def test_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Every built-in metric of the task on the test split (e.g. test_acc and test_loss
+        when the objective is val_loss), for the final report."""
+        test = self.task.test.to(self.device)
+        names = [n for n, (_, _, kinds) in BUILTIN.items() if self.task.kind in kinds]
+        out = {}
+        for n in names:
+            t = "test_" + n.removeprefix("val_")
+            out[t] = split_score(model.to(self.device), test, self.task, t)
+        return out
+
     def test_accuracy(self, model: nn.Module) -> float:
-        return accuracy(model.to(self.device), self.task.test.to(self.device))
+        """The objective's score on the test split (accuracy by default; RMSE, R^2 or loss)."""
+        test = self.task.test.to(self.device)
+        if self.objective == DEFAULT:
+            return accuracy(model.to(self.device), test)
+        return split_score(model.to(self.device), test, self.task, self.objective.test_name)

@@ -6,6 +6,7 @@ from nasforge.spaces.darts import DartsSpace
 from nasforge.spaces.genes import GeneACSpace, GeneCNNSpace
 from nasforge.spaces.sequence import SequenceSpace
 from nasforge.spaces.state_space import CNNSpace, StateSpace
+from nasforge.spaces.tabular import TabularSpace
 
 __all__ = [
     "SPACES",
@@ -18,5 +19,6 @@ __all__ = [
     "SearchSpace",
     "SequenceSpace",
     "StateSpace",
+    "TabularSpace",
     "make_space",
 ]

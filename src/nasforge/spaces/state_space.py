@@ -7,7 +7,15 @@ e.g. ``[3, 64, 3, 64, 3, 32, 3, 64]`` for (kernel, filters) x 4 layers.
 
 Building: conv layers (``kernel``, ``filters``, optional ``stride`` and ``activation`` states),
 'same' padding, strides cycling through ``strides`` (seed 003: 2, 1, 2, 1), global average pooling
-and a linear head. Inputs of rank 1 or 2 use ``Conv1d``, rank 3 ``Conv2d``.
+and a linear head. Inputs of rank 1 or 2 use ``Conv1d``, rank 3 ``Conv2d``. A space with a
+``units`` state (or, on rows of features, neither ``kernel`` nor ``filters``) builds an MLP
+instead: per layer ``Linear(prev, units)``, the activation and optional ``dropout``, then a
+linear head, rather than convolutions over the features.
+
+``add_state`` rejects a state name that ``build`` cannot use, naming the buildable ones; pass
+``buildable=False`` for a space searched only through your own objective or a table (or
+subclass and override ``build``). String values that read as numbers (YAML's ``1e-3`` is a
+string) are stored as numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +31,20 @@ from nasforge.exceptions import InvalidArchitecture
 from nasforge.ops.activations import ACTIVATIONS
 from nasforge.spaces.base import SPACES, Architecture, JSONDict, SearchSpace, Token
 
-BUILD_STATES = ("kernel", "filters", "stride", "activation")
+BUILD_STATES = ("kernel", "filters", "stride", "activation", "units", "dropout")
+
+
+def _as_number(v: Any) -> Any:
+    """``"1e-3"`` -> 0.001, ``"8"`` -> 8; other values unchanged."""
+    if isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            return v
+        if v.strip().lower() in ("nan", "inf", "-inf", "infinity", "-infinity"):
+            return v
+        return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+    return v
 
 
 class StateSpec(BaseModel):
@@ -37,6 +58,9 @@ class StateSpaceParams(BaseModel):
     states: list[StateSpec] = Field(default_factory=list)
     num_layers: int = Field(default=4, ge=1, le=64)
     strides: list[int] = Field(default=[2, 1], min_length=1)
+    buildable: bool = Field(
+        default=True, description="states must be ones build() uses (false: any names)"
+    )
 
 
 @SPACES.register("state")
@@ -59,10 +83,12 @@ class StateSpace(SearchSpace):
         states: Sequence[StateSpec | dict[str, Any]] = (),
         num_layers: int = 4,
         strides: Sequence[int] = (2, 1),
+        buildable: bool = True,
     ) -> None:
         self.states: list[tuple[str, tuple[Token, ...]]] = []
         self.num_layers = int(num_layers)
         self.strides = tuple(int(s) for s in strides)
+        self.buildable = bool(buildable)
         for s in states:
             spec = s if isinstance(s, StateSpec) else StateSpec(**s)
             self.add_state(spec.name, spec.values)
@@ -73,16 +99,34 @@ class StateSpace(SearchSpace):
             raise InvalidArchitecture(f"state {name!r} is added twice")
         if not values:
             raise InvalidArchitecture(f"state {name!r} needs at least one value")
-        self.states.append((name, tuple(values)))
+        overridden = type(self).build is not StateSpace.build
+        if self.buildable and not overridden and name not in BUILD_STATES:
+            raise InvalidArchitecture(
+                f"state {name!r} cannot be built; buildable states: {', '.join(BUILD_STATES)} "
+                "(or StateSpace(buildable=False) for a space you score yourself, or subclass "
+                "and override build)"
+            )
+        vals = tuple(_as_number(v) for v in values)
+        if name == "activation":
+            bad = [v for v in vals if v not in ACTIVATIONS]
+            if bad and self.buildable:
+                raise InvalidArchitecture(
+                    f"state 'activation': unknown activation {bad[0]!r}; allowed: "
+                    f"{', '.join(ACTIVATIONS)}"
+                )
+        self.states.append((name, vals))
         return len(self.states) - 1
 
     def spec(self) -> JSONDict:
-        return {
+        out: JSONDict = {
             "name": self.name,
             "states": [{"name": n, "values": list(v)} for n, v in self.states],
             "num_layers": self.num_layers,
             "strides": list(self.strides),
         }
+        if not self.buildable:  # absent by default: specs of existing runs stay the same
+            out["buildable"] = False
+        return out
 
     def _need_states(self) -> None:
         if not self.states:
@@ -150,6 +194,9 @@ class StateSpace(SearchSpace):
                 f"cannot build state {unknown[0]!r}; buildable states: {', '.join(BUILD_STATES)} "
                 "(subclass StateSpace and override build for others)"
             )
+        names = {n for n, _ in self.states}
+        if "units" in names or (len(input_shape) == 1 and not names & {"kernel", "filters"}):
+            return self._build_mlp(arch, input_shape, num_classes)
         conv: type[nn.Conv1d | nn.Conv2d]
         pool: type[nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d]
         if len(input_shape) == 1:
@@ -174,6 +221,23 @@ class StateSpace(SearchSpace):
             mods += [conv(prev, f, k, stride=s, padding=k // 2), ACTIVATIONS[act]()]
             prev = f
         mods += [pool(1), nn.Flatten(), nn.Linear(prev, num_classes)]
+        return nn.Sequential(*mods)
+
+    def _build_mlp(
+        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
+    ) -> nn.Module:
+        """Linear layers for rows of features: ``units`` (default 64), activation, dropout."""
+        prev = math.prod(input_shape)
+        mods: list[nn.Module] = [nn.Flatten()]
+        for layer in self.layers(arch):
+            units = int(layer.get("units", 64))
+            act = str(layer.get("activation", "ReLU"))
+            mods += [nn.Linear(prev, units), ACTIVATIONS[act]()]
+            drop = float(layer.get("dropout", 0.0))
+            if drop > 0:
+                mods.append(nn.Dropout(drop))
+            prev = units
+        mods.append(nn.Linear(prev, num_classes))
         return nn.Sequential(*mods)
 
 

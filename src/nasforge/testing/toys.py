@@ -26,6 +26,7 @@ def toy_space(steps: int = 5, options: int = 4) -> StateSpace:
     return StateSpace(
         states=[{"name": f"d{t}", "values": list(range(options))} for t in range(steps)],
         num_layers=1,
+        buildable=False,  # scored by a toy evaluator, never built
     )
 
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nasforge.exceptions import RunDirError
-from nasforge.run import Run
+from nasforge.run import Run, pareto_front
 from nasforge.viz._info import HistoryInfo, history_info
 from nasforge.viz.alphas import render_alphas
 from nasforge.viz.controller import plot_controller
 from nasforge.viz.pbt import plot_pbt
-from nasforge.viz.plots import plot_history
+from nasforge.viz.plots import plot_history, plot_pareto
 
 RUN_PLOTS: dict[str, Callable[[Run, Path], Path]] = {
     "pbt": plot_pbt,
@@ -31,8 +31,20 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         raise RunDirError(f"plot output {str(out_path)!r} must end in .png, .pdf or .svg")
     paths = []
     trials = run.trials
+    obj = run.objective
+    label = "validation accuracy" if obj.name == "val_acc" else obj.label
     if trials:
-        paths.append(plot_history(history_info(trials), out_path, title=run.config.name))
+        info = history_info(trials)
+        if obj.direction == "minimize":  # stored utilities -> scores in their own units
+            info = info._replace(
+                values=[-v for v in info.values], best_so_far=[-v for v in info.best_so_far]
+            )
+        paths.append(plot_history(info, out_path, title=run.config.name, label=label))
+    if run.config.pareto and trials:
+        pts = [(t.result.params, obj.score(t.val_acc) or 0.0) for t in trials if t.ok]
+        front = [(p["params"], p["score"]) for p in pareto_front(trials, obj)]
+        pareto_out = out_path.with_name(f"{out_path.stem}_pareto{out_path.suffix}")
+        paths.append(plot_pareto(pts, front, pareto_out, label=label, title=run.config.name))
     for kind in run.series_kinds():
         renderer = RUN_PLOTS.get(kind)
         if renderer is not None:

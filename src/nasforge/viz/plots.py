@@ -7,14 +7,16 @@ from pathlib import Path
 from nasforge.plotting import pyplot, save_figure
 from nasforge.viz._info import HistoryInfo
 
-__all__ = ["plot_history", "pyplot", "save_figure"]
+__all__ = ["plot_history", "plot_pareto", "pyplot", "save_figure"]
 
 
-def plot_history(info: HistoryInfo, out: str | Path, *, title: str = "") -> Path:
-    """Validation accuracy per trial, with the best-so-far line and failed trials marked."""
+def plot_history(
+    info: HistoryInfo, out: str | Path, *, title: str = "", label: str = "validation accuracy"
+) -> Path:
+    """Validation score per trial, with the best-so-far line and failed trials marked."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.scatter(info.numbers, info.values, s=8, alpha=0.5, label="trial val acc")
+    ax.scatter(info.numbers, info.values, s=8, alpha=0.5, label=f"trial {label}")
     ax.plot(info.numbers, info.best_so_far, color="C3", lw=2, label="best so far")
     if info.failed:
         ax.scatter(
@@ -26,10 +28,29 @@ def plot_history(info: HistoryInfo, out: str | Path, *, title: str = "") -> Path
             label=f"failed ({len(info.failed)})",
         )
     ax.set_xlabel("trial")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(label)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    return save_figure(fig, plt, out)
+
+
+def plot_pareto(
+    points: list[tuple[int, float]], front: list[tuple[int, float]], out: str | Path, *,
+    label: str, title: str = "",
+) -> Path:
+    """Score vs trainable parameters of every completed trial, the Pareto front joined."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.scatter([p for p, _ in points], [s for _, s in points], s=10, alpha=0.5, label="trials")
+    ax.step([p for p, _ in front], [s for _, s in front], where="post", color="C3", lw=2,
+            marker="o", label=f"Pareto front ({len(front)})")
+    ax.set_xscale("symlog")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel(label)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
     return save_figure(fig, plt, out)
 
 

@@ -62,6 +62,7 @@ TOY_SPACE = {
     "name": "state",
     "states": [{"name": n, "values": [0, 1, 2, 3]} for n in ("a", "b", "c")],
     "num_layers": 3,
+    "buildable": False,
 }  # 4^9 = 262,144 architectures
 
 
@@ -158,7 +159,7 @@ def test_reference_002_loss_equals_hand_computation() -> None:
 
 
 def test_default_loss_with_baseline_and_feedback_equals_hand_computation() -> None:
-    space = StateSpace(num_layers=1)
+    space = StateSpace(num_layers=1, buildable=False)  # never built: a controller test
     space.add_state("k", [1, 3])
     space.add_state("f", [8, 16, 32])
     c = Controller(space, preset="default", seed=1, entropy_weight=0.02)

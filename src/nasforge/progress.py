@@ -1,12 +1,21 @@
-"""A rich progress bar as a search callback: trials done, ETA, best so far."""
+"""A rich progress bar as a search callback: trials done, ETA, best so far.
+
+Strategies that own their loop count their own unit: DARTS epochs and PBT rounds (their
+``emit_step`` phases ``darts`` and ``pbt``) replace the trial count of the main bar, whose
+total would otherwise be the (unused) trial budget. Scores are shown in the objective's units.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from nasforge.objectives import DEFAULT, Objective
 from nasforge.storage.base import Record
 from nasforge.strategies.base import Callback, SearchContext
+
+#: emit_step phases that are the strategy's own main loop -> the unit the main bar counts
+OWN_LOOP_UNITS = {"darts": "epochs", "pbt": "rounds"}
 
 
 class ProgressCallback(Callback):
@@ -33,8 +42,11 @@ class ProgressCallback(Callback):
         self.task_id: Any = None
         self.step_id: Any = None
         self.best = -math.inf
+        self.objective: Objective = DEFAULT
+        self.own_loop = False
 
     def on_start(self, ctx: SearchContext) -> None:
+        self.objective = getattr(ctx.evaluator, "objective", DEFAULT)
         self.progress.start()
         done = ctx.store.count_trials()
         best = ctx.best()
@@ -44,15 +56,29 @@ class ProgressCallback(Callback):
         )
 
     def _best_text(self) -> str:
-        return f"best {self.best:.4f}" if self.best > -math.inf else "best -"
+        if self.best == -math.inf:
+            return "best -"
+        score = self.objective.score(self.best)
+        name = "" if self.objective == DEFAULT else f"{self.objective.name} "
+        return f"best {name}{score:.4f}"
 
     def on_trial(self, record: Record, ctx: SearchContext) -> None:
         if record.ok and record.val_acc > self.best:
             self.best = record.val_acc
-        self.progress.update(self.task_id, advance=1, best=self._best_text())
+        self.progress.update(
+            self.task_id, advance=0 if self.own_loop else 1, best=self._best_text()
+        )
 
     def on_step(self, step: int, total: int, info: dict[str, Any], ctx: SearchContext) -> None:
         desc = str(info.get("phase", "step"))
+        unit = OWN_LOOP_UNITS.get(desc)
+        if unit is not None:  # the main bar counts epochs / rounds, not trials
+            self.own_loop = True
+            self.progress.update(
+                self.task_id, description=f"search {ctx.config.name} ({unit})",
+                completed=step, total=total, best=self._best_text(),
+            )
+            return
         text = " ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
             for k, v in info.items()

@@ -1,0 +1,100 @@
+"""The printed summary of a run (``nasforge search`` / ``show``, and ``nasforge.search``).
+
+Scores are labelled by the run's objective (name and direction); tabular tasks get the sklearn
+baselines beside the result; the "best" line says which trial is the pick and why. Kept within
+80 columns: architectures are shown by their short description and long cells wrap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+def fmt(v: Any, nd: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def _arch_text(row: dict[str, Any]) -> str:
+    return row.get("describe") or json.dumps(row["arch"].get("tokens", row["arch"]))
+
+
+def print_summary(summary: dict[str, Any], top: int = 5) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=min(Console().width, 100))
+    final = summary.get("final") or {}
+    obj = summary.get("objective") or {"name": "val_acc", "direction": "maximize"}
+    name = obj["name"]
+    rl = final.get("test_return") is not None  # PBT-NAS on an RL task: fitness is a return
+    table = Table(
+        title=f"{summary['run_dir']}: {summary['trials']} trials "
+        f"({summary['failed']} failed, {summary['cached']} cached)"
+    )
+    short = "max" if obj["direction"] == "maximize" else "min"
+    score_col = "return" if rl else f"{name} ({short})"
+    for col in ("trial", score_col, "params", "epochs"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("architecture", overflow="fold")
+    pick = summary["best"].get("trial")
+    for row in summary["top"][:top]:
+        table.add_row(
+            str(row["trial"]) + ("*" if row["trial"] == pick else ""),
+            fmt(row.get("score", row["val_acc"]), 1 if rl else 4),
+            str(row["params"]),
+            str(row["epochs"]),
+            json.dumps(row["arch"].get("tokens", row["arch"])),
+        )
+    console.print(table)
+    best = summary["best"]
+    if best.get("arch") is None:
+        return
+    console.print(
+        f"best architecture (*, trial {best.get('trial')}): {best.get('describe') or best['arch']}"
+    )
+    if best.get("why"):
+        console.print(f"  picked: {best['why']}")
+    if rl:
+        console.print(
+            f"  fitness (mean evaluation return) {fmt(best.get('val_acc'), 1)}, test return "
+            f"{fmt(final['test_return'], 1)} (std {fmt(final.get('test_return_std'), 1)}; "
+            "the final population's best member, not retrained)"
+        )
+        return
+    test_name = "test_" + name.removeprefix("val_")
+    if name == "val_acc":
+        line = f"  validation accuracy {fmt(best.get('score'))}"
+        test_label = "test accuracy"
+    else:
+        line = f"  {name} {fmt(best.get('score'))} ({obj['direction']})"
+        test_label = test_name
+    if best.get("test_acc") is not None:
+        accs = final.get("test_accs") or []
+        if accs:
+            line += (
+                f", {test_label} {fmt(best['test_acc'])} "
+                f"(mean of {len(accs)} retrainings, std {fmt(final.get('test_std'))})"
+            )
+        else:
+            line += f", {test_label} {fmt(best['test_acc'])} (as trained, not retrained)"
+    console.print(line)
+    if best.get("test_metrics") and name != "val_acc":
+        cells = ", ".join(f"{k} {fmt(v)}" for k, v in best["test_metrics"].items())
+        console.print(f"  test metrics (mean of the retrainings): {cells}")
+    base = summary.get("baselines")
+    if base:
+        console.print("  baselines (sklearn, same train split):")
+        for model, scores in base.items():
+            cells = ", ".join(f"{k} {fmt(v)}" for k, v in scores.items())
+            console.print(f"    {model}: {cells}")
+    front = summary.get("pareto")
+    if front:
+        console.print(f"  Pareto front ({name} vs params, {len(front)} trials):")
+        for p in front:
+            console.print(
+                f"    trial {p['trial']}: params {p['params']}, {name} {fmt(p['score'])}"
+            )

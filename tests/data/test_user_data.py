@@ -1,0 +1,240 @@
+"""A user's own data: every format, paths relative to the config, train-only standardisation,
+regression end to end, and one clear line (exit 2, nothing written) for each malformed file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import nasforge
+from nasforge.cli.main import main
+from nasforge.config import load_config
+from nasforge.data import make_task
+from nasforge.exceptions import DataError
+
+
+def _csv(path: Path, rows: list[list[object]], header: list[str] | None = None) -> Path:
+    lines = [",".join(header)] if header else []
+    lines += [",".join(str(v) for v in r) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _blobs(n: int = 60, d: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.normal(size=(n, d)) * 5 + 10 + y[:, None] * 3
+    return x, y
+
+
+def test_csv_with_header_label_by_name_and_string_labels(tmp_path: Path) -> None:
+    x, y = _blobs()
+    names = np.array(["cat", "dog", "emu"])[y]
+    rows = [[*map(float, r), lab] for r, lab in zip(x, names)]
+    p = _csv(tmp_path / "d.csv", rows, ["a", "b", "c", "animal"])
+    task = make_task({"name": "file", "path": str(p), "header": True, "label_column": "animal"})
+    assert task.input_shape == (3,) and task.num_classes == 3 and task.kind == "classification"
+    assert task.preprocess["classes"] == ["cat", "dog", "emu"]
+    # label column by name anywhere, not only last
+    rows2 = [[lab, *map(float, r)] for r, lab in zip(x, names)]
+    p2 = _csv(tmp_path / "d2.csv", rows2, ["animal", "a", "b", "c"])
+    t2 = make_task({"name": "file", "path": str(p2), "header": True, "label_column": "animal"})
+    assert torch.equal(t2.train.x, task.train.x) and torch.equal(t2.train.y, task.train.y)
+
+
+def test_csv_without_header_label_by_index(tmp_path: Path) -> None:
+    x, y = _blobs()
+    p = _csv(tmp_path / "d.csv", [[int(lab), *map(float, r)] for r, lab in zip(x, y)])
+    task = make_task({"name": "file", "path": str(p), "label_column": 0})
+    assert task.input_shape == (3,) and task.num_classes == 3
+    assert len(task.train) + len(task.val) + len(task.test) == 60
+
+
+def test_standardisation_is_fitted_on_train_only(tmp_path: Path) -> None:
+    x, y = _blobs(200)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    spec = {"name": "file", "path": str(tmp_path / "d.npz")}
+    task, raw = make_task(spec), make_task({**spec, "standardize": False})
+    tr = raw.train.x.double()
+    np.testing.assert_allclose(task.preprocess["mean"], tr.mean(0).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(task.preprocess["std"], tr.std(0, unbiased=False), rtol=1e-6)
+    assert torch.allclose(task.train.x.mean(0), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(task.train.x.std(0, unbiased=False), torch.ones(3), atol=1e-4)
+    # validation and test use the training statistics, not their own
+    mean, std = torch.tensor(task.preprocess["mean"]), torch.tensor(task.preprocess["std"])
+    expect = ((raw.val.x.double() - mean) / std).float()
+    assert torch.allclose(task.val.x, expect, atol=1e-5)
+    assert not torch.allclose(task.val.x.mean(0), torch.zeros(3), atol=1e-3)
+
+
+def test_npy_npz_image_shapes_and_folders(tmp_path: Path) -> None:
+    x, y = _blobs()
+    np.save(tmp_path / "xy.npy", np.column_stack([x, y]))
+    t = make_task({"name": "file", "path": str(tmp_path / "xy.npy")})
+    assert t.input_shape == (3,) and t.num_classes == 3
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    t = make_task(
+        {"name": "file", "path": str(tmp_path / "x.npy"), "labels": str(tmp_path / "y.npy")}
+    )
+    assert t.input_shape == (3,)
+    imgs = np.random.default_rng(0).random((40, 8, 8))
+    np.savez(tmp_path / "img.npz", x=imgs, y=np.arange(40) % 2)
+    t = make_task({"name": "file", "path": str(tmp_path / "img.npz")})
+    assert t.input_shape == (1, 8, 8)
+    assert t.preprocess.get("mean") is None  # images are not standardised by default
+    from PIL import Image
+
+    for c in ("ant", "bee"):
+        (tmp_path / "pics" / c).mkdir(parents=True)
+        for i in range(6):
+            arr = (np.random.default_rng(i).random((5, 7, 3)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / "pics" / c / f"{i}.png")
+    t = make_task({"name": "file", "path": str(tmp_path / "pics")})
+    assert t.input_shape == (3, 5, 7) and t.num_classes == 2
+    assert t.preprocess["classes"] == ["ant", "bee"]
+
+
+def test_paths_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = _blobs()
+    (tmp_path / "proj").mkdir()
+    np.savez(tmp_path / "proj" / "d.npz", x=x, y=y)
+    cfg = tmp_path / "proj" / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"task": {"name": "file", "path": "d.npz"}}))
+    monkeypatch.chdir(tmp_path)
+    c = load_config(cfg)
+    assert Path(c.task["path"]) == tmp_path / "proj" / "d.npz"
+    make_task(c.task)
+
+
+def _tiny(tmp_path: Path, task: dict, **extra: object) -> Path:
+    cfg = {
+        "name": "t", "seed": 0, "budget": 3, "device": "cpu", "task": task,
+        "space": {"name": "tabular", "max_layers": 1, "widths": [8], "batch_norm": [False],
+                  "dropouts": [0.0]},
+        "strategy": {"name": "random"},
+        "evaluator": {"name": "train", "max_epochs": 15, "patience": 5, "lr": 0.01},
+        "final": {"seeds": 1}, **extra,
+    }
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def _bad_files(d: Path) -> dict[str, tuple[dict, str]]:
+    x, y = _blobs(30)
+    out: dict[str, tuple[dict, str]] = {}
+    _csv(d / "hdr.csv", [[*map(float, r), int(v)] for r, v in zip(x, y)], ["a", "b", "c", "y"])
+    out["header without the option"] = ({"path": "hdr.csv"}, "looks like a header")
+    out["label column out of range"] = ({"path": "hdr.csv", "header": True, "label_column": 7},
+                                        "label_column 7 is out of range")
+    xn = x.copy()
+    xn[4, 1] = np.nan
+    np.savez(d / "nan.npz", x=xn, y=y)
+    out["NaN features"] = ({"path": "nan.npz"}, "NaN or inf")
+    xi = x.copy()
+    xi[2, 0] = np.inf
+    np.savez(d / "inf.npz", x=xi, y=y)
+    out["inf features"] = ({"path": "inf.npz"}, "NaN or inf")
+    rows = [[*map(float, r), int(v)] for r, v in zip(x, y)]
+    rows[3][1] = "abc"
+    _csv(d / "text.csv", rows)
+    out["non-numeric features"] = ({"path": "text.csv"}, "is not a number")
+    _csv(d / "nofeat.csv", [[int(v)] for v in y])
+    out["zero feature columns"] = ({"path": "nofeat.csv"}, "no feature columns")
+    np.savez(d / "zero.npz", x=np.zeros((30, 0)), y=y)
+    out["zero feature columns (npz)"] = ({"path": "zero.npz"}, "zero feature columns")
+    np.savez(d / "one.npz", x=x, y=np.zeros(30, dtype=int))
+    out["one class"] = ({"path": "one.npz"}, "only one class")
+    np.savez(d / "y2d.npz", x=x, y=np.zeros((30, 2)))
+    out["2-D labels"] = ({"path": "y2d.npz"}, "labels must be 1-D")
+    np.savez(d / "ok.npz", x=x, y=y)
+    out["split fractions over 1"] = ({"path": "ok.npz", "train": 0.7, "val": 0.5},
+                                     "must sum to less than 1")
+    np.savez(d / "few.npz", x=x[:3], y=np.array([0, 1, 0]))
+    out["fewer rows than the splits need"] = ({"path": "few.npz"}, "too few for the splits")
+    yb = y.copy()
+    yb[5] = 10**9
+    np.savez(d / "big.npz", x=x, y=yb)
+    out["a label of 10^9"] = ({"path": "big.npz"}, "label 1000000000 in row 6 is not a class")
+    return out
+
+
+def test_every_malformed_file_is_one_line_exit_2_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for what, (task, msg) in _bad_files(tmp_path).items():
+        cfg = _tiny(tmp_path, {"name": "file", **task})
+        run_dir = tmp_path / "run"
+        assert main(["search", str(cfg), "--run-dir", str(run_dir), "--no-progress"]) == 2, what
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and msg in err, (what, err)
+        assert err.startswith("nasforge: error:"), what
+        assert not run_dir.exists(), what
+
+
+def test_a_huge_label_never_sizes_a_layer(tmp_path: Path) -> None:
+    x, y = _blobs(30)
+    y[0] = 10**9
+    np.savez(tmp_path / "big.npz", x=x, y=y)
+    with pytest.raises(DataError, match="task.kind: regression"):
+        make_task({"name": "file", "path": str(tmp_path / "big.npz")})
+    t = make_task({"name": "file", "path": str(tmp_path / "big.npz"), "kind": "regression"})
+    assert t.num_classes == 1 and t.kind == "regression"
+
+
+def test_regression_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 4)) * 3 + 7
+    y = 50 + 10 * x[:, 0] - 4 * x[:, 1] + rng.normal(size=150)
+    _csv(tmp_path / "r.csv", [[*map(float, r), float(v)] for r, v in zip(x, y)],
+         ["a", "b", "c", "d", "target"])
+    cfg = _tiny(tmp_path, {"name": "file", "path": "r.csv", "header": True,
+                           "label_column": "target"})
+    run_dir = tmp_path / "run"
+    assert main(["search", str(cfg), "--run-dir", str(run_dir), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(run_dir), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["objective"] == {"name": "val_rmse", "direction": "minimize", "unit": "target units"}
+    best = s["best"]
+    assert best["score"] > 0 and best["score"] == -best["val_acc"]
+    assert 0 < best["test_score"] < float(np.std(y))  # better than predicting the mean
+    assert set(s["baselines"]) == {"ridge", "gradient_boosting"}
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "val_rmse (min)" in out and "ridge" in out
+    # the export carries its preprocessing: raw float64 rows in, target units out
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "exp")]) == 0
+    model = nasforge.load(tmp_path / "exp")
+    pred = model.predict(x[:20])
+    assert pred.shape == (20,) and np.sqrt(np.mean((pred - y[:20]) ** 2)) < 3 * best["test_score"]
+    one = model.predict(x[0])
+    assert np.ndim(one) == 0 and abs(float(one) - pred[0]) < 1e-4
+    # R^2 instead, maximised
+    assert main(["search", str(cfg), "--run-dir", str(tmp_path / "r2"), "--no-progress",
+                 "--set", "objective=val_r2"]) == 0
+    assert nasforge.load_run(tmp_path / "r2").objective.direction == "maximize"
+
+
+def test_classifier_export_predicts_original_labels(tmp_path: Path) -> None:
+    x, y = _blobs(90)
+    x = x + y[:, None] * 20.0  # well separated
+    names = np.array(["cat", "dog", "emu"])[y]
+    _csv(tmp_path / "d.csv", [[*map(float, r), lab] for r, lab in zip(x, names)])
+    cfg = _tiny(tmp_path, {"name": "file", "path": "d.csv"})
+    run = nasforge.search(cfg, run_dir=tmp_path / "run", progress=False)
+    nasforge.export(run.dir, tmp_path / "exp")
+    model = nasforge.load(tmp_path / "exp")
+    pred = model.predict(x)
+    assert pred.dtype == object and set(pred) <= {"cat", "dog", "emu"}
+    assert np.mean(pred == names) > 0.9
+    assert model.predict(x[3].astype(np.float64)) in ("cat", "dog", "emu")
+    assert "Run(" in repr(run) and "trials" in repr(run)
