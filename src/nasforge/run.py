@@ -109,6 +109,7 @@ class Run:
                 for r in ranked[:top]
             ],
             "final": final,
+            "pick": self.meta("pick"),
             **pbt,
         }
 

@@ -154,6 +154,12 @@ def _print_summary(summary: dict[str, Any], top: int = 5) -> None:
         else:
             line += f", test accuracy {_fmt(best['test_acc'])} (as trained, not retrained)"
     console.print(line)
+    pick = summary.get("pick")
+    if pick:
+        console.print(
+            f"  picked by {pick['how']}; mean validation accuracy "
+            f"{_fmt(pick.get('mean_val_acc'))} over {pick.get('evaluations')} evaluation(s)"
+        )
 
 
 def _print_pbt(pbt: dict[str, Any], rl: bool) -> None:

@@ -85,6 +85,12 @@ class Evaluator(ABC):
         """The settings that change results (part of the evaluation cache key)."""
         return {"name": self.name}
 
+    @property
+    def noisy(self) -> bool:
+        """Whether the score depends on the seed (a repeat then tells something new: it is
+        evaluated again); false: a repeat is answered from the reward cache, free."""
+        return True
+
 
 def evaluate_safely(evaluator: Evaluator, arch: Architecture, *, seed: int) -> Result:
     """Run ``evaluate``; any exception or non-finite score becomes a ``failed`` Result."""
