@@ -14,10 +14,10 @@ after ``max_rejects`` rejections a random valid architecture is enqueued instead
 Decisions: optuna is imported lazily; a failed evaluation is left out (or told ``failed_value``
 if set). ``quiet`` lowers optuna's own logger to WARNING (optuna logs every trial at INFO).
 
-Repeats: a proposal equal to an architecture already asked in this search is rejected like a
-masked one (told ``FAIL``, which samplers ignore) and asked again, up to ``max_repeats`` times;
-then a uniformly random unseen architecture is enqueued instead (a repeat is accepted only when
-none is left; a noisy evaluator then evaluates it again with a fresh seed).
+Repeats (``avoid_repeats``): a proposal equal to an architecture already asked in this search
+is told ``FAIL`` (samplers ignore it) and an unseen single mutation of it (else a random unseen
+architecture) is enqueued and asked instead: one extra cheap ask, not a second sampler call. A
+repeat is accepted only when the space is spent (a noisy evaluator then evaluates it again).
 
 State without pickle: each asked trial is closed as ``FAIL`` right after its suggestions, and its
 result is *added* to the study as a completed trial when told (``study.add_trial``), so the
@@ -42,6 +42,7 @@ from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture
 from nasforge.storage.base import Record
 from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy, SearchContext
+from nasforge.strategies._mutation import mutate
 from nasforge.strategies.evolution import sample_unseen
 
 
@@ -55,9 +56,9 @@ class TPEParams(AskTellParams):
         default_factory=dict, description="keyword arguments of the sampler's constructor"
     )
     max_rejects: int = Field(default=50, ge=0, description="masked proposals before a repair")
-    max_repeats: int = Field(
-        default=10, ge=0,
-        description="repeated proposals re-asked before a random unseen architecture is taken",
+    avoid_repeats: bool = Field(
+        default=True,
+        description="replace a proposal already asked by an unseen single mutation of it",
     )
     failed_value: float | None = Field(
         default=None, description="value told for a failed evaluation; null: told as FAIL"
@@ -115,7 +116,7 @@ class OptunaTPE(AskTellStrategy):
         sampler: str = "TPESampler",
         sampler_kwargs: dict[str, Any] | None = None,
         max_rejects: int = 50,
-        max_repeats: int = 10,
+        avoid_repeats: bool = True,
         failed_value: float | None = None,
         quiet: bool = True,
     ) -> None:
@@ -126,7 +127,7 @@ class OptunaTPE(AskTellStrategy):
         self.sampler_name = sampler
         self.sampler_kwargs = dict(sampler_kwargs or {})
         self.max_rejects = max_rejects
-        self.max_repeats = max_repeats
+        self.avoid_repeats = avoid_repeats
         self.failed_value = failed_value
         self.quiet = quiet
         self.study: Any = None
@@ -236,18 +237,26 @@ class OptunaTPE(AskTellStrategy):
                 if attempt > self.max_rejects:
                     raise RuntimeError("unreachable: the enqueued repair is always valid")
                 continue
-            arch_id = space.decode(prefix).arch_id
-            if arch_id in self.asked_ids and repeats <= self.max_repeats:
+            arch = space.decode(prefix)
+            if arch.arch_id in self.asked_ids and self.avoid_repeats and not repeats:
+                # a repeat: ask instead an unseen single mutation of it (TPE's proposal is near
+                # its model's mode), else a random unseen architecture; enqueued, so no second
+                # sampler call is paid
+                other = arch
+                for _ in range(20):
+                    other = mutate(space, arch, self.rng)
+                    if other.arch_id not in self.asked_ids:
+                        break
+                if other.arch_id in self.asked_ids:
+                    other = sample_unseen(space, self.rng, self.asked_ids)
+                if other.arch_id in self.asked_ids:
+                    return prefix  # the space is spent: accept the repeat
                 repeats += 1
                 self.repeats_avoided += 1
-                if repeats > self.max_repeats:  # enqueue a random unseen one (if any is left)
-                    other = sample_unseen(space, self.rng, self.asked_ids)
-                    if other.arch_id in self.asked_ids:
-                        return prefix
-                    idx = space.encode(other)
-                    self.study.enqueue_trial({f"d{t}": int(i) for t, i in enumerate(idx)})
+                idx = space.encode(other)
+                self.study.enqueue_trial({f"d{t}": int(i) for t, i in enumerate(idx)})
                 continue
-            self.asked_ids.add(arch_id)
+            self.asked_ids.add(arch.arch_id)
             return prefix
 
     def ask(self, n: int) -> list[Architecture]:
