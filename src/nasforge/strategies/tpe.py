@@ -41,8 +41,8 @@ from nasforge.exceptions import ConfigError
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture
 from nasforge.storage.base import Record
-from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy, SearchContext
 from nasforge.strategies._mutation import mutate
+from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy, SearchContext
 from nasforge.strategies.evolution import sample_unseen
 
 
