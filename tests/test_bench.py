@@ -46,9 +46,15 @@ def test_bench_writes_results_plot_and_table(tmp_path: Path) -> None:
         assert max(s["mean"]) <= res["optimum"] and s["mean"][-1] > s["mean"][0]
         assert s["seconds"] and len(s["mean_s"]) == len(s["seconds"])
         assert len(s["per_seed"]["12"]) == 2
+        # the pick (one run per checkpoint) and the best evaluated architecture
+        assert set(s["picked"]) == {"5", "12"} and len(s["picked"]["12"]["per_seed"]) == 2
+        for c in ("5", "12"):
+            assert s["picked"][c]["mean"] <= s["best_evaluated"][c]["mean"] <= res["optimum"]
+        assert s["picked_by"] and all("observation" in h for h in s["picked_by"])
     assert (out / "regret.png").stat().st_size > 1000
     md = (out / "table.md").read_text()
     assert "| evolution |" in md and "NOT comparable" in md and "REA" in md
+    assert "| evolution | picked |" in md and "| evolution | best evaluated |" in md
 
 
 def test_bad_bench_configs() -> None:

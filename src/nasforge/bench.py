@@ -5,10 +5,20 @@ cache and trial seeds) over an in-memory SQLite store, so a benchmarked strategy
 as it does in ``nasforge search``. With ``seed_mode: sample`` every query draws one of the
 table's training seeds (from the trial seed), as in the NAS-Bench-201 protocol.
 
-Score: after ``n`` queries the *incumbent* is the architecture with the best observed (noisy)
-validation accuracy (earliest on ties); its score is its mean validation accuracy over the
-table's seeds. Regret = table optimum (best mean) - score. Simulated seconds: the table's
-training time of each query, summed (a cached repeat costs 0 s but counts as a query).
+Three scores, each the table mean (over the table's seeds) of one architecture:
+
+* **picked**: what the strategy returns after a run of ``n`` queries (its pick under noise, see
+  :class:`~nasforge.strategies.base.AskTellStrategy`: a model estimate, re-evaluations, or the
+  best mean observation); one extra run per checkpoint (``pick_runs``), since a pick may spend
+  the end of its budget on re-evaluations.
+* **best evaluated**: the best table mean among the architectures evaluated in the first ``n``
+  queries (what the search found, whether or not it kept it).
+* **incumbent** (``mean``/``sem``, the curves and the plot): the architecture with the best
+  observed (noisy) validation accuracy after ``n`` queries (earliest on ties).
+
+A query is an evaluation: answers from the reward cache (deterministic tables) are free and not
+counted. Regret = table optimum (best mean) - score. Simulated seconds: the table's training time
+of each query, summed.
 
 Outputs in ``--out``: ``results.json`` (per strategy: ``queries``, ``mean``, ``sem`` of the score
 in percent at every query count, and ``seconds``, ``mean_s``, ``sem_s``, ``n_s`` on a log grid of
@@ -47,7 +57,7 @@ from nasforge.executors.local import LocalExecutor
 from nasforge.logging import get_logger
 from nasforge.objectives import DEFAULT, Objective
 from nasforge.plotting import pyplot, save_figure
-from nasforge.spaces.base import make_space
+from nasforge.spaces.base import Architecture, make_space
 from nasforge.storage.sqlite import SQLiteRunStore
 from nasforge.strategies.base import STRATEGIES, AskTellStrategy, SearchContext
 
@@ -71,6 +81,11 @@ class BenchConfig(BaseModel):
         description="label -> strategy spec {name: ..., **params}"
     )
     workers: int = Field(default=1, ge=1, description="processes over (strategy, seed) runs")
+    pick_runs: bool = Field(
+        default=True,
+        description="score the pick at every checkpoint with a run of that budget (false: only "
+        "at the full budget)",
+    )
     published: dict[str, Any] = Field(
         default_factory=dict,
         description="published figures shown in table.md, labelled not comparable: "
@@ -105,8 +120,11 @@ def run_in_memory(
     seed: int,
     budget: int,
     config: RunConfig | None = None,
+    pick: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """Run an ask/tell ``strategy`` through its real loop on an in-memory store; its records."""
+    """Run an ask/tell ``strategy`` through its real loop on an in-memory store; its records.
+
+    ``pick``: a dict that receives the strategy's pick (``meta.pick``)."""
 
     cfg = config or RunConfig(name="in_memory", seed=seed, budget=budget)
     with tempfile.TemporaryDirectory(prefix="nfb") as tmp:
@@ -119,6 +137,8 @@ def run_in_memory(
         )
         try:
             strategy.run(ctx)
+            if pick is not None:
+                pick.update(store.get_meta("pick") or {})
             return store.trials()
         finally:
             store.close()
@@ -150,13 +170,21 @@ def run_one(
         evaluator=evaluator_spec, task={"name": "moons"},
     )
     start = time.perf_counter()
-    records = run_in_memory(strategy, space, evaluator, seed=seed, budget=budget, config=cfg)
-    obs = np.array([r.val_acc if r.ok else np.nan for r in records], dtype=float)
-    true = np.array([mean_val(r.arch) for r in records], dtype=float)
-    cost = np.array([r.result.train_seconds for r in records], dtype=float)
+    pick: dict[str, Any] = {}
+    records = run_in_memory(
+        strategy, space, evaluator, seed=seed, budget=budget, config=cfg, pick=pick
+    )
+    evaluated = [r for r in records if r.cached_from is None]  # cached answers are free
+    obs = np.array([r.val_acc if r.ok else np.nan for r in evaluated], dtype=float)
+    true = np.array([mean_val(r.arch) for r in evaluated], dtype=float)
+    cost = np.array([r.result.train_seconds for r in evaluated], dtype=float)
+    picked = math.nan
+    if pick.get("arch") is not None:
+        picked = float(mean_val(space.validate(Architecture.from_json(pick["arch"]))))
     return {
         "obs": obs, "true": true, "cost": cost, "wall": time.perf_counter() - start,
-        "unique": len({r.arch_id for r in records}),
+        "unique": len({r.arch_id for r in evaluated}), "picked": picked,
+        "how": pick.get("how"), "cached": len(records) - len(evaluated),
     }
 
 
@@ -169,6 +197,14 @@ def incumbent_scores(obs: np.ndarray, true: np.ndarray) -> np.ndarray:
             best, score = o, t
         out[i] = score
     return out
+
+
+def best_evaluated(obs: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """After each query: the best table mean among the architectures evaluated so far (failed
+    queries excluded)."""
+    ok = np.where(np.isfinite(obs), true, -np.inf)
+    best = np.maximum.accumulate(ok) if len(ok) else ok
+    return np.where(np.isfinite(best), best, np.nan)
 
 
 def scores_at_seconds(
@@ -218,11 +254,14 @@ def bench(
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    jobs = [(label, seed) for label in cfg.strategies for seed in seeds]
-    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    budgets = [cfg.budget]
+    if cfg.pick_runs:
+        budgets = sorted({c for c in cfg.checkpoints if c < cfg.budget}) + budgets
+    jobs = [(label, seed, b) for label in cfg.strategies for seed in seeds for b in budgets]
+    runs: dict[tuple[str, int, int], dict[str, Any]] = {}
     args = {
-        (label, seed): (cfg.space, cfg.evaluator, cfg.strategies[label], seed, cfg.budget)
-        for label, seed in jobs
+        (label, seed, b): (cfg.space, cfg.evaluator, cfg.strategies[label], seed, b)
+        for label, seed, b in jobs
     }
     t0 = time.perf_counter()
     if cfg.workers == 1:
@@ -237,7 +276,8 @@ def bench(
         with limit:
             for n, job in enumerate(jobs):
                 runs[job] = run_one(*args[job])
-                _logger.info("bench %s: %s seed %d done (%d/%d)", cfg.name, *job, n + 1, len(jobs))
+                _logger.info("bench %s: %s seed %d budget %d done (%d/%d)", cfg.name, *job,
+                             n + 1, len(jobs))
                 if progress is not None:
                     progress(n + 1, len(jobs))
     else:
@@ -247,8 +287,8 @@ def bench(
             futs = {pool.submit(run_one, *args[job]): job for job in jobs}
             for n, fut in enumerate(cf.as_completed(futs)):
                 runs[futs[fut]] = fut.result()
-                _logger.info("bench %s: %s seed %d done (%d/%d)", cfg.name, *futs[fut],
-                             n + 1, len(jobs))
+                _logger.info("bench %s: %s seed %d budget %d done (%d/%d)", cfg.name,
+                             *futs[fut], n + 1, len(jobs))
                 if progress is not None:
                     progress(n + 1, len(jobs))
     wall = time.perf_counter() - t0
@@ -276,7 +316,7 @@ def _init_worker() -> None:
 
 def summarise(
     cfg: BenchConfig,
-    runs: dict[tuple[str, int], dict[str, Any]],
+    runs_by_budget: dict[tuple[str, int, int], dict[str, Any]],
     seeds: list[int],
     optimum: float,
     objective: Objective = DEFAULT,
@@ -286,6 +326,7 @@ def summarise(
     budget = cfg.budget
     pct_acc = objective == DEFAULT
     scale = 100.0 if pct_acc else objective.sign
+    runs = {(lb, sd): r for (lb, sd, b), r in runs_by_budget.items() if b == budget}
     all_costs = [r["cost"] for r in runs.values()]
     positive = np.concatenate([c[c > 0] for c in all_costs]) if all_costs else np.array([])
     total = max((float(np.sum(c)) for c in all_costs), default=0.0)
@@ -306,26 +347,44 @@ def summarise(
         "space": cfg.space,
         "evaluator": cfg.evaluator,
         "protocol": "incumbent = best observed val acc (one table seed drawn per query when "
-        "seed_mode is sample); score = its mean val acc over the table's seeds",
+        "seed_mode is sample); picked = the strategy's pick after a run of that budget; best "
+        "evaluated = the best evaluated architecture; each scored by its mean val acc over the "
+        "table's seeds; cached answers are free and not counted as queries",
         "strategies": {},
     }
     for label, spec in cfg.strategies.items():
         curves = np.full((len(seeds), budget), np.nan)
         at_s = np.full((len(seeds), len(grid)), np.nan)
+        found = np.full((len(seeds), budget), np.nan)
         walls, uniq = [], []
         for j, seed in enumerate(seeds):
             r = runs[(label, seed)]
             inc = incumbent_scores(r["obs"], r["true"])
             n = min(budget, len(inc))
             curves[j, :n] = inc[:n]
+            found[j, :n] = best_evaluated(r["obs"], r["true"])[:n]
             if n and n < budget:  # a strategy that stopped early keeps its incumbent
                 curves[j, n:] = inc[n - 1]
+                found[j, n:] = found[j, n - 1]
             if len(grid):
                 at_s[j] = scores_at_seconds(r["obs"], r["true"], r["cost"], grid)
             walls.append(r["wall"])
             uniq.append(r["unique"])
         pct = scale * curves
         pct_s = scale * at_s
+        pct_found = scale * found
+        picked: dict[str, Any] = {}
+        for c in checkpoints:
+            vals = [runs_by_budget.get((label, sd, c), {}).get("picked") for sd in seeds]
+            if any(v is None for v in vals):
+                continue
+            arr = scale * np.array(vals, dtype=float)
+            picked[str(c)] = {
+                "mean": _round(np.array([np.nanmean(arr)]))[0],
+                "sem": _round(np.atleast_1d(_sem(arr)))[0],
+                "per_seed": _round(arr),
+            }
+        hows = sorted({str(r.get("how")) for r in runs.values()})
         with np.errstate(invalid="ignore"):
             import warnings
 
@@ -343,6 +402,17 @@ def summarise(
             "sem_s": _round(_sem(pct_s)) if len(grid) else [],
             "n_s": [int(v) for v in np.sum(np.isfinite(pct_s), axis=0)] if len(grid) else [],
             "per_seed": {str(c): _round(pct[:, c - 1]) for c in checkpoints},
+            "picked": picked,
+            "picked_by": hows,
+            "best_evaluated": {
+                str(c): {
+                    "mean": _round(np.array([np.nanmean(pct_found[:, c - 1])]))[0],
+                    "sem": _round(np.atleast_1d(_sem(pct_found[:, c - 1])))[0],
+                    "found_optimum": int(np.sum(found[:, c - 1] >= optimum - 1e-12)),
+                }
+                for c in checkpoints
+            },
+            "cached_mean": float(np.mean([r["cached"] for r in runs.values()])),
             "unique_archs_mean": float(np.mean(uniq)),
             "wall_seconds_per_run": round(float(np.mean(walls)), 3),
         }
@@ -378,6 +448,32 @@ def render_table(results: dict[str, Any]) -> str:
             m, e = s["mean"][c - 1], s["sem"][c - 1]
             cells.append("-" if m is None else f"{m:.2f} +- {e:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Picked (what each strategy returns after a run of N queries) and best evaluated (the "
+        "best architecture among the first N queries; in brackets: seeds that evaluated the "
+        "table optimum), mean val acc (%):",
+        "",
+        "| strategy | score | " + " | ".join(f"{c} queries" for c in cps) + " |",
+        "|---|---|" + "---|" * len(cps),
+    ]
+    for label, s in results["strategies"].items():
+        pk, be = s.get("picked", {}), s.get("best_evaluated", {})
+        cells = []
+        for c in cps:
+            v = pk.get(str(c))
+            cells.append("-" if v is None or v["mean"] is None else
+                         f"{v['mean']:.2f} +- {v['sem']:.2f}")
+        lines.append(f"| {label} | picked | " + " | ".join(cells) + " |")
+        cells = []
+        for c in cps:
+            v = be.get(str(c))
+            cells.append("-" if v is None or v["mean"] is None else
+                         f"{v['mean']:.2f} +- {v['sem']:.2f} [{v['found_optimum']}]")
+        lines.append(f"| {label} | best evaluated | " + " | ".join(cells) + " |")
+    hows = {label: "; ".join(s.get("picked_by", [])) for label, s in results["strategies"].items()}
+    lines += ["", "How each strategy picked:", ""]
+    lines += [f"- {label}: {how}" for label, how in hows.items()]
     pub = results.get("published") or {}
     if pub:
         lines += ["", f"Published figures (NOT comparable: {pub.get('note', '')})", ""]

@@ -57,6 +57,9 @@ def report_best(ctx: SearchContext) -> dict[str, Any]:
     ranked = ranked_distinct(ctx.records())
     if not ranked:
         return {"arch": None, "error": "no trial completed"}
+    pick = ctx.store.get_meta("pick")  # the strategy's pick under noise comes first
+    if pick:
+        ranked.sort(key=lambda r: r.arch_id != pick.get("arch_id"))
     fit = getattr(ctx.evaluator, "fit", None)
     test = getattr(ctx.evaluator, "test_accuracy", None)
     best = ranked[0]
@@ -68,6 +71,10 @@ def report_best(ctx: SearchContext) -> dict[str, Any]:
         "val_acc": best.val_acc,
         "params": best.result.params,
     }
+    if pick:
+        report["picked_by"] = pick.get("how")
+        report["pick_mean_val_acc"] = pick.get("mean_val_acc")
+        report["pick_evaluations"] = pick.get("evaluations")
     if fit is None or test is None or cfg.seeds == 0:
         return report
     seeds = [derive_seed(ctx.seed, "final", i) for i in range(cfg.seeds)]

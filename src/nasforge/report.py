@@ -82,6 +82,12 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
         else:
             line += f", {test_label} {fmt(best['test_acc'])} (as trained, not retrained)"
     console.print(line)
+    pick = summary.get("pick")
+    if pick:
+        console.print(
+            f"  picked by {pick['how']}; mean validation score "
+            f"{fmt(pick.get('mean_val_acc'))} over {pick.get('evaluations')} evaluation(s)"
+        )
     if best.get("test_metrics") and name != "val_acc":
         cells = ", ".join(f"{k} {fmt(v)}" for k, v in best["test_metrics"].items())
         console.print(f"  test metrics (mean of the retrainings): {cells}")

@@ -172,6 +172,7 @@ class Run:
             "final": final,
             "baselines": self.meta("baselines"),
             **out_pareto,
+            "pick": self.meta("pick"),
             **pbt,
         }
 

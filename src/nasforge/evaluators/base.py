@@ -103,6 +103,12 @@ class Evaluator(ABC):
         """The settings that change results (part of the evaluation cache key)."""
         return {"name": self.name, **_objective_setting(self.objective)}
 
+    @property
+    def noisy(self) -> bool:
+        """Whether the score depends on the seed (a repeat then tells something new: it is
+        evaluated again); false: a repeat is answered from the reward cache, free."""
+        return True
+
 
 def _objective_setting(objective: Objective) -> dict[str, Any]:
     """The objective as part of an evaluation cache key (absent for the default, so the keys of

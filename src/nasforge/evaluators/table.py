@@ -383,6 +383,11 @@ class TabularEvaluator(Evaluator):
             idx = self.space.encode(arch)
         return self.data.row_of(idx)
 
+    @property
+    def noisy(self) -> bool:
+        """``seed_mode: sample`` draws a training seed per query; mean and fixed do not."""
+        return self.p.seed_mode == "sample" and self.data.num_seeds > 1
+
     def mean_val(self, arch: Architecture) -> float:
         """The row's mean over seeds, as a utility (higher is better; the score when
         maximising)."""

@@ -12,12 +12,35 @@ the strategy's state in one transaction; each finished trial is committed as it 
 ``tell`` the new state replaces the pending batch in one transaction. A resumed run restores the
 state, re-uses the trials of the pending batch that were already stored, evaluates only the
 missing ones (same trial numbers, same seeds), and continues as if never interrupted.
+
+Checkpoints are incremental and safe: the state is a small JSON/array document
+(:mod:`nasforge.strategies._state`, never pickle; a blob that is not one is refused with
+:class:`~nasforge.strategies._state.StateError`). What grows with the trial count (histories,
+seen sets, an Optuna study) is not checkpointed: it is rebuilt from the stored trials on resume
+(``history`` attributes and :meth:`AskTellStrategy.rebuild`), so a checkpoint costs the same at
+trial 10 and at trial 5,000.
+
+Batches do not depend on the budget: ``ask`` always gets ``batch_size``; when the budget runs out
+inside a batch, the rest stays pending (untold), so a 50-query run is exactly the first 50
+queries of a 200-query run, and raising the budget on resume continues that batch.
+
+Repeats: with a noisy evaluator (``evaluator.noisy``, true unless it says otherwise) a repeated
+architecture is evaluated again with its trial's fresh seed (it counts; strategies see each
+observation, so they learn the mean). With a deterministic one it is answered from the reward
+cache (``cached_from``) and does not count against the budget. ``reevaluate: true/false`` forces
+either. After ``MAX_IDLE_BATCHES`` batches in a row without a new evaluation the search stops.
+
+The pick: with ``reeval_share`` > 0 the last share of the budget re-evaluates the
+``reeval_top`` best candidates (by the strategy's model estimate where it has one, else their
+mean observation) round-robin with fresh seeds, and the pick is the best mean. Without it,
+model-based strategies (:meth:`AskTellStrategy.estimate`) pick by their estimate and the others
+by the best mean observation. The pick and how it was made are stored in ``meta.pick``.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
+import statistics
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -38,6 +61,7 @@ from nasforge.registry import Registry
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.storage.base import Record
+from nasforge.strategies import _state
 
 if TYPE_CHECKING:
     from nasforge.config import RunConfig
@@ -151,18 +175,24 @@ class SearchContext:
         for cb in self.callbacks:
             cb.on_trial(rec, self)
 
-    def evaluate_batch(self, first: int, archs: Sequence[Architecture]) -> list[Record]:
+    def evaluate_batch(
+        self, first: int, archs: Sequence[Architecture], limit: int | None = None
+    ) -> list[Record]:
         """Evaluate trials ``first, first+1, ...``; store each as it finishes; return them.
 
         Trials already stored (a resumed pending batch) are not evaluated again. Unless
         ``reevaluate`` is set, an architecture seen before re-uses its stored result (reward
-        cache) and is recorded with ``cached_from``.
+        cache) and is recorded with ``cached_from``. ``limit``: at most this many new
+        evaluations (cached answers are free); the batch is then cut before the first trial
+        that would exceed it, and only that prefix is returned.
         """
         numbers = range(first, first + len(archs))
         done = {r.number: r for r in self.store.trials(numbers)}
         todo: list[int] = []
         copies: dict[int, int] = {}  # trial number -> earlier trial number in this batch
         first_in_batch: dict[str, int] = {}
+        used = sum(1 for r in done.values() if r.cached_from is None)
+        end = len(archs)
         for k, arch in enumerate(archs):
             n = first + k
             if n in done:
@@ -175,6 +205,11 @@ class SearchContext:
                 if arch.arch_id in first_in_batch:
                     copies[n] = first_in_batch[arch.arch_id]
                     continue
+            if limit is not None and used >= limit:
+                end = k
+                break
+            used += 1
+            if not self.reevaluate:
                 first_in_batch[arch.arch_id] = n
             todo.append(n)
         if todo:
@@ -188,11 +223,11 @@ class SearchContext:
                            task=self.task_id)
                 )
         for n, src in sorted(copies.items()):
-            if n in done:
+            if n in done or n >= first + end:
                 continue
             source = self.store.trials(range(src, src + 1))[0]
             self._commit(self._cached(n, archs[n - first], source))
-        return self.store.trials(numbers)
+        return self.store.trials(range(first, first + end))
 
     def _cached(self, number: int, arch: Architecture, source: Record) -> Record:
         result = replace(source.result, train_seconds=0.0)
@@ -235,16 +270,28 @@ class Strategy(ABC):
         return report_best(ctx)
 
 
+MAX_IDLE_BATCHES = 50
+"""Batches in a row that bring no new evaluation (all answered from the cache) before a search
+stops: the strategy keeps proposing what it has already seen."""
+
+
 class AskTellParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     batch_size: int = Field(
         default=1, ge=1, description="architectures per ask (evaluated together)"
     )
-    reevaluate: bool = Field(
-        default=False,
-        description="train a repeated architecture again with a fresh seed instead of re-using "
-        "its stored result (the reward cache)",
+    reevaluate: bool | None = Field(
+        default=None,
+        description="a repeated architecture: null (auto) evaluates it again with a fresh seed "
+        "when the evaluator is noisy and answers it from the cache (free) when it is "
+        "deterministic; true: always evaluate again; false: always answer from the cache",
     )
+    reeval_share: float = Field(
+        default=0.0, ge=0.0, lt=1.0,
+        description="share of the budget spent at the end re-evaluating the top candidates with "
+        "fresh seeds; the pick is then the best mean (0: no re-evaluation phase)",
+    )
+    reeval_top: int = Field(default=5, ge=1, description="candidates of the re-evaluation phase")
 
 
 class AskTellStrategy(Strategy):
@@ -252,17 +299,31 @@ class AskTellStrategy(Strategy):
 
     ``setup(ctx)`` runs once on a fresh run; on resume the attributes saved by ``state_dict``
     are restored instead. Attributes named in ``transient`` are not saved (e.g. the space,
-    which ``run`` sets from the context before anything else).
+    which ``run`` sets from the context before anything else); those named in ``history`` are
+    not saved either but rebuilt by :meth:`rebuild` from the stored trials (they grow with the
+    trial count; checkpoints stay small).
     """
 
-    transient: ClassVar[tuple[str, ...]] = ("space",)
+    transient: ClassVar[tuple[str, ...]] = ("space", "picked")
+    history: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, *, seed: int = 0, batch_size: int = 1, reevaluate: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        batch_size: int = 1,
+        reevaluate: bool | None = None,
+        reeval_share: float = 0.0,
+        reeval_top: int = 5,
+    ) -> None:
         super().__init__(seed=seed)
         self.batch_size = batch_size
         self.reevaluate = reevaluate
+        self.reeval_share = reeval_share
+        self.reeval_top = reeval_top
         self.space: SearchSpace | None = None
         self.rng = np.random.default_rng(derive_seed(seed, "strategy"))
+        self.picked: dict[str, Any] | None = None
 
     def setup(self, ctx: SearchContext) -> None:
         """Prepare a fresh search (models, optimisers). Default: nothing."""
@@ -275,50 +336,191 @@ class AskTellStrategy(Strategy):
     def tell(self, records: list[Record]) -> None:
         """Learn from the finished trials of the last ask (in ask order; failures included)."""
 
+    def rebuild(self, told: list[Record], pending: list[Architecture]) -> None:
+        """On resume: rebuild the ``history`` attributes from the trials already told (in trial
+        order) and the architectures of the pending batch (asked, not told). Default: nothing."""
+
+    def estimate(self, archs: list[Architecture]) -> np.ndarray | None:
+        """The model's estimate of each architecture's mean score (higher is better), or None
+        for a strategy without a model of the score (the pick then uses observations)."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in self.transient}
+        skip = set(self.transient) | set(self.history)
+        return {k: v for k, v in vars(self).items() if k not in skip}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
 
     def _save(self, ctx: SearchContext, pending: tuple[int, list[Architecture]] | None) -> None:
         with ctx.store.transaction():
-            ctx.store.put_state("strategy", pickle.dumps(self.state_dict()))
+            ctx.store.put_state("strategy", _state.dumps(self.state_dict()))
             if pending is None:
                 ctx.store.delete_state("pending")
             else:
                 first, archs = pending
-                blob = pickle.dumps((first, [a.to_json() for a in archs]))
+                blob = _state.dumps({"first": first, "archs": [a.to_json() for a in archs]})
                 ctx.store.put_state("pending", blob)
 
     def run(self, ctx: SearchContext) -> None:
         self.space = ctx.space
-        saved = ctx.store.get_state("strategy")
-        if saved is None:
-            self.setup(ctx)
+        if self.reevaluate is not None:
+            ctx.reevaluate = self.reevaluate
         else:
-            self.load_state_dict(pickle.loads(saved))
+            ctx.reevaluate = bool(getattr(ctx.evaluator, "noisy", True))
+        saved = ctx.store.get_state("strategy")
         raw = ctx.store.get_state("pending")
         pending: tuple[int, list[Architecture]] | None = None
         if raw is not None:
-            first, archs_json = pickle.loads(raw)
-            pending = (first, [Architecture.from_json(a) for a in archs_json])
-        while True:
+            doc = _state.loads(raw, "pending batch")
+            try:
+                pending = (int(doc["first"]), [Architecture.from_json(a) for a in doc["archs"]])
+            except (KeyError, TypeError, ValueError):
+                raise _state.StateError(
+                    "the stored pending batch is corrupted or tampered with; refusing to load it"
+                ) from None
+        records = ctx.store.trials()
+        if saved is None:
+            self.setup(ctx)
+        else:
+            state = _state.loads(saved)
+            if not isinstance(state, dict):
+                raise _state.StateError(
+                    "the stored strategy state is corrupted or tampered with; refusing to load it"
+                )
+            self.load_state_dict(state)
+            cut = pending[0] if pending is not None else math.inf
+            self.rebuild([r for r in records if r.number < cut], pending[1] if pending else [])
+        phase = ctx.store.get_state("reeval_plan")
+        extra = 0 if self.reeval_share <= 0 else max(1, round(self.reeval_share * ctx.budget))
+        search_budget = max(1, ctx.budget - extra) if extra else ctx.budget
+        cut = pending[0] if pending is not None else math.inf
+        evaluated = sum(1 for r in records if r.cached_from is None and r.number < cut)
+        next_number = len(records) if pending is None else pending[0] + len(pending[1])
+        idle = 0
+        while phase is None:
             if pending is None:
-                done = ctx.store.count_trials()
-                if done >= ctx.budget:
+                if evaluated >= search_budget:
                     break
-                archs = self.ask(min(self.batch_size, ctx.budget - done))
+                archs = self.ask(self.batch_size)
                 if not archs:
                     _logger.info("strategy %s has nothing left to ask; stopping", self.name)
                     break
-                pending = (done, [ctx.space.validate(a) for a in archs])
+                pending = (next_number, [ctx.space.validate(a) for a in archs])
                 self._save(ctx, pending)
             first, archs = pending
-            records = ctx.evaluate_batch(first, archs)
-            self.tell(records)
+            batch = ctx.evaluate_batch(first, archs, limit=search_budget - evaluated)
+            new = sum(1 for r in batch if r.cached_from is None)
+            evaluated += new
+            if len(batch) < len(archs):  # the budget ends inside this batch: it stays pending
+                if extra:  # ... unless the re-evaluation phase takes the next trial numbers
+                    with ctx.store.transaction():
+                        ctx.store.delete_state("pending")
+                break
+            self.tell(batch)
             self._save(ctx, None)
+            next_number = first + len(archs)
             pending = None
+            idle = 0 if new else idle + 1
+            if idle >= MAX_IDLE_BATCHES:
+                _logger.warning(
+                    "strategy %s proposed only evaluated architectures for %d batches; stopping",
+                    self.name, idle,
+                )
+                break
+        if extra:
+            self._reeval_phase(ctx, phase, ctx.budget - evaluated)
+        self.picked = self._pick(ctx)
+        with ctx.store.transaction():
+            ctx.store.set_meta("pick", self.picked)
+
+    # ---------------------------------------------------------------- the pick
+    def _observations(self, ctx: SearchContext) -> dict[str, list[Record]]:
+        """Evaluated (not cached) complete trials per architecture, in trial order."""
+        obs: dict[str, list[Record]] = {}
+        for r in ctx.store.trials():
+            if r.ok and r.cached_from is None and math.isfinite(r.val_acc):
+                obs.setdefault(r.arch_id, []).append(r)
+        return obs
+
+    def _ranked(
+        self, obs: dict[str, list[Record]]
+    ) -> tuple[list[str], np.ndarray, str]:
+        """Architecture ids best first, their scores, and what the scores are."""
+        ids = list(obs)
+        est = self.estimate([obs[k][0].arch for k in ids]) if ids else None
+        if est is not None:
+            scores, how = np.asarray(est, dtype=float), "model estimate"
+        else:
+            scores = np.array([statistics.fmean(r.val_acc for r in obs[k]) for k in ids])
+            how = "mean observation"
+        order = sorted(range(len(ids)), key=lambda i: (-scores[i], obs[ids[i]][0].number))
+        return [ids[i] for i in order], scores[order], how
+
+    def _reeval_phase(self, ctx: SearchContext, plan: bytes | None, left: int) -> None:
+        """Spend ``left`` evaluations on the top candidates, round-robin, with fresh seeds."""
+        doc: dict[str, Any]
+        if plan is None:
+            obs = self._observations(ctx)
+            ids, _, how = self._ranked(obs)
+            top = ids[: self.reeval_top]
+            doc = {"archs": [obs[k][0].arch.to_json() for k in top], "ranked_by": how,
+                   "first": ctx.store.count_trials()}
+            with ctx.store.transaction():
+                ctx.store.put_state("reeval_plan", _state.dumps(doc))
+        else:
+            doc = _state.loads(plan, "re-evaluation plan")
+        archs = [Architecture.from_json(a) for a in doc["archs"]]
+        if not archs or left <= 0:
+            return
+        first = int(doc["first"])
+        stored = ctx.store.count_trials()
+        total = stored - first + left  # trials of the phase, done or to do
+        plan_archs = [archs[i % len(archs)] for i in range(total)]
+        prev = ctx.reevaluate
+        ctx.reevaluate = True  # a re-evaluation is the point here, whatever the evaluator
+        try:
+            ctx.evaluate_batch(first, plan_archs)
+        finally:
+            ctx.reevaluate = prev
+
+    def _pick(self, ctx: SearchContext) -> dict[str, Any] | None:
+        obs = self._observations(ctx)
+        if not obs:
+            return None
+        raw = ctx.store.get_state("reeval_plan")
+        doc = None if raw is None else _state.loads(raw, "re-evaluation plan")
+        ids = [] if doc is None else [Architecture.from_json(a).arch_id for a in doc["archs"]]
+        ids = [k for k in ids if k in obs]
+        if doc is not None and ids:
+            means = [statistics.fmean(r.val_acc for r in obs[k]) for k in ids]
+            extra = ctx.store.count_trials() - int(doc["first"])
+            i = max(range(len(ids)), key=lambda j: (means[j], -j))
+            chosen, score = ids[i], means[i]
+            how = (
+                f"best mean over re-evaluations: the top {len(ids)} by {doc['ranked_by']} "
+                f"re-evaluated {extra} times with fresh seeds ({self.reeval_share:.0%} of "
+                "the budget)"
+            )
+        else:
+            ids, scores, what = self._ranked(obs)
+            chosen, score = ids[0], float(scores[0])
+            multi = any(len(v) > 1 for v in obs.values())
+            how = (
+                "best model estimate (posterior mean) over the evaluated architectures"
+                if what == "model estimate"
+                else "best mean observation" if multi else "best single observation"
+            )
+        rs = obs[chosen]
+        return {
+            "arch": rs[0].arch.to_json(),
+            "arch_id": chosen,
+            "trial": rs[0].number,
+            "how": how,
+            "score": float(score),
+            "mean_val_acc": statistics.fmean(r.val_acc for r in rs),
+            "evaluations": len(rs),
+        }
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -109,6 +109,10 @@ class ToyTableEvaluator(Evaluator):
             acc += float(np.random.default_rng(seed).normal(0.0, self.noise))
         return Result(status="complete", val_acc=acc, train_seconds=1.0, metrics={})
 
+    @property
+    def noisy(self) -> bool:
+        return self.noise > 0
+
     def mean_val(self, arch: Architecture) -> float:
         return self.table.value(tuple(arch.tokens))
 

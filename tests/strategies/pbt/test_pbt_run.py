@@ -328,3 +328,20 @@ def test_actor_only_soup_keeps_the_best_members_critic(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="soup_part 'actor' needs the gene_ac space"):
         search(tiny_cfg(soup=True, soup_part="actor"), run_dir=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()  # checked before the run directory is written
+
+
+def test_mutation_pbt_clones_the_fitter_of_two_top_members() -> None:
+    """As PBT-NAS picks its base: two distinct members of the top, the fitter one is cloned
+    (with 4 members the top is 2, so the base is always the best member)."""
+    space = GeneCNNSpace(channels=4, num_layers=2, reduce_after=[0])
+    trainer = PBTClassifierTrainer(space=space, task=make_task({"name": "digits"}))
+    strat = PBTNAS(seed=3, population_size=4, mode="mutation")
+    rng = np.random.default_rng(3)
+    archs = [space.sample(rng) for _ in range(4)]
+    bases = []
+    for g in range(6):
+        members = [Member(i, i, a.tokens, trainer.init_member(a, i), fitness=float(i),
+                          founders=(i,) * 4) for i, a in enumerate(archs)]
+        state = PBTState(members=members, next_id=4)
+        bases += [e["base"] for e in strat.exploit(state, g, trainer, space)]
+    assert bases and set(bases) == {3}

@@ -29,6 +29,7 @@ from nasforge.strategies.reinforce.controller import (
     Rollout,
     resolve_config,
 )
+from nasforge.testing.toys import toy_space
 
 TOY = "reinforce_toy_target"
 TARGET = [3, 1, 0, 2, 2, 3, 0, 1, 3]
@@ -350,3 +351,38 @@ def test_controller_plot_info(tmp_path: Path) -> None:
     )
     paths = plot_run(run.dir, tmp_path / "h.png")
     assert tmp_path / "h_controller.png" in paths
+
+
+def test_reference_003_rmsprop_is_tf1s_with_accumulator_one() -> None:
+    """TF1's RMSPropOptimizer: ms starts at 1.0, ms <- 0.9 ms + 0.1 g^2, p -= lr g / sqrt(ms +
+    eps); so the first step is about lr * g (PyTorch's, from ms = 0, would be lr * g / 0.316)."""
+    from nasforge.strategies.reinforce.controller import TF1RMSprop
+
+    p = torch.nn.Parameter(torch.tensor([0.5, -2.0], dtype=torch.float64))
+    opt = TF1RMSprop([p], lr=0.1, decay=0.9, eps=1e-10)
+    ms = torch.ones(2, dtype=torch.float64)
+    expect = p.detach().clone()
+    for g in (torch.tensor([0.3, 4.0]), torch.tensor([-1.0, 0.01])):
+        g = g.to(torch.float64)
+        p.grad = g.clone()
+        opt.step()
+        ms = 0.9 * ms + 0.1 * g * g
+        expect = expect - 0.1 * g / torch.sqrt(ms + 1e-10)
+        torch.testing.assert_close(p.detach(), expect)
+    ctrl = Controller(toy_space(3, 3), preset="reference_003", seed=0)
+    assert isinstance(ctrl.optimizer, TF1RMSprop)
+
+
+def test_reference_003_l2_is_the_seeds_sum_of_squares() -> None:
+    """Seed 003 adds 1e-3 * sum(p^2) (no 1/2), reward-scaled: the loss difference with and
+    without it is exactly l2 * sum(p^2) * A."""
+    space = toy_space(3, 3)
+    losses, sq = [], 0.0
+    for l2 in (1e-3, 0.0):
+        c = Controller(space, preset="reference_003", seed=4, l2=l2)
+        sq = float(sum((p.detach().double() ** 2).sum() for p in c.net.parameters()))
+        (r,) = c.sample(1)
+        stats = c.learn([r], [0.7])
+        losses.append(stats["loss"])
+        adv = stats["advantages"][0]
+    assert losses[0] - losses[1] == pytest.approx(1e-3 * sq * adv, rel=1e-4)

@@ -207,7 +207,9 @@ class MixedOp(nn.Module):
         out: torch.Tensor | None = None
         for k in active:
             h = self.ops[self.names[k]](xs)
-            if k == self.skip_index and state.skip_dropout > 0 and self.training:
+            # P-DARTS drops only the identity skip, not the stride-2 skip of reduction cells
+            if (k == self.skip_index and self.stride == 1 and state.skip_dropout > 0
+                    and self.training):
                 h = F.dropout(h.expand(h.shape[0], n, *h.shape[2:]), p=state.skip_dropout)
             term = w[:, k].view(1, n, 1, 1, 1) * h
             out = term if out is None else out + term

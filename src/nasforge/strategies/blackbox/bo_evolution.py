@@ -23,7 +23,13 @@ The first ``n_init`` queries are uniform random samples (without repeats).
 Decisions: works on any space via its sequential decision view (variable-length architectures
 are padded with -1, so a missing decision counts as a difference); failed evaluations are left
 out of the GP fit; ``batch_size`` B > 1 takes the top-B candidates of one acquisition (no
-fantasies); the dense algebra runs with one BLAS thread (``threadpoolctl``).
+fantasies); the dense algebra runs with one BLAS thread (``threadpoolctl``). Beyond
+``max_points`` observations the GP is fitted on the best half and the most recent half of them,
+and a Thompson draw covers at most ``thompson_pool`` candidates (the best by mean + 3 sd), so an
+ask costs about the same at 300 and at 5,000 trials; the likelihood grid uses one
+kernel matrix per (length, mix) for all noise levels. The pick under noise is the evaluated
+architecture with the best posterior mean (:meth:`BOEvolution.estimate`), not the best noisy
+observation; repeated evaluations enter the GP as separate noisy observations (their mean).
 """
 
 from __future__ import annotations
@@ -69,31 +75,71 @@ class BOEvolutionParams(AskTellParams):
         default="mixed",
         description="Hamming product kernel, additive kernel, or a mixture chosen by likelihood",
     )
+    max_points: int = Field(
+        default=256, ge=8,
+        description="GP training points at most: beyond, the best half by observation and the "
+        "most recent half (keeps an ask's cost flat in the trial count)",
+    )
+    thompson_pool: int = Field(
+        default=256, ge=2,
+        description="Thompson sampling: a joint draw over at most this many candidates (the "
+        "best by mean + 3 sd); bounds the cost of the draw",
+    )
     pool_all_below: int = Field(
         default=0, ge=0,
         description="score every architecture of a finite space of at most this size (0: never)",
     )
 
 
-def hamming_kernel(a: np.ndarray, b: np.ndarray, length: float, mix: float = 0.0) -> np.ndarray:
-    """``(1 - mix) exp(-h / length) + mix (1 - h / T)``: product (interactions) + additive."""
-    h = (a[:, None, :] != b[None, :, :]).sum(-1)
+def _one_hot(x: np.ndarray, hi: int) -> np.ndarray:
+    n, t = x.shape
+    out = np.zeros((n, t * hi), dtype=np.float32)
+    out[np.arange(n)[:, None], np.arange(t) * hi + x.astype(np.int64) + 1] = 1.0
+    return out
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Number of differing decisions between every row of ``a`` and every row of ``b``
+    (decision values >= -1; -1 is padding). Computed as ``T - onehot(a) onehot(b)^T``."""
+    t = a.shape[1]
+    hi = int(max(a.max(initial=-1), b.max(initial=-1))) + 2
+    if t == 0 or hi * t > 4096:
+        h: np.ndarray = (a[:, None, :] != b[None, :, :]).sum(-1, dtype=np.int16)
+        return h
+    matches = _one_hot(a, hi) @ _one_hot(b, hi).T
+    out: np.ndarray = (t - np.rint(matches)).astype(np.int16)
+    return out
+
+
+def kernel_of(h: np.ndarray, width: int, length: float, mix: float = 0.0) -> np.ndarray:
+    """``(1 - mix) exp(-h / length) + mix (1 - h / T)`` from Hamming distances ``h``."""
     out: np.ndarray = (1.0 - mix) * np.exp(-h / length)
     if mix:
-        out = out + mix * (1.0 - h / a.shape[1])
+        out = out + mix * (1.0 - h / width)
     return out
+
+
+def hamming_kernel(a: np.ndarray, b: np.ndarray, length: float, mix: float = 0.0) -> np.ndarray:
+    """``(1 - mix) exp(-h / length) + mix (1 - h / T)``: product (interactions) + additive."""
+    return kernel_of(hamming(a, b), a.shape[1], length, mix)
 
 
 _NORMAL = NormalDist()
 
 
+_POOLS: list[Any] = []  # one threadpoolctl controller per process (finding BLAS costs ms)
+
+
 def _one_blas_thread() -> AbstractContextManager[Any]:
     """Small dense algebra: a multi-threaded BLAS only loses time (badly so on a busy machine)."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if not _POOLS:
+        _POOLS.append(ThreadpoolController())
+    limiter: AbstractContextManager[Any] = _POOLS[0].limit(limits=1, user_api="blas")
+    return limiter
 
 
 def _norm_cdf(z: np.ndarray) -> np.ndarray:
@@ -102,15 +148,14 @@ def _norm_cdf(z: np.ndarray) -> np.ndarray:
 
 def copula(y: np.ndarray) -> np.ndarray:
     """Ranks (ties averaged) -> standard normal quantiles: a monotone, outlier-proof warping."""
-    order = np.argsort(y, kind="stable")
-    ranks = np.empty(len(y))
-    ranks[order] = np.arange(len(y), dtype=float)
-    for v in np.unique(y):  # average the ranks of ties
-        tie = y == v
-        if tie.sum() > 1:
-            ranks[tie] = ranks[tie].mean()
+    from scipy.special import ndtri
+
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ranks = (start + (counts - 1) / 2.0)[inverse.ravel()]  # ties share their average rank
     q = (ranks + 0.5) / len(y)
-    return np.asarray([_NORMAL.inv_cdf(float(v)) for v in q])
+    out: np.ndarray = ndtri(q)
+    return out
 
 
 def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float, xi: float) -> np.ndarray:
@@ -121,33 +166,63 @@ def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float, xi: float)
     return out
 
 
+def _tri_solve(chol: np.ndarray, b: np.ndarray, trans: bool = False) -> np.ndarray:
+    """``L^-1 b`` (or ``L^-T b``) for a lower-triangular ``L``: LAPACK's trtrs directly (scipy's
+    wrapper costs more than the solve at these sizes)."""
+    from scipy.linalg.lapack import dtrtrs
+
+    out, info = dtrtrs(chol, np.asfortranarray(b, dtype=np.float64), lower=1,
+                       trans=1 if trans else 0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"triangular solve failed (info {info})")
+    result: np.ndarray = out
+    return result
+
+
 class GP:
     """Exact GP regression with the Hamming kernel (unit signal variance on standardised y)."""
 
     def __init__(
-        self, x: np.ndarray, y: np.ndarray, length: float, noise: float, mix: float = 0.0
+        self, x: np.ndarray, y: np.ndarray, length: float, noise: float, mix: float = 0.0,
+        h: np.ndarray | None = None, k: np.ndarray | None = None,
     ) -> None:
         self.x, self.length, self.mix = x, length, mix
         self.mean, self.scale = float(y.mean()), float(y.std() or 1.0)
         yz = (y - self.mean) / self.scale
-        k = hamming_kernel(x, x, length, mix) + noise * np.eye(len(x))
+        if k is None:
+            k = kernel_of(hamming(x, x) if h is None else h, x.shape[1], length, mix)
+        k = k + noise * np.eye(len(x))
         self.chol = np.linalg.cholesky(k)
-        self.alpha = np.linalg.solve(self.chol.T, np.linalg.solve(self.chol, yz))
+        w = _tri_solve(self.chol, yz)
+        self.alpha = _tri_solve(self.chol, w, trans=True)
         log_det = np.log(np.diag(self.chol)).sum()
-        self.lml = float(-0.5 * yz @ self.alpha - log_det - 0.5 * len(x) * math.log(2 * math.pi))
+        self.lml = float(-0.5 * w @ w - log_det - 0.5 * len(x) * math.log(2 * math.pi))
+
+    def posterior_mean(self, xs: np.ndarray) -> np.ndarray:
+        """Posterior mean only (no solve), standardised units."""
+        out: np.ndarray = hamming_kernel(xs, self.x, self.length, self.mix) @ self.alpha
+        return out
+
+    def predict_v(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior mean, standard deviation and ``v = L^-1 k(X, xs)`` (for :meth:`sample`)."""
+        ks = hamming_kernel(xs, self.x, self.length, self.mix)
+        mu = ks @ self.alpha
+        v = _tri_solve(self.chol, ks.T)
+        var = np.maximum(1.0 - (v * v).sum(0), 1e-12)
+        return mu, np.sqrt(var), v
 
     def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of the latent function, standardised units."""
-        ks = hamming_kernel(xs, self.x, self.length, self.mix)
-        mu = ks @ self.alpha
-        v = np.linalg.solve(self.chol, ks.T)
-        var = np.maximum(1.0 - (v * v).sum(0), 1e-12)
-        return mu, np.sqrt(var)
+        mu, sd, _ = self.predict_v(xs)
+        return mu, sd
 
-    def sample(self, xs: np.ndarray, mu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One joint posterior draw of the latent function at ``xs``."""
-        ks = hamming_kernel(xs, self.x, self.length, self.mix)
-        v = np.linalg.solve(self.chol, ks.T)
+    def sample(
+        self, xs: np.ndarray, mu: np.ndarray, rng: np.random.Generator,
+        v: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One joint posterior draw of the latent function at ``xs`` (``v`` from predict_v)."""
+        if v is None:
+            _, _, v = self.predict_v(xs)
         cov = hamming_kernel(xs, xs, self.length, self.mix) - v.T @ v
         z = rng.standard_normal(len(xs))
         try:
@@ -165,13 +240,16 @@ class BOEvolution(AskTellStrategy):
 
     name: ClassVar[str] = "bo_evolution"
     Params: ClassVar[type[BaseModel]] = BOEvolutionParams
+    history: ClassVar[tuple[str, ...]] = ("archs", "ys", "rows", "seen", "seen_rows")
 
     def __init__(
         self,
         *,
         seed: int = 0,
         batch_size: int = 1,
-        reevaluate: bool = False,
+        reevaluate: bool | None = None,
+        reeval_share: float = 0.0,
+        reeval_top: int = 5,
         n_init: int = 10,
         parents: int = 3,
         mutations: int = 200,
@@ -183,8 +261,13 @@ class BOEvolution(AskTellStrategy):
         kernel: Literal["product", "additive", "mixed"] = "mixed",
         acquisition: Literal["ei", "ucb", "thompson"] = "thompson",
         beta: float = 2.0,
+        max_points: int = 256,
+        thompson_pool: int = 256,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, reevaluate=reevaluate)
+        super().__init__(
+            seed=seed, batch_size=batch_size, reevaluate=reevaluate, reeval_share=reeval_share,
+            reeval_top=reeval_top,
+        )
         self.n_init = n_init
         self.parents = parents
         self.mutations = mutations
@@ -195,6 +278,9 @@ class BOEvolution(AskTellStrategy):
         self.acquisition = acquisition
         self.beta = beta
         self.pool_all_below = pool_all_below
+        self.max_points = max_points
+        self.thompson_pool = thompson_pool
+        self.rows: list[np.ndarray] = []  # encoded decisions of self.archs (GP inputs)
         self.archs: list[Architecture] = []
         self.ys: list[float] = []
         self.seen: set[str] = set()
@@ -215,13 +301,19 @@ class BOEvolution(AskTellStrategy):
         return x
 
     def _fit(self, x: np.ndarray, y: np.ndarray) -> GP:
+        h = hamming(x, x)
         if self.fits % self.refit_every == 0:
             best: GP | None = None
+            width = x.shape[1]
             for length in LENGTH_SCALES:
-                for noise in NOISES:
-                    for mix in self.mixes:
+                product = np.exp(-h / length)
+                for mix in self.mixes:
+                    k = (1.0 - mix) * product
+                    if mix:
+                        k = k + mix * (1.0 - h / width)
+                    for noise in NOISES:
                         try:
-                            gp = GP(x, y, length, noise, mix)
+                            gp = GP(x, y, length, noise, mix, k=k)
                         except np.linalg.LinAlgError:
                             continue
                         if best is None or gp.lml > best.lml:
@@ -230,7 +322,7 @@ class BOEvolution(AskTellStrategy):
             if best is not None:
                 return best
         self.fits += 1
-        return GP(x, y, *self.hyper)
+        return GP(x, y, *self.hyper, h=h)
 
     def _warp(self, y: np.ndarray) -> np.ndarray:
         if self.transform == "log_error":
@@ -292,7 +384,13 @@ class BOEvolution(AskTellStrategy):
             rows.append(m)
         if self.random_candidates:
             rows.append(rng.integers(n_opt, size=(self.random_candidates, steps)))
-        cand = np.unique(np.concatenate(rows), axis=0)
+        allc = np.concatenate(rows)
+        radix = np.cumprod(np.concatenate([[1], np.maximum(n_opt[:-1], 1)])).astype(np.int64)
+        if float(np.prod(np.maximum(n_opt, 1).astype(float))) < 2.0**62:
+            _, first = np.unique(allc @ radix, return_index=True)  # rows as mixed-radix keys
+            cand = allc[first]
+        else:
+            cand = np.unique(allc, axis=0)
         keep = [c.tobytes() not in self.seen_rows for c in cand]
         out: np.ndarray = cand[np.asarray(keep, dtype=bool)]
         return out
@@ -311,22 +409,31 @@ class BOEvolution(AskTellStrategy):
             out.append(arch)
         if len(out) == n:
             return out
-        x = self._features(self.archs)
-        gp = self._fit(x, self._warp(np.asarray(self.ys, dtype=float)))
-        mu_obs, _ = gp.predict(x)
+        keep = self._training_points()
+        x = np.stack([self.rows[i] for i in keep])
+        gp = self._fit(x, self._warp(np.asarray([self.ys[i] for i in keep], dtype=float)))
+        mu_obs = gp.posterior_mean(x)
         order = np.argsort(-mu_obs, kind="stable")[: self.parents]
-        cands = self._candidates([self.archs[int(i)] for i in order])
+        cands = self._candidates([self.archs[keep[int(i)]] for i in order])
         if len(cands) == 0:
             cands = [self._random()]
         if isinstance(cands, np.ndarray):
             xc = cands.astype(np.int16)
         else:
             xc = self._features(cands)
-        mu, sd = gp.predict(xc)
+        mu, sd, v = gp.predict_v(xc)
+        if self.acquisition == "thompson" and len(xc) > self.thompson_pool:
+            # a joint draw over the most promising candidates only
+            top = np.sort(np.argsort(-(mu + 3.0 * sd), kind="stable")[: self.thompson_pool])
+            if isinstance(cands, np.ndarray):
+                cands = cands[top]
+            else:
+                cands = [cands[int(i)] for i in top]
+            xc, mu, sd, v = xc[top], mu[top], sd[top], v[:, top]
         if self.acquisition == "ucb":
             score = mu + self.beta * sd
         elif self.acquisition == "thompson":
-            score = gp.sample(xc, mu, self.rng)
+            score = gp.sample(xc, mu, self.rng, v=v)
         else:
             score = expected_improvement(mu, sd, float(mu_obs.max()), self.xi)
         for i in np.argsort(-score, kind="stable")[: n - len(out)]:
@@ -339,14 +446,54 @@ class BOEvolution(AskTellStrategy):
             out.append(arch)
         return out
 
-    def _mark(self, arch: Architecture) -> None:
+    def _mark(self, arch: Architecture, count: bool = True) -> None:
         assert self.space is not None
         self.seen.add(arch.arch_id)
         self.seen_rows.add(np.asarray(self.space.encode(arch), dtype=np.int64).tobytes())
-        self.asked += 1
+        self.asked += count
+
+    def _training_points(self) -> list[int]:
+        """Indices of the GP's training points: all, or (beyond ``max_points``) the best half
+        by observation and the most recent ones."""
+        n = len(self.ys)
+        if n <= self.max_points:
+            return list(range(n))
+        half = self.max_points // 2
+        best = np.argsort(-np.asarray(self.ys), kind="stable")[:half]
+        chosen = set(int(i) for i in best)
+        i = n - 1
+        while len(chosen) < self.max_points:
+            chosen.add(i)
+            i -= 1
+        return sorted(chosen)
 
     def tell(self, records: list[Record]) -> None:
+        assert self.space is not None
+        width = self.space.max_steps()
         for r in records:
             if r.ok and math.isfinite(r.val_acc):
                 self.archs.append(r.arch)
                 self.ys.append(float(r.val_acc))
+                row = np.full(width, -1, dtype=np.int16)
+                idx = self.space.encode(r.arch)
+                row[: len(idx)] = idx
+                self.rows.append(row)
+
+    def rebuild(self, told: list[Record], pending: list[Architecture]) -> None:
+        self.archs, self.ys, self.rows, self.seen, self.seen_rows = [], [], [], set(), set()
+        for r in told:
+            self._mark(r.arch, count=False)
+        for a in pending:
+            self._mark(a, count=False)
+        self.tell(told)
+
+    def estimate(self, archs: list[Architecture]) -> np.ndarray | None:
+        """The GP posterior mean (warped units: only the order matters) at ``archs``."""
+        if len(self.ys) < 2 or not archs:
+            return None
+        keep = self._training_points()
+        with _one_blas_thread():
+            gp = GP(np.stack([self.rows[i] for i in keep]),
+                    self._warp(np.asarray([self.ys[i] for i in keep])), *self.hyper)
+            mu, _ = gp.predict(self._features(archs))
+        return mu

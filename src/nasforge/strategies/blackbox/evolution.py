@@ -61,18 +61,24 @@ class RegularizedEvolution(AskTellStrategy):
 
     name: ClassVar[str] = "evolution"
     Params: ClassVar[type[BaseModel]] = EvolutionParams
+    history: ClassVar[tuple[str, ...]] = ("seen",)
 
     def __init__(
         self,
         *,
         seed: int = 0,
         batch_size: int = 1,
-        reevaluate: bool = False,
+        reevaluate: bool | None = None,
+        reeval_share: float = 0.0,
+        reeval_top: int = 5,
         population_size: int = 20,
         sample_size: int = 5,
         unique_children: bool = True,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, reevaluate=reevaluate)
+        super().__init__(
+            seed=seed, batch_size=batch_size, reevaluate=reevaluate, reeval_share=reeval_share,
+            reeval_top=reeval_top,
+        )
         self.population_size = population_size
         self.sample_size = min(sample_size, population_size)
         self.unique_children = unique_children
@@ -117,3 +123,6 @@ class RegularizedEvolution(AskTellStrategy):
             self.population.append((r.arch, float(r.val_acc)))
             if len(self.population) > self.population_size:
                 self.population.popleft()
+
+    def rebuild(self, told: list[Record], pending: list[Architecture]) -> None:
+        self.seen = {r.arch_id for r in told} | {a.arch_id for a in pending}

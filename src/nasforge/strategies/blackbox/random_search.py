@@ -26,6 +26,7 @@ class RandomSearch(AskTellStrategy):
 
     name: ClassVar[str] = "random"
     Params: ClassVar[type[BaseModel]] = RandomParams
+    history: ClassVar[tuple[str, ...]] = ("seen",)
 
     def __init__(
         self,
@@ -33,9 +34,14 @@ class RandomSearch(AskTellStrategy):
         seed: int = 0,
         batch_size: int = 16,
         replacement: bool = False,
-        reevaluate: bool = False,
+        reevaluate: bool | None = None,
+        reeval_share: float = 0.0,
+        reeval_top: int = 5,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, reevaluate=reevaluate)
+        super().__init__(
+            seed=seed, batch_size=batch_size, reevaluate=reevaluate, reeval_share=reeval_share,
+            reeval_top=reeval_top,
+        )
         self.replacement = replacement
         self.seen: set[str] = set()
 
@@ -65,3 +71,6 @@ class RandomSearch(AskTellStrategy):
 
     def tell(self, records: list[Record]) -> None:
         pass
+
+    def rebuild(self, told: list[Record], pending: list[Architecture]) -> None:
+        self.seen = {r.arch_id for r in told} | {a.arch_id for a in pending}

@@ -11,16 +11,28 @@ spaces (a stop token) simply have fewer parameters. A suggestion that a mask for
 whole proposal: the trial is told ``FAIL`` (samplers ignore failed trials) and another is asked;
 after ``max_rejects`` rejections a random valid architecture is enqueued instead.
 
-Decisions: optuna is imported lazily; a failed evaluation is told ``FAIL`` (or ``failed_value``
-if set); a repeated architecture is told its cached value again. ``quiet`` lowers optuna's own
-logger to WARNING (optuna logs every trial at INFO). The study (in-memory storage) is part of the
-pickled strategy state, so a resumed search continues the same sampler exactly.
+Decisions: optuna is imported lazily; a failed evaluation is left out (or told ``failed_value``
+if set). ``quiet`` lowers optuna's own logger to WARNING (optuna logs every trial at INFO).
+
+Repeats (``avoid_repeats``): a proposal equal to an architecture already asked in this search
+is told ``FAIL`` (samplers ignore it) and an unseen single mutation of it (else a random unseen
+architecture) is enqueued and asked instead: one extra cheap ask, not a second sampler call. A
+repeat is accepted only when the space is spent (a noisy evaluator then evaluates it again).
+
+State without pickle: each asked trial is closed as ``FAIL`` right after its suggestions, and its
+result is *added* to the study as a completed trial when told (``study.add_trial``), so the
+study holds only finished trials. It is therefore not checkpointed: on resume it is rebuilt from
+the stored trials (their decisions and values, in order), and the sampler's random states
+(``numpy.random.RandomState`` objects found on the sampler and its sub-samplers) are restored
+from the checkpoint, so a resumed TPE search continues exactly. Samplers that keep state in the
+study's trial attributes (CmaEsSampler) resume with that state rebuilt from the trials only.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
@@ -28,8 +40,10 @@ from pydantic import BaseModel, Field
 from nasforge.exceptions import ConfigError
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture
+from nasforge.spaces.operations import mutate
 from nasforge.storage.base import Record
 from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy, SearchContext
+from nasforge.strategies.blackbox.evolution import sample_unseen
 
 
 class TPEParams(AskTellParams):
@@ -42,6 +56,10 @@ class TPEParams(AskTellParams):
         default_factory=dict, description="keyword arguments of the sampler's constructor"
     )
     max_rejects: int = Field(default=50, ge=0, description="masked proposals before a repair")
+    avoid_repeats: bool = Field(
+        default=True,
+        description="replace a proposal already asked by an unseen single mutation of it",
+    )
     failed_value: float | None = Field(
         default=None, description="value told for a failed evaluation; null: told as FAIL"
     )
@@ -85,28 +103,40 @@ class OptunaTPE(AskTellStrategy):
 
     name: ClassVar[str] = "tpe"
     Params: ClassVar[type[BaseModel]] = TPEParams
+    history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists")
 
     def __init__(
         self,
         *,
         seed: int = 0,
         batch_size: int = 1,
-        reevaluate: bool = False,
+        reevaluate: bool | None = None,
+        reeval_share: float = 0.0,
+        reeval_top: int = 5,
         sampler: str = "TPESampler",
         sampler_kwargs: dict[str, Any] | None = None,
         max_rejects: int = 50,
+        avoid_repeats: bool = True,
         failed_value: float | None = None,
         quiet: bool = True,
     ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, reevaluate=reevaluate)
+        super().__init__(
+            seed=seed, batch_size=batch_size, reevaluate=reevaluate, reeval_share=reeval_share,
+            reeval_top=reeval_top,
+        )
         self.sampler_name = sampler
         self.sampler_kwargs = dict(sampler_kwargs or {})
         self.max_rejects = max_rejects
+        self.avoid_repeats = avoid_repeats
         self.failed_value = failed_value
         self.quiet = quiet
         self.study: Any = None
-        self.pending: list[int] = []  # optuna trial numbers of the last ask, in ask order
+        self.pending: list[list[int]] = []  # decisions of the last ask, in ask order
         self.rejected = 0
+        self.repeats_avoided = 0
+        self.sampler_rng: list[Any] = []  # the sampler's random states (restored on resume)
+        self.asked_ids: set[str] = set()
+        self._dists: dict[tuple[int, int], Any] = {}
         make_sampler(sampler, self.sampler_kwargs, 0)  # bad names fail at construction
 
     def setup(self, ctx: SearchContext) -> None:
@@ -122,12 +152,71 @@ class OptunaTPE(AskTellStrategy):
         )
         return optuna.create_study(direction="maximize", sampler=sampler)
 
-    def _propose(self) -> tuple[Any, Architecture]:
+    # ------------------------------------------------------------ state
+    def _random_states(self) -> list[Any]:
+        """The numpy RandomState objects of the sampler and its sub-samplers, in a fixed order."""
+        import numpy as np
+
+        out: list[Any] = []
+        seen: set[int] = set()
+
+        def walk(obj: Any, depth: int) -> None:
+            if id(obj) in seen or depth > 3:
+                return
+            seen.add(id(obj))
+            if isinstance(obj, np.random.RandomState):
+                out.append(obj)
+                return
+            if type(obj).__name__ == "LazyRandomState":  # optuna's: created on first use
+                out.append(obj.rng)
+                return
+            attrs = getattr(obj, "__dict__", None)
+            if not isinstance(attrs, dict):
+                return
+            for key in sorted(attrs):
+                walk(attrs[key], depth + 1)
+
+        walk(self.study.sampler, 0)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.study is not None:
+            self.sampler_rng = [rs.get_state(legacy=False) for rs in self._random_states()]
+        return super().state_dict()
+
+    def rebuild(self, told: list[Record], pending: list[Architecture]) -> None:
+        assert self.space is not None
+        self.study = self._new_study()
+        states = self._random_states()
+        if len(states) != len(self.sampler_rng):
+            raise ConfigError("tpe: the stored sampler state does not fit this sampler")
+        for rs, st in zip(states, self.sampler_rng):
+            rs.set_state(st)
+        self.asked_ids = {r.arch_id for r in told} | {a.arch_id for a in pending}
+        self._add_results([self.space.encode(r.arch) for r in told], told)
+
+    # ------------------------------------------------------------ ask/tell
+    def _dist(self, t: int) -> Any:
+        import optuna
+
+        assert self.space is not None
+        n = len(self.space.options(t))
+        d = self._dists.get((t, n))
+        if d is None:
+            d = self._dists[(t, n)] = optuna.distributions.CategoricalDistribution(
+                list(range(n))
+            )
+        return d
+
+    def _propose(self) -> list[int]:
         import optuna
 
         assert self.space is not None
         space = self.space
-        for attempt in range(self.max_rejects + 1):
+        fail = optuna.trial.TrialState.FAIL
+        repeats = 0
+        attempt = 0
+        while True:
             if attempt == self.max_rejects:  # repair: enqueue a random valid architecture
                 idx = space.encode(space.sample(self.rng))
                 self.study.enqueue_trial({f"d{t}": int(i) for t, i in enumerate(idx)})
@@ -141,33 +230,58 @@ class OptunaTPE(AskTellStrategy):
                     ok = False
                     break
                 prefix.append(i)
-            if ok:
-                return trial, space.decode(prefix)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.rejected += 1
-        raise RuntimeError("unreachable: the enqueued repair is always valid")
+            self.study.tell(trial, state=fail)  # closed now; its result is added when told
+            if not ok:
+                self.rejected += 1
+                attempt += 1
+                if attempt > self.max_rejects:
+                    raise RuntimeError("unreachable: the enqueued repair is always valid")
+                continue
+            arch = space.decode(prefix)
+            if arch.arch_id in self.asked_ids and self.avoid_repeats and not repeats:
+                # a repeat: ask instead an unseen single mutation of it (TPE's proposal is near
+                # its model's mode), else a random unseen architecture; enqueued, so no second
+                # sampler call is paid
+                other = arch
+                for _ in range(20):
+                    other = mutate(space, arch, self.rng)
+                    if other.arch_id not in self.asked_ids:
+                        break
+                if other.arch_id in self.asked_ids:
+                    other = sample_unseen(space, self.rng, self.asked_ids)
+                if other.arch_id in self.asked_ids:
+                    return prefix  # the space is spent: accept the repeat
+                repeats += 1
+                self.repeats_avoided += 1
+                idx = space.encode(other)
+                self.study.enqueue_trial({f"d{t}": int(i) for t, i in enumerate(idx)})
+                continue
+            self.asked_ids.add(arch.arch_id)
+            return prefix
 
     def ask(self, n: int) -> list[Architecture]:
         if self.study is None:
             self.study = self._new_study()
-        out = []
-        self.pending = []
-        for _ in range(n):
-            trial, arch = self._propose()
-            self.pending.append(trial.number)
-            out.append(arch)
-        return out
+        assert self.space is not None
+        self.pending = [self._propose() for _ in range(n)]
+        return [self.space.decode(p) for p in self.pending]
 
-    def tell(self, records: list[Record]) -> None:
+    def _add_results(self, decisions: Sequence[Sequence[int]], records: list[Record]) -> None:
         import optuna
 
-        for number, r in zip(self.pending, records):
+        for idx, r in zip(decisions, records):
             if r.ok:
-                self.study.tell(number, float(r.val_acc))
+                value = float(r.val_acc)
             elif self.failed_value is not None:
-                self.study.tell(number, float(self.failed_value))
+                value = float(self.failed_value)
             else:
-                self.study.tell(number, state=optuna.trial.TrialState.FAIL)
-        for number in self.pending[len(records):]:  # asked but never evaluated
-            self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+                continue  # samplers ignore failed trials
+            params = {f"d{t}": int(i) for t, i in enumerate(idx)}
+            dists = {f"d{t}": self._dist(t) for t in range(len(idx))}
+            self.study.add_trial(
+                optuna.trial.create_trial(params=params, distributions=dists, value=value)
+            )
+
+    def tell(self, records: list[Record]) -> None:
+        self._add_results(self.pending, records)
         self.pending = []

@@ -19,10 +19,11 @@ from the base. Children are not evaluated before the next round.
 
 Variants (``mode``): ``mix`` (PBT-NAS), ``no_mixing`` (the donor is the base itself: the child
 clones a top member and shrink-perturbs the layers of its "replaced" genes with its own weights;
-ALGORITHMS.md 5.2 ablation), ``mutation`` (SEARL-like mutation PBT baseline: clone a top member,
-then with probability 1/3 each keep it, add Gaussian weight noise, or change one random gene whose
-layers are freshly initialised) and ``random`` (random-search baseline: the same initial
-population trained for the same budget with no exploit/explore). Exact copy = ``shrink: 1,
+ALGORITHMS.md 5.2 ablation), ``mutation`` (SEARL-like mutation PBT baseline: clone the fitter of
+two distinct top members, drawn as PBT-NAS draws its pair, then with probability 1/3 each keep
+it, add Gaussian weight noise, or change one random gene whose layers are freshly initialised)
+and ``random`` (random-search baseline: the same initial population trained for the same budget
+with no exploit/explore). Exact copy = ``shrink: 1,
 perturb: 0``; re-initialise = ``shrink: 0, perturb: 1``.
 
 Quirk decisions (ALGORITHMS.md 5.5): P2 exact prefix matching (our spaces have unambiguous
@@ -350,7 +351,7 @@ class PBTNAS(Strategy):
     ) -> tuple[Member, dict[str, Any]]:
         p = self.p
         if p.mode == "mutation":
-            return self._mutant(g, slot, old, parents, rng, trainer, space)
+            return self._mutant(g, slot, old, parents, order, rng, trainer, space)
         if p.mode == "no_mixing":
             i = j = int(rng.choice(parents))
         else:
@@ -388,10 +389,12 @@ class PBTNAS(Strategy):
         )
 
     def _mutant(
-        self, g: int, slot: int, old: list[Member], parents: list[int],
+        self, g: int, slot: int, old: list[Member], parents: list[int], order: list[int],
         rng: np.random.Generator, trainer: MemberTrainer, space: GeneSpace,
     ) -> tuple[Member, dict[str, Any]]:
-        base = old[int(rng.choice(parents))]
+        # as PBT-NAS picks its base: two distinct top members, the fitter one is cloned
+        i, j = (int(x) for x in rng.choice(parents, size=2, replace=False))
+        base = old[i] if order.index(i) <= order.index(j) else old[j]
         kind = int(rng.integers(3))
         tokens = base.tokens
         fseed = self._fresh_seed(g, slot, base.slot, base.slot)

@@ -29,11 +29,12 @@ start_input (Q-M1, T5)     learned             zero              previous_arch (
 baseline (Q-M2, T7)        ema, beta 0.8       none              ema 0.8, init zero
 shaping (Q-M5)             false (masking)     true: -1 / -0.1   false
 reward_clip (T7)           0 (off)             0                 0.1
+reward_norm                running             none              none
 loss_conditioning (T2)     taken               taken             own (policy's own chain)
 mixture_logprob (T2)       true                (no epsilon)      false
 label_index_scaling (T3)   false               false             true
 l2, l2_reward_scaled (T4)  0                   0                 1e-3, true
-optimizer, lr              adam 1e-2           adam 1e-2         rmsprop 0.1, x0.95 / 500
+optimizer, lr              adam 1e-2           adam 1e-2         rmsprop_tf1 0.1, x0.95 / 500
 epsilon                    0                   0                 0.8, x0.99 / 20 while > 0.5
 cell, hidden, embedding    gru 64, 16          gru 64, 10        lstm 32, 20
 entropy weight, decay      0.01, 0.99/rollout  0.01, 0.99        0 (none in the seed)
@@ -47,8 +48,18 @@ Deviations and decisions:
     - The epsilon mixture acts on whole architectures (seed 003's ``exploration``); the random
       architecture is drawn uniformly decision by decision among the allowed choices.
     - The controller always runs on the CPU (a few thousand parameters; the run's device is for
-      children). RMSProp uses TF1's defaults (decay 0.9, epsilon 1e-10) as seed 003 did.
-    - The L2 term is ``l2 * sum(p^2) / 2`` (TF's ``l2_loss``), over all controller parameters.
+      children). ``rmsprop_tf1`` is TF1's RMSPropOptimizer as seed 003 used it (decay 0.9,
+      epsilon 1e-10 inside the square root, no momentum, and the mean-square accumulator
+      starting at 1.0, so the first step is about ``lr * g``, not ``lr * g / sqrt(1 - decay)``
+      as with PyTorch's RMSprop, whose accumulator starts at 0; ``rmsprop`` is PyTorch's).
+    - The L2 term is ``l2 * sum(p^2)`` over all controller parameters, as in seed 003 (no 1/2).
+    - ``reward_norm: running`` (the default preset) divides the advantages by the running
+      standard deviation of every reward seen so far (this batch included), so the update does
+      not depend on the scale of the scores (accuracies, returns, negative losses); the EMA
+      baseline already removes their offset. The reference presets keep raw rewards.
+    - Batches do not depend on the budget: when the budget ends inside a batch, the trials
+      asked but not evaluated are left pending (that batch is never told), so a 50-query run
+      asks exactly the first 50 architectures of a 200-query run.
     - A failed child gives ``failed_reward``. Rewards come from the stored records, so the reward
       cache (a repeated architecture re-uses its first result unless ``reevaluate``) applies.
     - Seed 002's child-training quirks (Q-M3 last-epoch reward, Q-M4 batch-mean accuracy) are
@@ -79,6 +90,7 @@ from nasforge.logging import get_logger
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture, SearchSpace, Token
 from nasforge.storage.base import Record
+from nasforge.strategies._state import register_state_type
 from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
 from nasforge.strategies.reinforce._math import (
     ema_advantages,
@@ -120,6 +132,10 @@ class ControllerConfig(BaseModel):
         default="first", description="before any reward: the first batch's mean, or 0 (seed 003)"
     )
     reward_clip: float = Field(default=0.0, ge=0, description="clip R - b to +-value; 0: off")
+    reward_norm: Literal["none", "running"] = Field(
+        default="running",
+        description="divide R - b by the running std of all rewards so far (scale-free updates)",
+    )
     failed_reward: float = Field(default=0.0, description="reward of a child that failed")
     shaping: bool = Field(default=False, description="Q-M5: seed 002's penalties (mlp space)")
     early_stop_penalty: float = -1.0
@@ -142,7 +158,7 @@ class ControllerConfig(BaseModel):
     l2: float = Field(default=0.0, ge=0, description="L2 penalty on controller parameters")
     l2_reward_scaled: bool = Field(default=False, description="T4: multiply the L2 term by A")
     loss_norm: Literal["steps", "sum"] = Field(default="steps", description="steps: 1/T")
-    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    optimizer: Literal["adam", "rmsprop", "rmsprop_tf1", "sgd"] = "adam"
     lr: float = Field(default=1e-2, gt=0)
     lr_decay: float = Field(default=1.0, gt=0, le=1, description="staircase factor")
     lr_decay_every: int = Field(default=1, ge=1, description="updates per lr decay")
@@ -159,6 +175,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "feed_action": False,
         "start_input": "zero",
         "baseline": "none",
+        "reward_norm": "none",
         "shaping": True,
         "entropy_weight": 0.01,
         "entropy_decay": 0.99,
@@ -177,6 +194,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "baseline_beta": 0.8,
         "baseline_init": "zero",
         "reward_clip": 0.1,
+        "reward_norm": "none",
         "entropy_weight": 0.0,
         "epsilon": 0.8,
         "epsilon_decay": 0.99,
@@ -188,7 +206,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "l2": 1e-3,
         "l2_reward_scaled": True,
         "loss_norm": "sum",
-        "optimizer": "rmsprop",
+        "optimizer": "rmsprop_tf1",
         "lr": 0.1,
         "lr_decay": 0.95,
         "lr_decay_every": 500,
@@ -336,6 +354,38 @@ class ControllerNet(nn.Module):
 
 
 # ---------------------------------------------------------------------------- controller
+class TF1RMSprop(torch.optim.Optimizer):
+    """TF1's ``RMSPropOptimizer`` without momentum, as seed 003 used it.
+
+    ``ms <- decay ms + (1 - decay) g^2``; ``p <- p - lr g / sqrt(ms + eps)``, with ``ms``
+    starting at 1.0 (TF1's initial accumulator) and ``eps`` inside the square root.
+    """
+
+    def __init__(
+        self, params: Any, lr: float = 1e-3, decay: float = 0.9, eps: float = 1e-10
+    ) -> None:
+        super().__init__(params, {"lr": lr, "decay": decay, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "ms" not in state:
+                    state["ms"] = torch.ones_like(p)
+                ms = state["ms"]
+                ms.mul_(group["decay"]).addcmul_(p.grad, p.grad, value=1.0 - group["decay"])
+                p.addcdiv_(p.grad, ms.add(group["eps"]).sqrt(), value=-group["lr"])
+        return loss
+
+
+@register_state_type
 @dataclass(frozen=True)
 class Rollout:
     """One sampled architecture and what the update needs to score it again."""
@@ -404,10 +454,13 @@ class Controller:
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=cfg.lr)
         elif cfg.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=1e-10)
+        elif cfg.optimizer == "rmsprop_tf1":
+            self.optimizer = TF1RMSprop(params, lr=cfg.lr, decay=0.9, eps=1e-10)
         else:
             self.optimizer = torch.optim.SGD(params, lr=cfg.lr)
         self.generator = torch.Generator().manual_seed(derive_seed(self.seed, "controller-sample"))
         self.baseline_value: float | None = None
+        self.reward_stats = (0, 0.0, 0.0)  # count, mean, sum of squared deviations (Welford)
         self.epsilon = cfg.epsilon
         self.rollouts_seen = 0
         self.updates = 0
@@ -563,6 +616,16 @@ class Controller:
             )
         else:
             adv = list(rewards)
+        n_r, mean_r, m2_r = self.reward_stats
+        for val in rewards:
+            n_r += 1
+            d = val - mean_r
+            mean_r += d / n_r
+            m2_r += d * (val - mean_r)
+        self.reward_stats = (n_r, mean_r, m2_r)
+        if cfg.reward_norm == "running":
+            std = math.sqrt(m2_r / n_r)
+            adv = [a / std for a in adv] if std > 1e-12 else adv
         if cfg.reward_clip > 0:
             adv = [max(-cfg.reward_clip, min(cfg.reward_clip, a)) for a in adv]
         m = len(rollouts)
@@ -589,7 +652,7 @@ class Controller:
             adv_t, torch.tensor(ent_w, dtype=torch.float32), normalize=cfg.loss_norm == "steps",
         )
         if cfg.l2 > 0:
-            l2 = cfg.l2 * sum((p * p).sum() for p in self.net.parameters()) / 2
+            l2 = cfg.l2 * sum((p * p).sum() for p in self.net.parameters())
             loss = loss + (l2 * adv_t.mean() if cfg.l2_reward_scaled else l2)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -651,6 +714,7 @@ class Controller:
             "optimizer": _to_numpy(self.optimizer.state_dict()),
             "generator": _to_numpy(self.generator.get_state()),
             "baseline_value": self.baseline_value,
+            "reward_stats": self.reward_stats,
             "epsilon": self.epsilon,
             "rollouts_seen": self.rollouts_seen,
             "updates": self.updates,
@@ -665,6 +729,7 @@ class Controller:
         self.optimizer.load_state_dict(_to_torch(state["optimizer"]))
         self.generator.set_state(_to_torch(state["generator"]))
         self.baseline_value = state["baseline_value"]
+        self.reward_stats = tuple(state["reward_stats"])
         self.epsilon = state["epsilon"]
         self.rollouts_seen = state["rollouts_seen"]
         self.updates = state["updates"]
@@ -673,7 +738,7 @@ class Controller:
 
 
 def _to_numpy(obj: Any) -> Any:
-    """Tensors (nested in dicts and lists) -> numpy arrays, which pickle much faster."""
+    """Tensors (nested in dicts and lists) -> numpy arrays (for the checkpoint codec)."""
     if isinstance(obj, torch.Tensor):
         return _TensorArray(obj.detach().cpu().numpy().copy())
     if isinstance(obj, dict):
@@ -693,6 +758,7 @@ def _to_torch(obj: Any) -> Any:
     return obj
 
 
+@register_state_type
 @dataclass(frozen=True)
 class _TensorArray:
     """A tensor stored as a numpy array (marks what :func:`_to_torch` turns back)."""
@@ -712,14 +778,18 @@ class Reinforce(AskTellStrategy):
 
     name: ClassVar[str] = "reinforce"
     Params: ClassVar[type[BaseModel]] = ReinforceParams
-    transient: ClassVar[tuple[str, ...]] = ("space", "controller", "_ctx")
+    transient: ClassVar[tuple[str, ...]] = ("space", "picked", "controller", "_ctx", "config")
 
     def __init__(
-        self, *, seed: int = 0, preset: str = "default", reevaluate: bool = False,
-        final_greedy: bool = True, **fields: Any,
+        self, *, seed: int = 0, preset: str = "default", reevaluate: bool | None = None,
+        reeval_share: float = 0.0, reeval_top: int = 5, final_greedy: bool = True,
+        **fields: Any,
     ) -> None:
         cfg = resolve_config(preset, fields)
-        super().__init__(seed=seed, batch_size=cfg.batch_size, reevaluate=reevaluate)
+        super().__init__(
+            seed=seed, batch_size=cfg.batch_size, reevaluate=reevaluate,
+            reeval_share=reeval_share, reeval_top=reeval_top,
+        )
         self.preset = preset
         self.config = cfg
         self.final_greedy = final_greedy

@@ -158,3 +158,22 @@ def test_tse_sums_train_gradients_and_restores_weights() -> None:
     architect.tse_accumulate(net, alphas, batches[:1], opt)
     ref = architect.first_order_grad(net, alphas, batches[0])
     torch.testing.assert_close(alphas.logits["normal"].grad, ref[0])
+
+
+def test_pdarts_skip_dropout_drops_only_the_identity_skip() -> None:
+    """P-DARTS wraps only the identity skip in dropout; the stride-2 skip of a reduction cell
+    (a factorized reduce) is left alone."""
+    idx = OPS3.index("skip_connect")
+    w = torch.zeros(1, len(OPS3))
+    w[0, idx] = 1.0
+    for stride, dropped in ((1, True), (2, False)):
+        torch.manual_seed(0)
+        op = MixedOp(OPS3, darts_op_builder(), 4, stride, n_edges=1).train()
+        x = torch.randn(2, 4, 6, 6)
+        keep = op(x, w, None, [idx], ForwardState(skip_dropout=0.0))
+        drop = op(x, w, None, [idx], ForwardState(skip_dropout=0.9))
+        zeros = (drop == 0).float().mean().item()
+        if dropped:
+            assert zeros > 0.5
+        else:
+            torch.testing.assert_close(drop, keep)

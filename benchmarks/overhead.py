@@ -1,0 +1,175 @@
+"""Per-trial overhead of every ask/tell strategy: ask, tell and store, on a table.
+
+Each strategy runs its real loop (:func:`nasforge.bench.run_in_memory`: in-memory SQLite run
+store, reward cache, checkpoints after every ask and tell) on the noisy NAS-Bench-201 CIFAR-10
+table (one table seed per query) for each budget. ``ask`` and ``tell`` are timed around the
+strategy's methods; ``store`` is the rest of the loop minus the table look-ups (trial writes,
+checkpoints, cache queries). Printed in milliseconds per trial: the mean over the run and, for
+``ask``, the median of the last 10 % of the asks (the cost *at* that trial count).
+
+``--optuna`` also times Optuna's TPESampler called directly on the same table (ask, 6
+categorical suggestions, tell) against nasforge's ``tpe`` (everything but the table look-ups).
+
+    nice -n 10 python benchmarks/overhead.py --budgets 100 1000 5000 \
+        --out benchmarks/results/overhead/overhead.json --optuna
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "random": {"name": "random", "batch_size": 1},
+    "evolution": {"name": "evolution"},
+    "tpe": {"name": "tpe"},
+    "bo_evolution": {"name": "bo_evolution"},
+    "reinforce": {"name": "reinforce"},
+}
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def time_strategy(spec: dict[str, Any], budget: int, seed: int) -> dict[str, Any]:
+    import nasforge.strategies  # noqa: F401
+    from nasforge.bench import run_in_memory
+    from nasforge.config import build_component
+    from nasforge.evaluators.table import TabularEvaluator
+    from nasforge.spaces.base import make_space
+    from nasforge.strategies.base import STRATEGIES as REG
+
+    space = make_space({"name": "nb201"})
+    ev = TabularEvaluator(space=space, table="nb201/cifar10", seed_mode="sample")
+    strat = build_component(REG, "strategy", spec, seed=seed)
+    asks: list[tuple[int, float]] = []
+    tells: list[float] = []
+    evals: list[float] = []
+    ask0, tell0, eval0 = strat.ask, strat.tell, ev.evaluate
+
+    def ask(n: int) -> Any:
+        t = time.perf_counter()
+        out = ask0(n)
+        asks.append((len(out), time.perf_counter() - t))
+        return out
+
+    def tell(records: Any) -> None:
+        t = time.perf_counter()
+        tell0(records)
+        tells.append(time.perf_counter() - t)
+
+    def evaluate(arch: Any, *, seed: int) -> Any:
+        t = time.perf_counter()
+        out = eval0(arch, seed=seed)
+        evals.append(time.perf_counter() - t)
+        return out
+
+    strat.ask, strat.tell = ask, tell
+    strat.transient = (*type(strat).transient, "ask", "tell")
+    ev.evaluate = evaluate  # type: ignore[method-assign]
+    ev.evaluate(next(iter(space.enumerate())), seed=0)  # load the table outside the timing
+    evals.clear()
+    t0, c0 = time.perf_counter(), _cpu()
+    recs = run_in_memory(strat, space, ev, seed=seed, budget=budget)
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    n = len(recs)
+    ask_s = sum(t for _, t in asks)
+    tell_s = sum(tells)
+    store_s = wall - ask_s - tell_s - sum(evals)
+    per_ask = [t / max(k, 1) for k, t in asks]
+    tail = per_ask[-max(1, len(per_ask) // 10):]
+    return {
+        "trials": n, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+        "ask_ms": 1e3 * ask_s / n, "tell_ms": 1e3 * tell_s / n, "store_ms": 1e3 * store_s / n,
+        "ask_median_last10pct_ms": 1e3 * statistics.median(tail),
+        "table_ms": 1e3 * sum(evals) / n,
+    }
+
+
+def time_optuna(budget: int, seed: int) -> dict[str, Any]:
+    """Optuna's own TPE on the same table: the time of everything but the table look-ups."""
+    import optuna
+
+    from nasforge.evaluators.table import TabularEvaluator
+    from nasforge.spaces.base import make_space
+    from nasforge.strategies.blackbox.tpe import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = make_space({"name": "nb201"})
+    ev = TabularEvaluator(space=space, table="nb201/cifar10", seed_mode="sample")
+    ev.evaluate(next(iter(space.enumerate())), seed=0)
+    study = optuna.create_study(direction="maximize",
+                                sampler=make_sampler("TPESampler", {}, seed))
+    steps = space.max_steps()
+    table_s = 0.0
+    t0 = time.perf_counter()
+    for i in range(budget):
+        trial = study.ask()
+        idx = [int(trial.suggest_categorical(f"d{t}", list(range(len(space.options(t))))))
+               for t in range(steps)]
+        t = time.perf_counter()
+        res = ev.evaluate(space.decode(idx), seed=seed * 100_003 + i)
+        table_s += time.perf_counter() - t
+        study.tell(trial, res.val_acc)
+    wall = time.perf_counter() - t0
+    return {"trials": budget, "wall_s": round(wall, 3), "ms_per_trial": 1e3 * (wall - table_s)
+            / budget}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[100, 1000, 5000])
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--optuna", action="store_true", help="also compare tpe with Optuna's own")
+    ap.add_argument("--optuna-budgets", type=int, nargs="+", default=[200, 1000])
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+    except ImportError:  # pragma: no cover
+        pass
+    rows: list[dict[str, Any]] = []
+    cpu = platform.processor() or platform.machine()
+    print(f"seed {args.seed}; load {os.getloadavg()}; {cpu}")
+    print("| strategy | trials | ask ms/trial | ask ms (median, last 10 %) | tell ms/trial | "
+          "store ms/trial | wall s | cpu s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.strategies:
+        for b in args.budgets:
+            r = {"strategy": name, **time_strategy(STRATEGIES[name], b, args.seed)}
+            rows.append(r)
+            print(f"| {name} | {r['trials']} | {r['ask_ms']:.2f} | "
+                  f"{r['ask_median_last10pct_ms']:.2f} | {r['tell_ms']:.2f} | "
+                  f"{r['store_ms']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |", flush=True)
+    cmp: list[dict[str, Any]] = []
+    if args.optuna:
+        print("\n| trials | Optuna TPESampler ms/trial | nasforge tpe ms/trial | ratio |")
+        print("|---|---|---|---|")
+        for b in args.optuna_budgets:
+            o = time_optuna(b, args.seed)
+            ours = time_strategy(STRATEGIES["tpe"], b, args.seed)
+            mine = ours["ask_ms"] + ours["tell_ms"] + ours["store_ms"]
+            cmp.append({"trials": b, "optuna_ms": o["ms_per_trial"], "nasforge_ms": mine})
+            print(f"| {b} | {o['ms_per_trial']:.2f} | {mine:.2f} | "
+                  f"{mine / o['ms_per_trial']:.2f}x |", flush=True)
+    print(f"load after: {os.getloadavg()}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"seed": args.seed, "rows": rows, "optuna": cmp,
+                                        "load_after": os.getloadavg()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
