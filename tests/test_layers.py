@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nasforge.config", "nasforge.ops"),
     ("nasforge.spaces",),
     ("nasforge.data",),
-    ("nasforge.evaluators", "nasforge.storage", "nasforge.rl"),
+    ("nasforge.evaluators", "nasforge.storage", "nasforge.rl", "nasforge.envs"),
     ("nasforge.executors",),
     ("nasforge.engine", "nasforge.final", "nasforge.strategies", "nasforge.components"),
     ("nasforge.run", "nasforge.search", "nasforge.tabulate", "nasforge.bench"),
