@@ -232,8 +232,9 @@ def read_image_folder(
             raise DataError(f"class folder {str(folder)!r} is empty")
         for f in images:
             try:
-                with Image.open(f) as im:
-                    im.load()
+                with Image.open(f) as opened:
+                    opened.load()
+                    im: Image.Image = opened
                     modes.add(im.mode)
                     sizes.add(im.size)
                     if mode is not None:
