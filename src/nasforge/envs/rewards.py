@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -52,20 +53,24 @@ class TrainReward:
         batch_size: int = 128,
         lr: float = 1e-3,
         lr_decay: bool = False,
+        lr_schedule: Literal["constant", "exp"] = "constant",
         split: Literal["val", "test"] = "val",
         max_train: int | None = None,
-        filters: int = 32,
+        filters: int | Sequence[int] = 32,
         dense: int = 1024,
+        dropout: float = 0.4,
         device: torch.device | str = "cpu",
     ) -> None:
         self.padding, self.epochs, self.batch_size, self.lr = padding, epochs, batch_size, lr
         self.lr_decay, self.split, self.max_train = lr_decay, split, max_train
-        self.filters, self.dense = filters, dense
+        self.filters, self.dense, self.dropout = filters, dense, dropout
+        self.lr_schedule = lr_schedule
         self.device = torch.device(device)
         self.protocol = json.dumps(
             {"fn": "train", "padding": padding, "epochs": epochs, "batch": batch_size, "lr": lr,
-             "lr_decay": lr_decay, "split": split, "max_train": max_train, "filters": filters,
-             "dense": dense}, sort_keys=True)
+             "lr_decay": lr_decay, "split": split, "max_train": max_train,
+             "filters": filters if isinstance(filters, int) else list(filters), "dense": dense,
+             "dropout": dropout, "schedule": lr_schedule}, sort_keys=True)
 
     def __call__(self, rows: tuple[Row, ...], task: Task, seed: int) -> float:
         # the caller's global RNG streams (an agent's, SB3's) are left as they were
@@ -76,12 +81,16 @@ class TrainReward:
     def _train(self, rows: tuple[Row, ...], task: Task, seed: int) -> float:
         g = torch.Generator().manual_seed(seed)
         model = NSCNet(rows, task.input_shape, task.num_classes, self.padding, self.filters,
-                       self.dense).to(self.device)
+                       self.dense, self.dropout).to(self.device)
         train = task.train if self.max_train is None else Split(
             task.train.x[: self.max_train], task.train.y[: self.max_train])
         train = train.to(self.device)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, betas=(0.9, 0.999), eps=1e-8)
-        sched = torch.optim.lr_scheduler.StepLR(opt, 5, 0.2) if self.lr_decay else None
+        sched: torch.optim.lr_scheduler.LRScheduler | None = None
+        if self.lr_decay:
+            sched = torch.optim.lr_scheduler.StepLR(opt, 5, 0.2)
+        elif self.lr_schedule == "exp":  # the final protocol's exponential decay
+            sched = torch.optim.lr_scheduler.ExponentialLR(opt, 0.95)
         for _ in range(self.epochs):
             model.train()
             perm = torch.randperm(len(train), generator=g).to(self.device)
@@ -101,6 +110,27 @@ class TrainReward:
         return _accuracy(model, split.to(self.device), 512)
 
 
+class ToyReward:
+    """A synthetic reward for tests and demos (no training): the fraction of the first
+    ``len(target)`` layers whose action label matches ``target`` (e.g. ``("conv3", "maxpool2")``)
+    minus ``0.05`` per extra layer, in [0, 1]. The best sequence is ``target`` then terminal."""
+
+    def __init__(self, target: Sequence[str] = ("conv3", "maxpool2", "conv5")) -> None:
+        self.target = tuple(target)
+        self.protocol = json.dumps({"fn": "toy", "target": list(self.target)})
+
+    def __call__(self, rows: tuple[Row, ...], task: Task, seed: int) -> float:
+        labels = [_label(r) for r in rows]
+        hits = sum(a == b for a, b in zip(labels, self.target, strict=False))
+        extra = max(0, len(labels) - len(self.target))
+        return max(0.0, hits / len(self.target) - 0.05 * extra)
+
+
+def _label(r: Row) -> str:
+    names = {1: "conv", 2: "maxpool", 3: "avgpool", 4: "identity", 5: "add", 6: "concat"}
+    return f"{names.get(r[1], '?')}{r[2] or ''}"
+
+
 class RewardCache:
     """Rewards keyed by (task content hash, sorted NSC hash, protocol), in an sqlite file
     (``path``) or in memory (``path=None``). Failed networks are cached too (reward 0,
@@ -111,6 +141,8 @@ class RewardCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(":memory:" if self.path is None else str(self.path),
                                    check_same_thread=False)
+        # a lost last entry after a crash only costs a retraining: no fsync per reward
+        self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS rewards (task TEXT, nsc TEXT, protocol TEXT, "
             "reward REAL, ok INTEGER, PRIMARY KEY (task, nsc, protocol))")
