@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 import torch
 
+from nasforge.config import load_config
 from nasforge.exceptions import ConfigError
 from nasforge.rl.policies import RecurrentActorCritic
+from nasforge.run import Run
 from nasforge.search import search
+from nasforge.strategies import STRATEGIES
 from nasforge.strategies.base import Callback, SearchContext
 
 
@@ -26,8 +29,6 @@ def _cfg(budget: int, tasks: list[dict[str, Any]] | None = None, **strategy: Any
 
 
 def _rewards(run_dir: Path) -> list[tuple[str | None, str, float]]:
-    from nasforge.run import Run
-
     return [(r.task, str(r.arch), r.result.metrics["reward"]) for r in Run(run_dir).trials]
 
 
@@ -119,3 +120,31 @@ def test_bad_input_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="steps_per_task sums to 3"):
         search(_cfg(4, steps_per_task=[1, 2]), run_dir=tmp_path / "c")
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_real_child_training_and_final_retraining(tmp_path: Path) -> None:
+    st = {"reward": {"kind": "train", "epochs": 1, "max_train": 40, "dense": 16},
+          "final": {"top": 2, "epochs": 1, "dense": 16, "max_filters": 32}}
+    run = search(_cfg(6, [{"name": "textures", "per_class": 10}], **st), run_dir=tmp_path / "r")
+    ok = [r for r in run.trials if r.ok]
+    assert ok and all(0.0 <= r.val_acc <= 1.0 for r in ok)
+    final = run.meta("final")["tasks"]["textures"]
+    assert 1 <= len(final) <= 2
+    assert final[0]["search_reward"] == max(r.val_acc for r in ok)
+    assert all(0.0 <= f["test_acc"] <= 1.0 for f in final)
+    assert (tmp_path / "r" / "reward_cache.sqlite").is_file()
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "metarl").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_validate(path: Path) -> None:
+    cfg = load_config(path)
+    params = {k: v for k, v in cfg.strategy.items() if k != "name"}
+    if params.get("policy"):  # the deployment config names a run that does not exist yet
+        with pytest.raises(ConfigError, match="not found"):
+            STRATEGIES.get("meta_a2c")(seed=cfg.seed, **params)
+    else:
+        STRATEGIES.get("meta_a2c")(seed=cfg.seed, **params)
+    assert len(CONFIGS) == 4

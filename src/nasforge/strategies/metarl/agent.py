@@ -182,7 +182,7 @@ class MetaA2C(Strategy):
     # ----------------------------------------------------------------- loop
     def run(self, ctx: SearchContext) -> None:
         plan = self.schedule(ctx)
-        reward_fn = self.reward_fn(torch.device("cpu"))
+        reward_fn = self.reward_fn(ctx.device)  # child training on CUDA when present
         cache = RewardCache(self.p.cache or ctx.run_dir / "reward_cache.sqlite")
         env0 = NasEnvCore(plan[0][1], self.settings, reward_fn, cache, self.seed)
         obs_dim = int(math.prod(env0.obs_shape))
