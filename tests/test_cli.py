@@ -73,7 +73,10 @@ BAD_CASES = [
     ({"bogus": 1}, "unknown config key 'bogus'; allowed keys: name, seed"),
     ({"budget": "many"}, "bad config value budget"),
     ({"space": {"name": "transformer"}}, "unknown space 'transformer'; allowed: "),
-    ({"task": {"name": "imagenet"}}, "unknown task 'imagenet'; allowed: digits, file, mnist1d"),
+    (
+        {"task": {"name": "imagenet"}},
+        "unknown task 'imagenet'; allowed: digits, file, image_folder, mnist1d",
+    ),
     ({"strategy": {"name": "magic"}}, "unknown strategy 'magic'; allowed: "),
     ({"strategy": {"name": "random", "lr": 1}}, "unknown config key 'strategy.lr'; allowed keys:"),
     (

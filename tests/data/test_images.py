@@ -1,0 +1,90 @@
+"""Image tasks for the NAS environments and the class-per-folder loader (bad input included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from tests.conftest import tiny_config
+
+from nasforge.cli.main import main
+from nasforge.data import make_task
+from nasforge.data.images import META_SUITE
+from nasforge.exceptions import DataError
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def _img(path: Path, size: tuple[int, int] = (10, 12), mode: str = "RGB", value: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.full((size[1], size[0], 3) if mode == "RGB" else (size[1], size[0]), value, np.uint8)
+    Image.fromarray(arr, mode=mode).save(path)
+
+
+def _tree(root: Path, n: int = 4) -> Path:
+    for c, v in (("cat", 30), ("dog", 200)):
+        for i in range(n):
+            _img(root / c / f"{i}.png", value=v + i)
+    return root
+
+
+def test_suite_has_three_train_two_held_out_tasks_that_differ() -> None:
+    assert len(META_SUITE["train"]) == 3 and len(META_SUITE["test"]) == 2
+    names = [s["name"] for s in META_SUITE["train"] + META_SUITE["test"]]
+    assert len(set(names)) == 5
+
+
+def test_textures_task_shapes_and_determinism() -> None:
+    a = make_task({"name": "textures", "per_class": 20})
+    b = make_task({"name": "textures", "per_class": 20})
+    assert a.input_shape == (1, 16, 16) and a.num_classes == 6
+    assert a.content_hash == b.content_hash
+    assert len(a.train) + len(a.val) + len(a.test) == 120
+    c = make_task({"name": "textures", "per_class": 20, "data_seed": 1})
+    assert c.content_hash != a.content_hash
+
+
+def test_image_folder_loads_and_resizes(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "imgs")
+    t = make_task({"name": "image_folder", "path": str(root), "size": 8})
+    assert t.input_shape == (3, 8, 8) and t.num_classes == 2
+    x = np.concatenate([t.train.x.numpy(), t.val.x.numpy(), t.test.x.numpy()])
+    y = np.concatenate([t.train.y.numpy(), t.val.y.numpy(), t.test.y.numpy()])
+    assert x.shape[0] == 8
+    assert np.allclose(x[y == 0].max(), 33 / 255) and np.allclose(x[y == 1].min(), 200 / 255)
+    native = make_task({"name": "image_folder", "path": str(root), "mode": "L"})
+    assert native.input_shape == (1, 12, 10)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda r: _img(r / "loose.png"), "class-per-folder layout"),
+        (lambda r: (r / "cat" / "empty").mkdir(parents=True), "found sub-folders"),
+        (lambda r: (r / "bird").mkdir(), "is empty"),
+        (lambda r: _img(r / "cat" / "big.png", size=(20, 20)), "mixed image sizes"),
+        (lambda r: _img(r / "cat" / "grey.png", mode="L"), "mixed image modes"),
+        (lambda r: (r / "dog" / "notes.txt").write_text("x"), "not image files"),
+    ],
+)
+def test_image_folder_bad_input(tmp_path: Path, make: object, message: str) -> None:
+    root = _tree(tmp_path / "imgs", n=2)
+    make(root)  # type: ignore[operator]
+    with pytest.raises(DataError, match=message):
+        make_task({"name": "image_folder", "path": str(root)})
+
+
+def test_image_folder_bad_input_exits_2_through_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _tree(tmp_path / "imgs", n=2)
+    (root / "bird").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(task={"name": "image_folder", "path": str(root)})))
+    run_dir = tmp_path / "run"
+    assert main(["search", str(cfg), "--run-dir", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is empty" in err, err
+    assert not run_dir.exists()
