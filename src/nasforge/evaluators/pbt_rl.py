@@ -205,7 +205,9 @@ class PBTRLTrainer(MemberTrainer):
         ne, ns = p.n_envs, p.n_steps
         if "envs" in extra:
             envs = load_environments(extra["envs"], "a PBT member's environment state")
-            obs, ep_ret = np.array(extra["obs"]), np.array(extra["ep_ret"])
+            obs = np.array(extra["obs"].numpy() if torch.is_tensor(extra["obs"]) else extra["obs"])
+            ep_ret = np.array(extra["ep_ret"].numpy() if torch.is_tensor(extra["ep_ret"])
+                              else extra["ep_ret"])
         else:
             envs = [self._make(gym) for _ in range(ne)]
             obs = np.stack([e.reset(seed=int(seed) + i)[0] for i, e in enumerate(envs)])
@@ -263,7 +265,9 @@ class PBTRLTrainer(MemberTrainer):
             "train_return": float(np.mean(finished)) if finished else float("nan"),
             "episodes": len(finished), "frames": iters * ne * ns * k, **stats,
         }
-        return metrics, {"envs": pickle.dumps(envs), "obs": obs.copy(), "ep_ret": ep_ret.copy()}
+        # tensors, not numpy arrays: the member checkpoint loads with weights_only (no pickle)
+        return metrics, {"envs": pickle.dumps(envs), "obs": torch.from_numpy(obs.copy()),
+                         "ep_ret": torch.from_numpy(ep_ret.copy())}
 
     def _update(
         self, model: nn.Module, opt: torch.optim.Optimizer, obs: torch.Tensor,

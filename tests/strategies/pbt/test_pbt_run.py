@@ -311,14 +311,13 @@ def test_actor_only_soup_keeps_the_best_members_critic(tmp_path: Path) -> None:
     assert final is not None and final["soup"]["part"] == "actor"
     assert final["soup"]["candidates"] >= 2  # no_mixing clones: the actor genes recur
     best = torch.load(run.dir / "best_model.pt")
-    import pickle
-
     from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
+    from nasforge.strategies.pbt.pbt_nas import decode_state
 
     with SQLiteRunStore(run.dir / DB_NAME, readonly=True) as store:
         raw = store.get_state("pbt")
     assert raw is not None
-    state = pickle.loads(raw)
+    state = decode_state(raw)  # weights-only: the stored population is tensors and plain values
     member = next(m for m in state.members if m.id == final["member"])
     for name, t in member.ckpt["model"].items():
         if name.startswith("critic."):
@@ -345,3 +344,25 @@ def test_mutation_pbt_clones_the_fitter_of_two_top_members() -> None:
         state = PBTState(members=members, next_id=4)
         bases += [e["base"] for e in strat.exploit(state, g, trainer, space)]
     assert bases and set(bases) == {3}
+
+
+def test_a_tampered_pbt_population_is_refused_and_never_run(tmp_path: Path) -> None:
+    import sqlite3
+
+    from nasforge.exceptions import RunDirError
+    from tests.reliability._helpers import malicious_pickle
+
+    cfg = {"name": "t", "seed": 0, "budget": 4, "device": "cpu",
+           "task": {"name": "digits", "seed": 0},
+           "space": {"name": "gene_cnn", "channels": 4, "num_layers": 2, "reduce_after": [0]},
+           "strategy": {"name": "pbt_nas", "population_size": 2},
+           "evaluator": {"name": "pbt_train", "batch_size": 256}}
+    run = search(cfg, run_dir=tmp_path / "r", progress=False)
+    marker = tmp_path / "PWNED"
+    con = sqlite3.connect(run.dir / "run.sqlite")
+    con.execute("UPDATE state SET blob = ? WHERE key = 'pbt'", (malicious_pickle(marker),))
+    con.commit()
+    con.close()
+    with pytest.raises(RunDirError, match="PBT-NAS population"):
+        search(cfg, run_dir=run.dir, resume=True, budget=6, progress=False)
+    assert not marker.exists()

@@ -47,8 +47,8 @@ records and series, so ``--resume`` after a driver kill continues the same popul
 
 from __future__ import annotations
 
+import io
 import math
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,10 +60,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.evaluators.base import Result
 from nasforge.evaluators.pbt import Checkpoint, MemberTrainer, StepJob, member_step, seeded_build
-from nasforge.exceptions import ConfigError
+from nasforge.exceptions import ConfigError, RunDirError
 from nasforge.executors.pool import JobPool
 from nasforge.final import save_best_model
 from nasforge.logging import get_logger
+from nasforge.safeload import load_checkpoint
 from nasforge.seeding import derive_seed, make_rng
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.genes import GeneACSpace, GeneSpace
@@ -120,6 +121,40 @@ class PBTState:
     next_id: int = 0
     pending_exploit: bool = False  # the last finished round skipped exploit only as the last
     restarts: int = 0
+
+
+def encode_state(state: PBTState) -> bytes:
+    """The population as tensors, numbers, strings and containers (``torch.save``), so that
+    :func:`decode_state` loads it with ``weights_only=True``: a run directory runs no code."""
+    doc = {
+        "round": state.round, "next_id": state.next_id,
+        "pending_exploit": state.pending_exploit, "restarts": state.restarts,
+        "members": [
+            {"slot": m.slot, "id": m.id, "tokens": list(m.tokens), "ckpt": m.ckpt,
+             "fitness": m.fitness, "founders": list(m.founders), "error": m.error}
+            for m in state.members
+        ],
+    }
+    buf = io.BytesIO()
+    torch.save(doc, buf)
+    return buf.getvalue()
+
+
+def decode_state(blob: bytes) -> PBTState:
+    """A state written by :func:`encode_state`; anything else is one error line, never run."""
+    doc = load_checkpoint(blob, "cpu", "the stored PBT-NAS population")
+    try:
+        members = [
+            Member(int(m["slot"]), int(m["id"]), tuple(m["tokens"]), m["ckpt"],
+                   float(m["fitness"]), tuple(m["founders"]), m["error"])
+            for m in doc["members"]
+        ]
+        return PBTState(int(doc["round"]), members, int(doc["next_id"]),
+                        bool(doc["pending_exploit"]), int(doc["restarts"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunDirError(
+            f"the stored PBT-NAS population is not a nasforge state ({type(err).__name__})"
+        ) from None
 
 
 @STRATEGIES.register("pbt_nas")
@@ -180,7 +215,7 @@ class PBTNAS(Strategy):
     @staticmethod
     def load_state(ctx: SearchContext) -> PBTState | None:
         raw = ctx.store.get_state(STATE_KEY)
-        return None if raw is None else pickle.loads(raw)
+        return None if raw is None else decode_state(raw)
 
     # --------------------------------------------------------------------------------- loop
     def run(self, ctx: SearchContext) -> None:
@@ -262,7 +297,7 @@ class PBTNAS(Strategy):
                     "event": "init", "round": 0, "slot": m.slot, "id": m.id,
                     "arch": list(m.tokens),
                 }, member=str(m.id))
-            ctx.store.put_state(STATE_KEY, pickle.dumps(state))
+            ctx.store.put_state(STATE_KEY, encode_state(state))
         return state
 
     def _record(
@@ -296,7 +331,7 @@ class PBTNAS(Strategy):
                     ctx.store.add_trial(rec)
             for ev in events:
                 ctx.store.add_series(STATE_KEY, int(ev["round"]), ev, member=str(ev["id"]))
-            ctx.store.put_state(STATE_KEY, pickle.dumps(state))
+            ctx.store.put_state(STATE_KEY, encode_state(state))
         for rec in records:
             for cb in ctx.callbacks:
                 cb.on_trial(rec, ctx)
