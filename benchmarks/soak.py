@@ -252,7 +252,7 @@ def tampering(folder: Path) -> list[dict[str, Any]]:
 
     # a finished black-box run with a trained best model
     bb = folder / "bb"
-    bb.mkdir()
+    bb.mkdir(parents=True)
     cfg = config("random", executor("local", ""), bb)
     cfg.update(executor={"name": "local", "workers": 1}, budget=4, final={"seeds": 1})
     (bb / "c.yaml").write_text(yaml.safe_dump(cfg))
@@ -278,7 +278,7 @@ def tampering(folder: Path) -> list[dict[str, Any]]:
 
     def state_case(name: str, run_src: Path, cfg_path: Path, key: str) -> None:
         marker = folder / f"m_{key}"
-        run_t = run_src.with_name(run_src.name + "_t")
+        run_t = run_src.with_name(f"{run_src.name}_{key}")
         shutil.copytree(run_src, run_t)
         blob_file = folder / f"{key}.pt"
         _malicious(blob_file, marker, raw=key != "darts")
@@ -318,6 +318,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="random on both executors only")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--tamper-only", action="store_true", help="only the tampering stage")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--time-limit", type=float, default=1800,
                     help="start no new scenario after this many seconds (listed as skipped)")
@@ -325,7 +326,7 @@ def main() -> int:
     rng = random.Random(args.seed)
     t0, load0 = time.monotonic(), os.getloadavg()
     kinds = ["local"] if args.no_ray else ["local", "ray"]
-    strategies = ["random"] if args.quick else STRATEGIES
+    strategies = [] if args.tamper_only else ["random"] if args.quick else STRATEGIES
     results = []
     skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nasforge-soak-") as tmp:

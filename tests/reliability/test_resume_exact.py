@@ -34,7 +34,7 @@ def _table(run: nasforge.Run) -> list[tuple[Any, ...]]:
 @pytest.mark.timeout(300)
 def test_pool_resume_is_bit_exact(tmp_path: Path) -> None:
     cfg = tiny_config(
-        budget=6, final={"seeds": 0}, executor={"name": "local", "workers": 2},
+        budget=3, final={"seeds": 0}, executor={"name": "local", "workers": 2},
         strategy={"name": "random", "batch_size": 3},
         evaluator={"name": "train", "max_epochs": 6, "patience": 6, "batch_size": 32,
                    "trainer": "auto"},  # MLP children train as batched populations
