@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ def load_checkpoint(
     name = what or (repr(str(source)) if not isinstance(source, bytes) else "checkpoint")
     try:
         f: Any = io.BytesIO(source) if isinstance(source, bytes) else source
-        return torch.load(f, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns on raw (non-zip) pickles: not one line
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refused a global: possible code
         first = str(err).strip().splitlines()[0] if str(err).strip() else "refused"
         raise RunDirError(
