@@ -44,6 +44,7 @@ from torch import nn
 from nasforge.evaluators.base import EVALUATORS
 from nasforge.evaluators.pbt import MemberTrainer
 from nasforge.exceptions import ConfigError
+from nasforge.rl.buffer import RolloutBuffer
 from nasforge.rl.distributions import MaskedCategorical, diag_gaussian
 from nasforge.rl.ppo import PPOBatch, PPOSettings, ppo_update
 from nasforge.rl.returns import gae
@@ -220,11 +221,10 @@ class PBTRLTrainer(MemberTrainer):
         logits_value, value_fn = model.logits_value, model.value
         stats: dict[str, float] = {}
         for _ in range(iters):
-            b_obs = torch.zeros(ns, ne, self.obs_dim)
-            b_act = (torch.zeros(ns, ne, self.n_actions) if self.continuous
-                     else torch.zeros(ns, ne, dtype=torch.long))
-            b_logp, b_val = torch.zeros(ns, ne), torch.zeros(ns, ne)
-            b_rew, b_done = torch.zeros(ns, ne), torch.zeros(ns, ne)
+            buf = RolloutBuffer(ns, ne, (self.obs_dim,),
+                                act_dim=self.n_actions if self.continuous else 0)
+            b_obs, b_act, b_logp, b_val = buf.obs, buf.act, buf.logp, buf.val
+            b_rew, b_done = buf.rew, buf.done
             for t in range(ns):
                 o_t = torch.as_tensor(obs, dtype=torch.float32)
                 with torch.no_grad():
@@ -258,8 +258,8 @@ class PBTRLTrainer(MemberTrainer):
             adv = gae(b_rew, b_val, b_done, last_v, p.gamma, p.gae_lambda)
             ret = adv + b_val
             stats = self._update(
-                model, opt, b_obs.reshape(-1, self.obs_dim), b_act.flatten(0, 1),
-                b_logp.reshape(-1), adv.reshape(-1), ret.reshape(-1), g,
+                model, opt, buf.flat(b_obs), buf.flat(b_act), buf.flat(b_logp),
+                buf.flat(adv), buf.flat(ret), g,
             )
         metrics = {
             "train_return": float(np.mean(finished)) if finished else float("nan"),
