@@ -217,8 +217,8 @@ def fingerprint(name: str, cfg: dict[str, Any], root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "trials": _digest(trials),
         "n_trials": len(trials),
-        "final": _digest(run.final or {}),
-        "best_val": (run.final or {}).get("val_acc"),
+        "final": _digest(run.meta("final") or {}),  # the stored report, as written
+        "best_val": run.final.val_acc if run.final else None,
     }
     if (run_dir / "best_model.pt").is_file():
         exp = nasforge.export(run_dir, root / f"{name}_export")

@@ -60,7 +60,7 @@ def test_search_show_plot_export_load(
     run = nasforge.load_run(run_dir)
     assert run.final is not None
     space = nasforge.SequenceSpace(max_len=4)
-    ref = space.build(space.arch_from_json(run.final["arch"]), (2,), 2)
+    ref = space.build(space.arch_from_json(run.final.arch), (2,), 2)
     ref.load_state_dict(torch.load(run_dir / "best_model.pt"))
     ref.eval()
     x = torch.randn(32, 2)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import nasforge
+from nasforge.objectives import DEFAULT
 from nasforge.cli.main import _config_path, build_parser, main
 from nasforge.progress import ProgressCallback
 
@@ -61,8 +62,8 @@ def test_list_init_and_packaged_examples(
 def test_own_loop_strategies_count_epochs_and_rounds_not_trials() -> None:
     cb = ProgressCallback()
     ctx = SimpleNamespace(
-        config=SimpleNamespace(name="d"), budget=100, evaluator=None,
-        store=SimpleNamespace(count_trials=lambda: 0), best=lambda: None,
+        config=SimpleNamespace(name="d"), budget=100, objective=DEFAULT,
+        count_trials=lambda: 0, best=lambda: None,
     )
     cb.on_start(ctx)  # type: ignore[arg-type]
     rec = SimpleNamespace(ok=True, val_acc=0.5)

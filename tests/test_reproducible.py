@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import nasforge
-from nasforge.strategies.base import MAX_IDLE_BATCHES
+from nasforge.engine.loop import MAX_IDLE_BATCHES
 from tests.conftest import tiny_config
 
 

@@ -51,6 +51,7 @@ from nasforge.config import (
     format_validation_error,
     read_yaml,
 )
+from nasforge.engine.context import SearchContext
 from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import ConfigError
 from nasforge.executors.local import LocalExecutor
@@ -59,7 +60,7 @@ from nasforge.objectives import DEFAULT, Objective
 from nasforge.plotting import pyplot, save_figure
 from nasforge.spaces.base import Architecture, make_space
 from nasforge.storage.sqlite import SQLiteRunStore
-from nasforge.strategies.base import STRATEGIES, AskTellStrategy, SearchContext
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy
 
 _logger = get_logger(__name__)
 

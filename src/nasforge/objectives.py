@@ -63,6 +63,11 @@ class Objective:
         return "test_" + self.name.removeprefix("val_")
 
     @property
+    def decimals(self) -> int:
+        """Decimals a score is shown with: 1 for RL returns (tens to hundreds), else 4."""
+        return 1 if self.name == "return" else 4
+
+    @property
     def label(self) -> str:
         """``val_rmse (minimize)``: how tables and plots name it."""
         return f"{self.name} ({self.direction})"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nasforge.engine.context import Callback, SearchContext
 from nasforge.objectives import DEFAULT, Objective
 from nasforge.storage.base import Record
-from nasforge.strategies.base import Callback, SearchContext
 
 #: emit_step phases that are the strategy's own main loop -> the unit the main bar counts
 OWN_LOOP_UNITS = {"darts": "epochs", "pbt": "rounds"}
@@ -46,9 +46,9 @@ class ProgressCallback(Callback):
         self.own_loop = False
 
     def on_start(self, ctx: SearchContext) -> None:
-        self.objective = getattr(ctx.evaluator, "objective", DEFAULT)
+        self.objective = ctx.objective
         self.progress.start()
-        done = ctx.store.count_trials()
+        done = ctx.count_trials()
         best = ctx.best()
         self.best = best.val_acc if best else -math.inf
         self.task_id = self.progress.add_task(

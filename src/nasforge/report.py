@@ -11,6 +11,8 @@ import json
 import math
 from typing import Any
 
+from nasforge.objectives import Objective
+
 
 def fmt(v: Any, nd: int = 4) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -30,13 +32,13 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
     final = summary.get("final") or {}
     obj = summary.get("objective") or {"name": "val_acc", "direction": "maximize"}
     name = obj["name"]
-    rl = final.get("test_return") is not None  # PBT-NAS on an RL task: fitness is a return
+    nd = Objective.from_json(obj).decimals
     table = Table(
         title=f"{summary['run_dir']}: {summary['trials']} trials "
         f"({summary['failed']} failed, {summary['cached']} cached)"
     )
     short = "max" if obj["direction"] == "maximize" else "min"
-    score_col = "return" if rl else f"{name} ({short})"
+    score_col = f"{name} ({short})"
     for col in ("trial", score_col, "params", "epochs"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("architecture", overflow="fold")
@@ -44,7 +46,7 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
     for row in summary["top"][:top]:
         table.add_row(
             str(row["trial"]) + ("*" if row["trial"] == pick else ""),
-            fmt(row.get("score", row["val_acc"]), 1 if rl else 4),
+            fmt(row.get("score", row["val_acc"]), nd),
             str(row["params"]),
             str(row["epochs"]),
             json.dumps(row["arch"].get("tokens", row["arch"])),
@@ -58,29 +60,25 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
     )
     if best.get("why"):
         console.print(f"  picked: {best['why']}")
-    if rl:
-        console.print(
-            f"  fitness (mean evaluation return) {fmt(best.get('val_acc'), 1)}, test return "
-            f"{fmt(final['test_return'], 1)} (std {fmt(final.get('test_return_std'), 1)}; "
-            "the final population's best member, not retrained)"
-        )
-        return
-    test_name = "test_" + name.removeprefix("val_")
+    test_name = Objective.from_json(obj).test_name
     if name == "val_acc":
         line = f"  validation accuracy {fmt(best.get('score'))}"
         test_label = "test accuracy"
     else:
-        line = f"  {name} {fmt(best.get('score'))} ({obj['direction']})"
+        line = f"  {name} {fmt(best.get('score'), nd)} ({obj['direction']})"
         test_label = test_name
     if best.get("test_acc") is not None:
         accs = final.get("test_accs") or []
+        std = final.get("test_std")
         if accs:
             line += (
-                f", {test_label} {fmt(best['test_acc'])} "
-                f"(mean of {len(accs)} retrainings, std {fmt(final.get('test_std'))})"
+                f", {test_label} {fmt(best['test_acc'], nd)} "
+                f"(mean of {len(accs)} retrainings, std {fmt(std, nd)})"
             )
         else:
-            line += f", {test_label} {fmt(best['test_acc'])} (as trained, not retrained)"
+            spread = "" if std is None else f"std {fmt(std, nd)}; "
+            line += (f", {test_label} {fmt(best['test_acc'], nd)} "
+                     f"({spread}as trained, not retrained)")
     console.print(line)
     pick = summary.get("pick")
     if pick:

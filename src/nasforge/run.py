@@ -14,8 +14,8 @@ from torch import nn
 
 from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, load_config, read_yaml
+from nasforge.engine.final import BEST_MODEL, FinalReport, ranked_distinct
 from nasforge.exceptions import NasforgeError, RunDirError
-from nasforge.final import BEST_MODEL, ranked_distinct
 from nasforge.objectives import Objective
 from nasforge.safeload import load_checkpoint, state_dict_of
 from nasforge.spaces.base import SPACES, make_space
@@ -90,8 +90,10 @@ class Run:
         return status
 
     @property
-    def final(self) -> dict[str, Any] | None:
-        return self.meta("final")
+    def final(self) -> FinalReport | None:
+        """The run's final report (``None`` until the search has finished)."""
+        doc = self.meta("final")
+        return None if doc is None else FinalReport.from_json(doc, self.objective)
 
     @property
     def best(self) -> Record | None:
@@ -99,10 +101,10 @@ class Run:
         else the top trial by validation score (first evaluation per architecture; ties:
         earliest). ``summary()["best"]`` names the same trial."""
         trials = self.trials
-        final = self.final or {}
-        if final.get("trial") is not None:
+        final = self.final
+        if final is not None and final.trial is not None:
             for r in trials:
-                if r.number == final["trial"]:
+                if r.number == final.trial:
                     return r
         ranked = ranked_distinct(trials, keep="best" if self.series("pbt") else "first")
         return ranked[0] if ranked else None
@@ -114,22 +116,21 @@ class Run:
         ``val_acc`` keeps the stored utility (higher is better) for older readers.
         """
         trials = self.trials
-        final = self.final or {}
         obj = self.objective
+        final = self.final or FinalReport(objective=obj)
 
         pbt = self._pbt_summary()  # PBT-NAS: a member's architecture improves every round
         ranked = ranked_distinct(trials, keep="best" if pbt else "first")
         best_rec = ranked[0] if ranked else None
         best: dict[str, Any] = {"arch": None, "val_acc": None, "test_acc": None}
-        if final.get("arch") is not None:
+        if final.arch is not None:
             best = {
-                "arch": final["arch"],
-                "describe": final.get("describe"),
-                "trial": final.get("trial"),
-                "val_acc": final.get("val_acc"),
-                "test_acc": final.get("test_acc"),
-                "test_accs": final.get("test_accs"),
-                "test_return": final.get("test_return"),
+                "arch": final.arch,
+                "describe": final.describe,
+                "trial": final.trial,
+                "val_acc": final.val_acc,
+                "test_acc": final.test_acc,
+                "test_accs": [r.test for r in final.retrainings] or None,
             }
         elif best_rec is not None:
             best = {
@@ -140,8 +141,8 @@ class Run:
             }
         best["score"] = obj.score(best.get("val_acc"))
         best["test_score"] = best.get("test_acc")
-        if final.get("test_metrics"):
-            best["test_metrics"] = final["test_metrics"]
+        if final.test_metrics:
+            best["test_metrics"] = dict(final.test_metrics)
         best["why"] = _why(final, self.config.final.candidates, best, ranked, bool(pbt))
         out_pareto: dict[str, Any] = {}
         if self.config.pareto:
@@ -169,7 +170,7 @@ class Run:
                 }
                 for r in ranked[:top]
             ],
-            "final": final,
+            "final": final.to_json(),
             "baselines": self.meta("baselines"),
             **out_pareto,
             "pick": self.meta("pick"),
@@ -183,17 +184,17 @@ class Run:
 
 
 def _why(
-    final: dict[str, Any], candidates: int, best: dict[str, Any], ranked: list[Record], pbt: bool
+    final: FinalReport, candidates: int, best: dict[str, Any], ranked: list[Record], pbt: bool
 ) -> str:
     """One sentence: why ``best`` is the pick (the one definition of "best")."""
     if best.get("arch") is None:
         return "no trial completed"
     top = ranked[0].number if ranked else None
-    if final.get("test_return") is not None:
+    if pbt and final.arch is not None and "population" in final.extra:
         return "the final population's best member by fitness (PBT-NAS, not retrained)"
-    if final.get("retrain_val_accs"):
-        cands = final.get("candidates") or []
-        n = len(final["retrain_val_accs"])
+    if final.retrained:
+        cands = final.candidates or ()
+        n = len(final.retrainings)
         lead = "the top trial" if best.get("trial") == top else f"not the top trial ({top})"
         return (
             f"best mean validation score over {n} retrainings among the top {len(cands)} "
@@ -227,7 +228,7 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     run = Run(run_dir)
     final = run.final
     weights = run.dir / BEST_MODEL
-    if not final or final.get("arch") is None or not weights.is_file():
+    if final is None or final.arch is None or not weights.is_file():
         raise RunDirError(
             f"{str(run.dir)!r} has no trained best model yet; let the search finish "
             "(with final.seeds >= 1) or resume it"
@@ -252,8 +253,8 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     doc = {
         "format": EXPORT_FORMAT,
         "space": run.meta("space"),
-        "arch": final["arch"],
-        "describe": final.get("describe"),
+        "arch": final.arch,
+        "describe": final.describe,
         "input_shape": task.get("input_shape"),
         "num_classes": task.get("num_classes"),
         "kind": task.get("kind", "classification"),
@@ -262,8 +263,8 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         "plugins": run.config.plugins,
         "task": task.get("spec"),
         "build": task.get("build") or {},
-        "val_acc": final.get("val_acc"),
-        "test_acc": final.get("test_acc"),
+        "val_acc": final.val_acc,
+        "test_acc": final.test_acc,
         "run_dir": str(run.dir),
     }
     shutil.copyfile(weights, out / EXPORT_WEIGHTS)

@@ -24,6 +24,7 @@ from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, build_component, dump_config, load_config, read_yaml
 from nasforge.data.base import TASKS, Task, suite_ids
 from nasforge.devices import resolve_device
+from nasforge.engine.context import Callback, SearchContext
 from nasforge.evaluators.base import EVALUATORS, Evaluator
 from nasforge.evaluators.function import FunctionEvaluator, import_function
 from nasforge.evaluators.limits import ParamLimit
@@ -37,7 +38,7 @@ from nasforge.run import CONFIG_NAME, Run
 from nasforge.spaces.base import SPACES, SearchSpace
 from nasforge.storage.lock import LOCK_NAME, RunLock, check_unlocked
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
-from nasforge.strategies.base import STRATEGIES, Callback, SearchContext, Strategy
+from nasforge.strategies.base import STRATEGIES, Strategy
 
 _logger = get_logger(__name__)
 
@@ -86,7 +87,7 @@ def build_parts(
     objective, fn = resolve_objective(cfg, objective_fn, direction, base)
     strategy: Strategy = build_component(STRATEGIES, "strategy", cfg.strategy, seed=cfg.seed)
     executor: Executor = build_component(EXECUTORS, "executor", cfg.executor)
-    needs_task = getattr(EVALUATORS.get(str(cfg.evaluator.get("name"))), "needs_task", True)
+    needs_task = EVALUATORS.get(str(cfg.evaluator.get("name"))).needs_task
     task: Task | None = None
     if needs_task:
         task = build_component(TASKS, "task", cfg.task).load()
@@ -334,7 +335,7 @@ def search(
         raise
     # the evaluator may ask for a torch thread count in the driver (tiny children train faster
     # on one thread); it is restored when the search returns
-    threads = int(getattr(getattr(evaluator, "p", None), "threads", 0) or 0)
+    threads = evaluator.driver_threads
     prev_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -367,7 +368,6 @@ def search(
             run_dir=rdir,
             callbacks=list(callbacks or [])
             + ([ProgressCallback()] if progress and not callbacks else []),
-            reevaluate=bool(getattr(strategy, "reevaluate", False)),
             tasks=tasks,
         )
         for cb in ctx.callbacks:
@@ -378,7 +378,7 @@ def search(
         if store.get_meta("final") is None or reported != store.count_trials():
             final = strategy.finalize(ctx)
             with store.transaction():
-                store.set_meta("final", final)
+                store.set_meta("final", final.to_json())
                 store.set_meta("final_trials", store.count_trials())
         with store.transaction():
             store.set_meta("status", "finished")

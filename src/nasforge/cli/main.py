@@ -25,6 +25,7 @@ from nasforge.components import load_registries
 from nasforge.data.base import TASKS
 from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import NasforgeError, WorkerLost
+from nasforge.objectives import Objective
 from nasforge.progress import ProgressCallback
 from nasforge.report import print_summary
 from nasforge.run import Run, export
@@ -214,28 +215,33 @@ def _print_summary(summary: dict[str, Any], top: int = 5) -> None:
     print_summary(summary, top)
 
 
-def _print_pbt(pbt: dict[str, Any], rl: bool) -> None:
-    """Fitness per population slot and round (``*``: a child entered the slot after that round),
-    then the lineage of every child."""
+def _print_pbt(pbt: dict[str, Any], objective: Objective) -> None:
+    """Fitness per population slot and round in the objective's units (``*``: a child entered
+    the slot after that round), then the lineage of every child."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     entered = {(c["round"], c["slot"]) for c in pbt["children"]}
-    table = Table(title="PBT-NAS: fitness per slot (member id) and round; * = replaced after")
+    table = Table(title=f"PBT-NAS: {objective.label} per slot (member id) and round; "
+                  "* = replaced after")
     table.add_column("slot")
     for r in pbt["rounds"]:
         table.add_column(str(r), justify="right")
-    nd = 1 if rl else 4
+    nd = objective.decimals
+
+    def cell(f: float | None) -> str:
+        return "-" if f is None else f"{objective.score(f):.{nd}f}"
+
     for slot, fits in pbt["fitness"].items():
         ids = pbt["members"][slot]
         cells = [
-            ("-" if f is None else f"{f:.{nd}f}") + f" #{ids[r]}"
+            cell(f) + f" #{ids[r]}"
             + ("*" if (r, int(slot)) in entered else "")
             for r, f in enumerate(fits)
         ]
         table.add_row(slot, *cells)
-    table.add_row("best", *["-" if f is None else f"{f:.{nd}f}" for f in pbt["best"]])
+    table.add_row("best", *[cell(f) for f in pbt["best"]])
     console.print(table)
     for c in pbt["children"]:
         genes = c.get("genes_from_donor")
@@ -256,8 +262,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         if summary.get("status") == "interrupted":
             print(f"interrupted; continue with: {summary.get('resume_command')}")
         if summary.get("pbt"):
-            final = summary.get("final") or {}
-            _print_pbt(summary["pbt"], rl=final.get("test_return") is not None)
+            _print_pbt(summary["pbt"], Objective.from_json(summary.get("objective")))
     return 0
 
 

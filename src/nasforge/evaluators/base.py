@@ -11,12 +11,15 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from nasforge.exceptions import ConfigError
 from nasforge.objectives import DEFAULT, Objective
 from nasforge.registry import Registry
 from nasforge.spaces.base import Architecture
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Status = Literal["complete", "failed"]
 
@@ -77,6 +80,10 @@ class Evaluator(ABC):
 
     name: ClassVar[str]
     objective: Objective = DEFAULT
+    needs_task: ClassVar[bool] = True
+    """Whether the evaluator trains on a task's data (false: an RL member trainer, a table)."""
+    threads: int = 0
+    """Torch threads a worker running this evaluator should use (0: the executor decides)."""
 
     def objectives(self) -> list[str]:
         """Names of the objectives this evaluator can score (the first is its default)."""
@@ -104,10 +111,44 @@ class Evaluator(ABC):
         return {"name": self.name, **_objective_setting(self.objective)}
 
     @property
+    def prefers_batches(self) -> bool:
+        """Whether ``evaluate_batch`` is faster than one-by-one (the batched trainer): executors
+        then hand it whole batches even in the driver."""
+        return False
+
+    @property
+    def driver_threads(self) -> int:
+        """Torch threads the driver should use while this evaluator runs in it (tiny children
+        train faster on one thread); 0 leaves the driver's setting."""
+        return 0
+
+    @property
     def noisy(self) -> bool:
         """Whether the score depends on the seed (a repeat then tells something new: it is
         evaluated again); false: a repeat is answered from the reward cache, free."""
         return True
+
+
+@runtime_checkable
+class Retrainable(Protocol):
+    """An evaluator whose architectures can be retrained and tested at the end of a run (the
+    train evaluator and its kin): the final report retrains the top candidates with it."""
+
+    def fit(self, arch: Architecture, *, seed: int) -> tuple[nn.Module | None, Result]:
+        """Train ``arch`` with ``seed``: the model (``None`` on failure) and its Result."""
+        ...
+
+    def test_accuracy(self, model: nn.Module) -> float:
+        """The objective's score of a trained model on the test split (its own units)."""
+        ...
+
+
+@runtime_checkable
+class ReportsTestMetrics(Protocol):
+    """An evaluator that reports every metric of its task on the test split (e.g. test_acc beside
+    a val_loss objective)."""
+
+    def test_metrics(self, model: nn.Module) -> dict[str, float]: ...
 
 
 def _objective_setting(objective: Objective) -> dict[str, Any]:

@@ -39,6 +39,23 @@ class ParamLimit(Evaluator):
     def settings(self) -> dict[str, Any]:
         return self.inner.settings()
 
+    # the base class's declared capabilities are the wrapped evaluator's
+    @property
+    def noisy(self) -> bool:
+        return self.inner.noisy
+
+    @property
+    def prefers_batches(self) -> bool:
+        return self.inner.prefers_batches
+
+    @property
+    def driver_threads(self) -> int:
+        return self.inner.driver_threads
+
+    @property
+    def threads(self) -> int:  # type: ignore[override]
+        return self.inner.threads
+
     def objectives(self) -> list[str]:
         return self.inner.objectives()
 

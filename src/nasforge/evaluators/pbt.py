@@ -37,6 +37,14 @@ from nasforge.spaces.base import Architecture, SearchSpace
 Checkpoint = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class TestScore:
+    """A held-out score (objective units) and, over several episodes, its spread."""
+
+    score: float
+    std: float | None = None
+
+
 @dataclass
 class StepOut:
     """What one training step of one member returns to the driver."""
@@ -155,8 +163,13 @@ class MemberTrainer(Evaluator):
         """Score a trained network on the search's validation data (higher is better)."""
 
     @abstractmethod
-    def final_scores(self, model: nn.Module, *, seed: int) -> dict[str, Any]:
-        """Held-out scores of the chosen network (test split / fresh test episodes)."""
+    def test_score(self, model: nn.Module, *, seed: int) -> TestScore:
+        """The held-out score of the chosen network (test split / fresh test episodes), in the
+        objective's units."""
+
+    @property
+    def driver_threads(self) -> int:
+        return self.threads
 
     def task_meta(self) -> dict[str, Any] | None:
         """Shape information stored as the run's ``task`` meta when there is no task."""
@@ -279,5 +292,5 @@ class PBTClassifierTrainer(MemberTrainer):
     def fitness(self, model: nn.Module, *, eval_seed: int) -> float:
         return accuracy(model, self.task.val.to(self.device))
 
-    def final_scores(self, model: nn.Module, *, seed: int) -> dict[str, Any]:
-        return {"test_acc": accuracy(model.to(self.device), self.task.test.to(self.device))}
+    def test_score(self, model: nn.Module, *, seed: int) -> TestScore:
+        return TestScore(accuracy(model.to(self.device), self.task.test.to(self.device)))

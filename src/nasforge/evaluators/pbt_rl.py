@@ -42,8 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nasforge.evaluators.base import EVALUATORS
-from nasforge.evaluators.pbt import MemberTrainer
+from nasforge.evaluators.pbt import MemberTrainer, TestScore
 from nasforge.exceptions import ConfigError
+from nasforge.objectives import Objective
 from nasforge.rl.buffer import RolloutBuffer
 from nasforge.rl.distributions import MaskedCategorical, diag_gaussian
 from nasforge.rl.ppo import PPOBatch, PPOSettings, ppo_update
@@ -95,6 +96,7 @@ class PBTRLTrainer(MemberTrainer):
     Params: ClassVar[type[BaseModel]] = PBTRLParams
     needs_task: ClassVar[bool] = False
     unit: ClassVar[str] = "frame block"
+    objective = Objective("return", "maximize", "mean episode return")
 
     def __init__(
         self, *, space: SearchSpace, task: Any = None, device: torch.device | str = "cpu",
@@ -313,9 +315,9 @@ class PBTRLTrainer(MemberTrainer):
     def fitness(self, model: nn.Module, *, eval_seed: int) -> float:
         return float(np.mean(self.episodes(model, self.p.eval_episodes, eval_seed)))
 
-    def final_scores(self, model: nn.Module, *, seed: int) -> dict[str, Any]:
+    def test_score(self, model: nn.Module, *, seed: int) -> TestScore:
         rets = self.episodes(model, self.p.test_episodes, seed)
-        return {"test_return": float(np.mean(rets)), "test_return_std": float(np.std(rets))}
+        return TestScore(float(np.mean(rets)), float(np.std(rets)))
 
 
 def _repeat(env: Any, action: Any, k: int) -> tuple[np.ndarray, float, bool, bool]:

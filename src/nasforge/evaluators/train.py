@@ -166,6 +166,10 @@ class TrainEvaluator(Evaluator):
         return self.p.trainer == "single" or self.objective != DEFAULT
 
     @property
+    def driver_threads(self) -> int:
+        return self.p.threads
+
+    @property
     def prefers_batches(self) -> bool:
         """Executors hand this evaluator whole batches (the batched trainer is on)."""
         return not self._single

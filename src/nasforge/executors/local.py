@@ -20,8 +20,8 @@ stores the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,12 +84,29 @@ class LocalExecutor(Executor):
         self.workers = workers
         self.threads = threads_per_worker or max(1, usable_cores() // workers)
         self.chunk_size = chunk_size
-        self._pool = JobPool(workers=workers, threads=self.threads, max_restarts=max_restarts)
+        self.max_restarts = max_restarts
+        self._pools: dict[int, JobPool] = {}  # torch threads per worker -> its pool
+
+    def _pool(self, threads: int | None = None) -> JobPool:
+        """The worker pool for jobs run with ``threads`` torch threads (default: the
+        executor's ``threads_per_worker``); one pool per thread count, started lazily."""
+        t = threads or self.threads
+        if t not in self._pools:
+            self._pools[t] = JobPool(workers=self.workers, threads=t,
+                                     max_restarts=self.max_restarts)
+        return self._pools[t]
 
     @property
-    def restarts(self) -> int:
+    def restarts(self) -> int:  # type: ignore[override]
         """Worker deaths survived so far."""
-        return self._pool.restarts
+        return sum(p.restarts for p in self._pools.values())
+
+    def map_jobs(
+        self, fn: Callable[[Any, Any], Any], shared: Any, payloads: Sequence[Any], *,
+        threads: int | None = None,
+    ) -> Iterator[tuple[int, Any]]:
+        """Jobs on the worker pool (in this process with ``workers: 1``)."""
+        yield from self._pool(threads).map_jobs(fn, shared, payloads)
 
     def map(
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
@@ -102,7 +119,7 @@ class LocalExecutor(Executor):
         self, evaluator: Evaluator, archs: Sequence[Architecture], seeds: Sequence[int]
     ) -> Iterator[tuple[int, Result]]:
         if self.workers == 1:
-            if getattr(evaluator, "prefers_batches", False):
+            if evaluator.prefers_batches:
                 yield from enumerate(_batch_safely(evaluator, archs, seeds))
             else:
                 for i, (a, s) in enumerate(zip(archs, seeds)):
@@ -114,8 +131,9 @@ class LocalExecutor(Executor):
         for start in range(0, n, size):
             idx = list(range(start, min(n, start + size)))
             jobs.append((idx, [archs[i] for i in idx], [int(seeds[i]) for i in idx]))
-        for _, chunk in self._pool.map_jobs(_eval_chunk, evaluator, jobs):
+        for _, chunk in self._pool().map_jobs(_eval_chunk, evaluator, jobs):
             yield from chunk
 
     def close(self) -> None:
-        self._pool.close()
+        for pool in self._pools.values():
+            pool.close()

@@ -60,7 +60,7 @@ def _call(fn: Callable[[Any, Any], Any], shared: Any, payload: Any) -> Any:
 def _evaluate(evaluator: Evaluator, job: tuple[Architecture, int]) -> Result:
     import torch
 
-    torch.set_num_threads(max(1, int(getattr(evaluator, "threads", 1) or 1)))
+    torch.set_num_threads(max(1, evaluator.threads or 1))
     return evaluate_safely(evaluator, job[0], seed=job[1])
 
 
@@ -170,9 +170,11 @@ class RayExecutor(Executor):
                 r.wait(timeout=10)
 
     def map_jobs(
-        self, fn: Callable[[Any, Any], Any], shared: Any, payloads: Sequence[Any]
+        self, fn: Callable[[Any, Any], Any], shared: Any, payloads: Sequence[Any], *,
+        threads: int | None = None,
     ) -> Iterator[tuple[int, Any]]:
-        """Yield ``(i, fn(shared, payloads[i]))`` in completion order; see the module docstring."""
+        """Yield ``(i, fn(shared, payloads[i]))`` in completion order; see the module docstring.
+        ``threads`` is not used: a Ray task's threads follow its ``cpus_per_task``."""
         ray = self._ensure()
         from ray import exceptions as rex
 

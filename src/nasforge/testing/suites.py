@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from nasforge.config import RunConfig
+from nasforge.engine.context import SearchContext
 from nasforge.evaluators.base import Evaluator, Result, evaluate_safely
 from nasforge.evaluators.pbt import MemberTrainer, StepJob, member_step
 from nasforge.exceptions import InvalidArchitecture
@@ -50,7 +51,7 @@ from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.sequence import SequenceSpace
 from nasforge.storage.base import Record
 from nasforge.storage.sqlite import SQLiteRunStore
-from nasforge.strategies.base import AskTellStrategy, SearchContext
+from nasforge.strategies.base import AskTellStrategy
 from nasforge.testing.toys import ToyTable, ToyTableEvaluator, toy_space
 
 
@@ -302,10 +303,23 @@ class ExecutorSuite:
         want = [ev.evaluate(a, seed=s).val_acc for a, s in zip(archs, seeds)]
         assert [r.val_acc for _, r in sorted(got, key=lambda t: t[0])] == want
 
+    def test_map_jobs_runs_every_job_once(self) -> None:
+        payloads = list(range(5))
+        with self.make_executor() as ex:
+            got = dict(ex.map_jobs(_square_plus, 10, payloads))
+            assert ex.restarts == 0 and ex.workers >= 1
+        assert got == {i: 10 + i * i for i in payloads}
+
     def test_close_twice_is_safe(self) -> None:
         ex = self.make_executor()
         ex.close()
         ex.close()
+
+
+def _square_plus(shared: int, payload: int) -> int:
+    """A job for :meth:`ExecutorSuite.test_map_jobs_runs_every_job_once` (module level: it is
+    sent to worker processes)."""
+    return shared + payload * payload
 
 
 # --------------------------------------------------------------------------- member trainers

@@ -13,7 +13,7 @@ import torch
 
 from nasforge.bench import run_in_memory
 from nasforge.spaces.base import Architecture
-from nasforge.strategies import _state
+from nasforge.storage import state as _state
 from nasforge.strategies.blackbox.bo_evolution import BOEvolution
 from nasforge.strategies.blackbox.evolution import RegularizedEvolution
 from nasforge.strategies.blackbox.random_search import RandomSearch

@@ -101,7 +101,8 @@ def test_ray_gives_the_same_population_as_local(
 ) -> None:
     run = search(cfg({"name": "ray", "num_cpus": 2}), run_dir=tmp_path / "ray")
     assert fitness_table(run) == fitness_table(local_run)
-    assert (run.final or {})["population"] == (local_run.final or {})["population"]
+    assert run.final is not None and local_run.final is not None
+    assert run.final.extra["population"] == local_run.final.extra["population"]
 
 
 def test_killed_ray_worker_loses_no_member(
@@ -112,8 +113,8 @@ def test_killed_ray_worker_loses_no_member(
     ev = {"name": "pbt_kill_test", "lr": 0.01, "batch_size": 128, "marker": str(marker)}
     run = search(cfg({"name": "ray", "num_cpus": 2}, ev), run_dir=tmp_path / "killed")
     assert not marker.exists()  # a worker did die mid-step
-    final = run.final or {}
-    assert final["restarts"] >= 1
+    final = run.final
+    assert final is not None and final.extra["restarts"] >= 1
     assert len(run.trials) == 8 and all(t.ok for t in run.trials)
     # the lost step was re-run from the member's last checkpoint: nothing differs
     assert fitness_table(run) == fitness_table(local_run)

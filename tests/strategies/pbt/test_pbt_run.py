@@ -36,8 +36,9 @@ def tiny_cfg(**strategy: Any) -> dict[str, Any]:
 
 
 def population(run_dir: Path) -> list[tuple[int, list[Any], float]]:
-    final = Run(run_dir).final or {}
-    return [(m["member"], m["arch"], m["fitness"]) for m in final["population"]]
+    final = Run(run_dir).final
+    assert final is not None
+    return [(m["member"], m["arch"], m["fitness"]) for m in final.extra["population"]]
 
 
 def test_exploit_replaces_bottom_members_with_mixed_children() -> None:
@@ -91,8 +92,8 @@ def test_pbt_search_stores_lineage_and_reports_best(straight: Run, tmp_path: Pat
     trials = run.trials
     assert len(trials) == 12 and all(t.ok for t in trials)
     final = run.final
-    assert final is not None and 0.0 <= final["test_acc"] <= 1.0
-    assert final["val_acc"] == max(m["fitness"] for m in final["population"])
+    assert final is not None and final.test_acc is not None and 0.0 <= final.test_acc <= 1.0
+    assert final.val_acc == max(m["fitness"] for m in final.extra["population"])
     series = run.series("pbt")
     info = fitness_info(series)
     assert info.rounds == [0, 1, 2] and sorted(info.fitness) == [0, 1, 2, 3]
@@ -119,10 +120,10 @@ def test_show_says_the_pbt_best_is_not_retrained(
 
     assert main(["show", str(straight.dir)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"validation accuracy {straight.final['val_acc']:.4f}" in out
+    assert f"validation accuracy {straight.final.val_acc:.4f}" in out
     assert "(as trained, not retrained)" in out and "retrainings" not in out
     # fitness per slot and round, and the lineage of both children (one after rounds 0 and 1)
-    assert "PBT-NAS: fitness per slot" in out and out.count("after round") == 2
+    assert "PBT-NAS: val_acc (maximize) per slot" in out and out.count("after round") == 2
     series = straight.series("pbt")
     child = next(d for _, _, d in series if d["event"] == "child")
     assert (f"after round 0: slot {child['slot']} #{child['replaced_id']} -> #{child['id']} "
@@ -185,8 +186,9 @@ def test_rl_pbt_runs_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[s
     }
     run = search(cfg, run_dir=tmp_path / "rl")
     final = run.final
-    assert final is not None and math.isfinite(final["test_return"])
-    assert -40.0 <= final["fitness"] <= 0.0
+    assert final is not None and final.test_acc is not None and math.isfinite(final.test_acc)
+    assert final.objective.name == "return" and final.objective.direction == "maximize"
+    assert -40.0 <= final.extra["fitness"] <= 0.0
     assert len(run.trials) == 8
     model = load(export(run.dir, tmp_path / "exp"))
     assert model(torch.zeros(3, 6)).shape == (3, 3)
@@ -194,8 +196,8 @@ def test_rl_pbt_runs_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     assert main(["show", str(run.dir)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"fitness (mean evaluation return) {final['fitness']:.1f}" in out
-    assert f"test return {final['test_return']:.1f}" in out and "accuracy" not in out
+    assert f"return {final.extra['fitness']:.1f} (maximize)" in out
+    assert f"test_return {final.test_acc:.1f}" in out and "accuracy" not in out
 
 
 def test_bad_configs_are_config_errors(tmp_path: Path) -> None:
@@ -263,8 +265,8 @@ def test_continuous_actions_pendulum_runs_and_exports(tmp_path: Path) -> None:
            "strategy": {"name": "pbt_nas", "population_size": 4}, "evaluator": ev}
     run = search(cfg, run_dir=tmp_path / "p")
     final = run.final
-    assert final is not None and math.isfinite(final["test_return"])
-    assert -16.3 * 30 <= final["fitness"] <= 0.0  # 30 steps of reward in [-16.3, 0]
+    assert final is not None and final.test_acc is not None and math.isfinite(final.test_acc)
+    assert -16.3 * 30 <= final.extra["fitness"] <= 0.0  # 30 steps of reward in [-16.3, 0]
     model = load(export(run.dir, tmp_path / "exp"))
     torque = model(torch.randn(5, 3) * 4)
     assert torque.shape == (5, 1) and bool((torque.abs() <= 2.0).all())
@@ -308,8 +310,8 @@ def test_actor_only_soup_keeps_the_best_members_critic(tmp_path: Path) -> None:
     }
     run = search(cfg, run_dir=tmp_path / "s")
     final = run.final
-    assert final is not None and final["soup"]["part"] == "actor"
-    assert final["soup"]["candidates"] >= 2  # no_mixing clones: the actor genes recur
+    assert final is not None and final.extra["soup"]["part"] == "actor"
+    assert final.extra["soup"]["candidates"] >= 2  # no_mixing clones: the actor genes recur
     best = torch.load(run.dir / "best_model.pt")
     from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
     from nasforge.strategies.pbt.pbt_nas import decode_state
@@ -318,7 +320,7 @@ def test_actor_only_soup_keeps_the_best_members_critic(tmp_path: Path) -> None:
         raw = store.get_state("pbt")
     assert raw is not None
     state = decode_state(raw)  # weights-only: the stored population is tensors and plain values
-    member = next(m for m in state.members if m.id == final["member"])
+    member = next(m for m in state.members if m.id == final.extra["member"])
     for name, t in member.ckpt["model"].items():
         if name.startswith("critic."):
             assert torch.equal(best[name], t), name

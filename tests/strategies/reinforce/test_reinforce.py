@@ -258,7 +258,7 @@ def test_finds_the_target_and_beats_random_search(tmp_path: Path) -> None:
     assert max(rl_acc) == 1.0  # the hidden target was found
     assert max(rnd_acc) < 0.8
     assert np.mean(rl_acc[-40:]) > max(rnd_acc)  # the policy, not luck: late samples beat random
-    assert rl.final is not None and rl.final["greedy"]["arch"]["tokens"] == TARGET
+    assert rl.final is not None and rl.final.extra["greedy"]["arch"]["tokens"] == TARGET
     series = rl.series("controller")
     assert len(series) == budget // 8
     assert series[-1][2]["entropy_weight"] == pytest.approx(0.01 * 0.99 ** (budget - 8))
@@ -301,7 +301,7 @@ def test_resume_continues_the_same_policy(tmp_path: Path) -> None:
     assert rows(killed) == rows(full)
     assert killed.series("controller") == full.series("controller")
     assert killed.final is not None and full.final is not None
-    assert killed.final["greedy"] == full.final["greedy"]
+    assert killed.final.extra["greedy"] == full.final.extra["greedy"]
 
 
 def test_controller_state_dict_round_trip() -> None:

@@ -32,6 +32,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.data.base import Task
+from nasforge.engine.final import FinalReport, build_report
 from nasforge.envs.core import EnvSettings, NasEnvCore
 from nasforge.envs.nsc import Row, actions_of, layer_rows, nsc_hash, observation
 from nasforge.envs.rewards import RewardCache, RewardFn, ToyReward, TrainReward
@@ -331,11 +332,13 @@ class MetaA2C(Strategy):
             raise ConfigError(f"meta_a2c: steps_per_task sums to {sum(self.p.steps_per_task)}"
                               f", the budget is {budget}")
 
-    def finalize(self, ctx: SearchContext) -> dict[str, Any]:
+    def finalize(self, ctx: SearchContext) -> FinalReport:
         """Retrain the best ``final.top`` networks of each task with the longer final protocol
-        (filters 2^(5+i), exponential lr decay) and test each once."""
+        (filters 2^(5+i), exponential lr decay) and test each once. The report's architecture
+        is the primary (first) task's best; every task's networks are under ``extra.tasks``."""
         f = self.p.final
         out: dict[str, Any] = {"tasks": {}}
+        lead: tuple[Record, float] | None = None
         tasks = dict(ctx.tasks) or ({ctx.task.name: ctx.task} if ctx.task else {})
         for tid, task in tasks.items():
             best: dict[str, Record] = {}
@@ -346,7 +349,7 @@ class MetaA2C(Strategy):
                 if key not in best or r.val_acc > best[key].val_acc:
                     best[key] = r
             chosen = sorted(best.values(), key=lambda r: (-r.val_acc, r.number))[: f.top]
-            res = []
+            res: list[dict[str, Any]] = []
             for r in chosen:
                 toks = list(r.arch.tokens)
                 rows = tuple(tuple(int(v) for v in toks[i : i + 5])
@@ -360,4 +363,10 @@ class MetaA2C(Strategy):
                 res.append({"trial": r.number, "nsc": [list(x) for x in rows],
                             "search_reward": r.val_acc, "test_acc": test})
             out["tasks"][tid] = res
-        return out
+            if lead is None and chosen:
+                lead = (chosen[0], float(res[0]["test_acc"]))
+        if lead is None:
+            return build_report(ctx, error="no trial completed", extra=out)
+        rec, test = lead
+        return build_report(ctx, arch=rec.arch, trial=rec.number, val_acc=rec.val_acc,
+                            params=rec.result.params, test_acc=test, extra=out)

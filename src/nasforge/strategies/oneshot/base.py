@@ -31,11 +31,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from nasforge.engine.final import FinalReport, Retraining, build_report, final_seeds
 from nasforge.exceptions import RunDirError
-from nasforge.final import save_best_model
 from nasforge.logging import get_logger
 from nasforge.safeload import load_checkpoint
-from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture
 from nasforge.storage.base import Record
 from nasforge.strategies.base import SearchContext, Strategy
@@ -145,48 +144,33 @@ class OneShotSearch(Strategy):
             ctx.save_state(self.checkpoint_key, encode_checkpoint(self.checkpoint(epoch)))
         _logger.info("epoch %d val_acc=%.4f %s", epoch, rec.val_acc,
                      series.get("describe", rec.arch))
-        for cb in ctx.callbacks:
-            cb.on_trial(rec, ctx)
         ctx.emit_step(epoch + 1, self.epochs, {
             "phase": self.phase, "val_acc": float(rec.val_acc),
             "loss": rec.result.metrics.get("train_loss")})
 
     # ------------------------------------------------------------------ final
-    def finalize(self, ctx: SearchContext) -> dict[str, Any]:
+    def finalize(self, ctx: SearchContext) -> FinalReport:
         recs = ctx.records()
         if not recs:
-            return {"arch": None, "error": "no search epoch finished"}
+            return build_report(ctx, error="no search epoch finished")
         last = recs[-1]
-        report: dict[str, Any] = {
-            "arch": last.arch.to_json(), "arch_id": last.arch_id,
-            "describe": ctx.space.describe(last.arch), "trial": last.number,
-            "val_acc": last.val_acc, "search_val_acc": last.val_acc,
-            "params": last.result.params,
-        }
-        report.update(self.report_extras(ctx, last))
-        n = ctx.config.final.seeds
-        if ctx.task is None or n == 0:
-            return report
-        seeds = [derive_seed(ctx.seed, "final", i) for i in range(n)]
-        vals, tests, infos = [], [], []
+        extra: dict[str, Any] = {"search_val_acc": last.val_acc, **self.report_extras(ctx, last)}
+        if ctx.task is None or ctx.config.final.seeds == 0:
+            return build_report(ctx, arch=last.arch, trial=last.number, val_acc=last.val_acc,
+                                params=last.result.params, extra=extra)
+        seeds = final_seeds(ctx)
+        runs, infos = [], []
         first_model: nn.Module | None = None
         for i, s in enumerate(seeds):
             model, info = self.retrain(ctx, last.arch, s)
             acc = self.test(ctx, model)
-            vals.append(info["val_acc"])
-            tests.append(acc)
+            runs.append(Retraining(s, info["val_acc"], acc))
             infos.append(info)
             first_model = first_model or model
-            ctx.emit_step(i + 1, n, {"phase": "retrain", "test_acc": acc})
-        assert first_model is not None
-        save_best_model(ctx.run_dir, first_model)
-        report.update(
-            val_acc=statistics.fmean(vals), retrain_val_accs=vals, retrain_seeds=seeds,
-            test_accs=tests, test_acc=statistics.fmean(tests), test_std=statistics.pstdev(tests),
-            params=infos[0]["params"],
-            retrain_seconds=statistics.fmean(i["seconds"] for i in infos),
+            ctx.emit_step(i + 1, len(seeds), {"phase": "retrain", "test_acc": acc})
+        extra["retrain_seconds"] = statistics.fmean(i["seconds"] for i in infos)
+        return build_report(
+            ctx, arch=last.arch, trial=last.number,
+            val_acc=statistics.fmean(r.val_acc for r in runs), params=infos[0]["params"],
+            retrainings=runs, model=first_model, extra=extra,
         )
-        _logger.info("final: %s test_acc=%.4f over %d seeds", report["describe"],
-                     report["test_acc"], n)
-        return report
-

@@ -40,7 +40,7 @@ retraining; ``finalize`` reports the best member of the final population (option
 soup of the members sharing its architecture) and ``final.seeds`` is not used.
 
 Fault tolerance: a member whose worker dies is re-run from its last checkpoint by the executor
-(``map_jobs`` of :class:`~nasforge.executors.pool.JobPool` or the Ray executor). The driver
+(the executor's ``map_jobs``: the local worker pool or Ray). The driver
 checkpoints the whole population after every round in the same transaction as that round's
 records and series, so ``--resume`` after a driver kill continues the same population.
 """
@@ -58,11 +58,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nasforge.engine.final import FinalReport, build_report
 from nasforge.evaluators.base import Result
 from nasforge.evaluators.pbt import Checkpoint, MemberTrainer, StepJob, member_step, seeded_build
 from nasforge.exceptions import ConfigError, RunDirError
-from nasforge.executors.pool import JobPool
-from nasforge.final import save_best_model
 from nasforge.logging import get_logger
 from nasforge.safeload import load_checkpoint
 from nasforge.seeding import derive_seed, make_rng
@@ -214,7 +213,7 @@ class PBTNAS(Strategy):
 
     @staticmethod
     def load_state(ctx: SearchContext) -> PBTState | None:
-        raw = ctx.store.get_state(STATE_KEY)
+        raw = ctx.load_state(STATE_KEY)
         return None if raw is None else decode_state(raw)
 
     # --------------------------------------------------------------------------------- loop
@@ -224,54 +223,48 @@ class PBTNAS(Strategy):
         state = self.load_state(ctx)
         if state is None:
             state = self._initial(ctx, trainer, space)
-        runner: Any = ctx.executor
-        own_pool = not hasattr(runner, "map_jobs")
-        if own_pool:
-            runner = JobPool(workers=getattr(ctx.executor, "workers", 1), threads=trainer.threads)
-        try:
-            while state.round < rounds:
-                g = state.round
-                events: list[dict[str, Any]] = []
-                if state.pending_exploit and self._mix_now(g - 1, rounds):
-                    events += self.exploit(state, g - 1, trainer, space)
-                state.pending_exploit = False
-                jobs = [
-                    StepJob(m.slot, m.id, m.tokens, m.ckpt, self.p.step_units,
-                            derive_seed(self.seed, "step", m.id, g), self._eval_seed(g))
-                    for m in state.members
-                ]
-                outs: dict[int, Any] = {}
-                r0 = getattr(runner, "restarts", 0)
-                for i, out in runner.map_jobs(member_step, trainer, jobs):
-                    outs[i] = out
-                records = []
-                for i, m in enumerate(state.members):
-                    out = outs[i]
-                    m.ckpt, m.error = out.ckpt, out.error
-                    m.fitness = out.fitness if out.error is None else math.nan
-                    records.append(self._record(g, m, jobs[i].seed, out, trainer))
-                    events.append({
-                        "event": "train", "round": g, "slot": m.slot, "id": m.id,
-                        "arch": list(m.tokens), "fitness": m.fitness, "units": m.ckpt["units"],
-                        "founders": list(m.founders),
-                    })
-                trained = list(state.members)
-                if self._mix_now(g, rounds):
-                    events += self.exploit(state, g, trainer, space)
-                state.pending_exploit = g == rounds - 1 and self.p.mode != "random"
-                state.round = g + 1
-                state.restarts += getattr(runner, "restarts", 0) - r0
-                self._save(ctx, state, records, events)
-                fits = [m.fitness for m in trained]
-                best = max((f for f in fits if math.isfinite(f)), default=math.nan)
-                _logger.info(
-                    "PBT round %d/%d: best %.4f mean %.4f", g + 1, rounds, best,
-                    float(np.nanmean(fits)) if any(math.isfinite(f) for f in fits) else math.nan,
-                )
-                ctx.emit_step(g + 1, rounds, {"phase": "pbt", "best": best})
-        finally:
-            if own_pool:
-                runner.close()
+        runner = ctx.executor
+        while state.round < rounds:
+            g = state.round
+            events: list[dict[str, Any]] = []
+            if state.pending_exploit and self._mix_now(g - 1, rounds):
+                events += self.exploit(state, g - 1, trainer, space)
+            state.pending_exploit = False
+            jobs = [
+                StepJob(m.slot, m.id, m.tokens, m.ckpt, self.p.step_units,
+                        derive_seed(self.seed, "step", m.id, g), self._eval_seed(g))
+                for m in state.members
+            ]
+            outs: dict[int, Any] = {}
+            r0 = runner.restarts
+            for i, out in runner.map_jobs(member_step, trainer, jobs,
+                                          threads=trainer.threads):
+                outs[i] = out
+            records = []
+            for i, m in enumerate(state.members):
+                out = outs[i]
+                m.ckpt, m.error = out.ckpt, out.error
+                m.fitness = out.fitness if out.error is None else math.nan
+                records.append(self._record(g, m, jobs[i].seed, out, trainer))
+                events.append({
+                    "event": "train", "round": g, "slot": m.slot, "id": m.id,
+                    "arch": list(m.tokens), "fitness": m.fitness, "units": m.ckpt["units"],
+                    "founders": list(m.founders),
+                })
+            trained = list(state.members)
+            if self._mix_now(g, rounds):
+                events += self.exploit(state, g, trainer, space)
+            state.pending_exploit = g == rounds - 1 and self.p.mode != "random"
+            state.round = g + 1
+            state.restarts += runner.restarts - r0
+            self._save(ctx, state, records, events)
+            fits = [m.fitness for m in trained]
+            best = max((f for f in fits if math.isfinite(f)), default=math.nan)
+            _logger.info(
+                "PBT round %d/%d: best %.4f mean %.4f", g + 1, rounds, best,
+                float(np.nanmean(fits)) if any(math.isfinite(f) for f in fits) else math.nan,
+            )
+            ctx.emit_step(g + 1, rounds, {"phase": "pbt", "best": best})
 
     def _eval_seed(self, g: int) -> int:
         return derive_seed(self.seed, "eval", g)
@@ -289,15 +282,15 @@ class PBTNAS(Strategy):
             ckpt = trainer.init_member(arch, derive_seed(self.seed, "init", i))
             members.append(Member(i, i, arch.tokens, ckpt, founders=(i,) * len(toks)))
         state = PBTState(members=members, next_id=P)
-        with ctx.store.transaction():
+        with ctx.transaction():
             if ctx.task is None and trainer.task_meta() is not None:
-                ctx.store.set_meta("task", trainer.task_meta())
+                ctx.set_meta("task", trainer.task_meta())
             for m in members:
-                ctx.store.add_series(STATE_KEY, 0, {
+                ctx.log_series(STATE_KEY, 0, {
                     "event": "init", "round": 0, "slot": m.slot, "id": m.id,
                     "arch": list(m.tokens),
                 }, member=str(m.id))
-            ctx.store.put_state(STATE_KEY, encode_state(state))
+            ctx.save_state(STATE_KEY, encode_state(state))
         return state
 
     def _record(
@@ -323,18 +316,15 @@ class PBTNAS(Strategy):
         self, ctx: SearchContext, state: PBTState, records: list[Record],
         events: list[dict[str, Any]],
     ) -> None:
-        with ctx.store.transaction():
-            done = {r.number for r in ctx.store.trials(range(records[0].number,
-                                                               records[-1].number + 1))}
+        with ctx.transaction():
+            done = {r.number for r in ctx.records(range(records[0].number,
+                                                          records[-1].number + 1))}
             for rec in records:
                 if rec.number not in done:
-                    ctx.store.add_trial(rec)
+                    ctx.record_trial(rec)
             for ev in events:
-                ctx.store.add_series(STATE_KEY, int(ev["round"]), ev, member=str(ev["id"]))
-            ctx.store.put_state(STATE_KEY, encode_state(state))
-        for rec in records:
-            for cb in ctx.callbacks:
-                cb.on_trial(rec, ctx)
+                ctx.log_series(STATE_KEY, int(ev["round"]), ev, member=str(ev["id"]))
+            ctx.save_state(STATE_KEY, encode_state(state))
 
     # --------------------------------------------------------------------- exploit / explore
     def exploit(
@@ -465,26 +455,24 @@ class PBTNAS(Strategy):
         return Member(slot, -1, tuple(tokens), ckpt, PLACEHOLDER, base.founders), info
 
     # ------------------------------------------------------------------------------- report
-    def finalize(self, ctx: SearchContext) -> dict[str, Any]:
+    def finalize(self, ctx: SearchContext) -> FinalReport:
         """The best member of the final population (no retraining), optionally souped."""
         trainer, space = self._parts(ctx)
         state = self.load_state(ctx)
         if state is None or not state.members:
-            return {"arch": None, "error": "no population stored"}
+            return build_report(ctx, error="no population stored")
         members = state.members
         fitness = [m.fitness for m in members]
         best = members[ops.rank(fitness)[0]]
         if not math.isfinite(best.fitness):
-            return {"arch": None, "error": "no member trained successfully"}
+            return build_report(ctx, error="no member trained successfully")
         arch = Architecture(best.tokens)
         model = trainer.restore(arch, best.ckpt)
         g_last = state.round - 1
-        report: dict[str, Any] = {
-            "arch": arch.to_json(), "arch_id": arch.arch_id, "describe": space.describe(arch),
-            "trial": g_last * self.p.population_size + best.slot, "member": best.id,
-            "slot": best.slot, "val_acc": best.fitness, "fitness": best.fitness,
-            "units": best.ckpt["units"], "params": sum(p.numel() for p in model.parameters()),
-            "restarts": state.restarts,
+        val = best.fitness
+        extra: dict[str, Any] = {
+            "member": best.id, "slot": best.slot, "fitness": best.fitness,
+            "units": best.ckpt["units"], "restarts": state.restarts,
             "population": [{"slot": m.slot, "member": m.id, "arch": list(m.tokens),
                             "fitness": m.fitness} for m in members],
         }
@@ -504,10 +492,12 @@ class PBTNAS(Strategy):
                 [m.fitness for m in same], score,
             )
             model.load_state_dict({**rest, **soup})
-            report["soup"] = {"members": [same[i].id for i in chosen], "fitness": soup_fit,
-                              "candidates": len(same), "part": self.p.soup_part}
-            report["val_acc"] = soup_fit
-        report.update(trainer.final_scores(model, seed=derive_seed(self.seed, "test")))
-        save_best_model(ctx.run_dir, model)
-        _logger.info("final: member %d %s fitness=%.4f", best.id, arch, report["val_acc"])
-        return report
+            extra["soup"] = {"members": [same[i].id for i in chosen], "fitness": soup_fit,
+                             "candidates": len(same), "part": self.p.soup_part}
+            val = soup_fit
+        test = trainer.test_score(model, seed=derive_seed(self.seed, "test"))
+        return build_report(
+            ctx, arch=arch, trial=g_last * self.p.population_size + best.slot, val_acc=val,
+            params=sum(p.numel() for p in model.parameters()), test_acc=test.score,
+            test_std=test.std, model=model, extra=extra,
+        )

@@ -70,8 +70,9 @@ Deviations and decisions:
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -82,15 +83,15 @@ from torch import nn
 from nasforge.config import build_component, format_validation_error
 from nasforge.data import TASKS
 from nasforge.data.base import Task
-from nasforge.evaluators.base import evaluate_safely
+from nasforge.engine.final import FinalReport, fit_all, report_best
+from nasforge.evaluators.base import Retrainable, evaluate_safely
 from nasforge.evaluators.train import TrainEvaluator, TrainParams
 from nasforge.exceptions import ConfigError, UnknownName
-from nasforge.final import report_best
 from nasforge.logging import get_logger
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture, SearchSpace, Token
 from nasforge.storage.base import Record
-from nasforge.strategies._state import register_state_type
+from nasforge.storage.state import register_state_type
 from nasforge.strategies.base import STRATEGIES, AskTellParams, AskTellStrategy
 from nasforge.strategies.reinforce._math import (
     ema_advantages,
@@ -806,8 +807,8 @@ class Reinforce(AskTellStrategy):
 
     def setup(self, ctx: SearchContext) -> None:
         self.controller = Controller(ctx.space, config=self.config, seed=self.seed)
-        with ctx.store.transaction():
-            ctx.store.set_meta("controller", {"preset": self.preset, **self.config.model_dump()})
+        with ctx.transaction():
+            ctx.set_meta("controller", {"preset": self.preset, **self.config.model_dump()})
 
     def ask(self, n: int) -> list[Architecture]:
         assert self.controller is not None
@@ -823,10 +824,8 @@ class Reinforce(AskTellStrategy):
         stats["val_accs"] = [r.val_acc if r.ok else None for r in records]
         self.pending = []
         if self._ctx is not None:
-            store = self._ctx.store
-            with store.transaction():  # idempotent if a resumed run redoes this tell
-                store.truncate_series("controller", stats["update"])
-                store.add_series("controller", stats["update"], stats)
+            with self._ctx.transaction():  # idempotent if a resumed run redoes this tell
+                self._ctx.log_series("controller", stats["update"], stats, truncate=True)
             self._ctx.emit_step(
                 stats["update"] + 1, -(-self._ctx.budget // self.batch_size),
                 {"reward": float(np.mean(stats["rewards"])), "baseline": stats["baseline"]},
@@ -847,21 +846,19 @@ class Reinforce(AskTellStrategy):
         if cstate is not None:
             self.controller.load_state_dict(cstate)
 
-    def finalize(self, ctx: SearchContext) -> dict[str, Any]:
-
+    def finalize(self, ctx: SearchContext) -> FinalReport:
         report = report_best(ctx)
         if self.final_greedy and self.controller is not None:
-            report["greedy"] = greedy_report(ctx, self.controller, report)
+            greedy = greedy_report(ctx, self.controller, report)
+            report = replace(report, extra={**report.extra, "greedy": greedy})
         return report
 
 
 def greedy_report(
-    ctx: SearchContext, controller: Controller, best: dict[str, Any]
+    ctx: SearchContext, controller: Controller, best: FinalReport
 ) -> dict[str, Any]:
     """The greedy decode of the final policy: its probability, its search result if it was
-    evaluated, and (like the best trial) its retrained validation and test accuracies."""
-    import statistics
-
+    evaluated, and (like the best trial) its retrained validation and test scores."""
     arch = controller.greedy()
     out: dict[str, Any] = {
         "arch": arch.to_json(),
@@ -869,26 +866,23 @@ def greedy_report(
         "describe": ctx.space.describe(arch),
         "policy_prob": math.exp(controller.log_prob(arch)),
     }
-    hit = ctx.store.find_complete(arch.arch_id)
+    hit = ctx.find_complete(arch.arch_id)
     if hit is not None:
         out.update(trial=hit.number, val_acc=hit.val_acc if hit.ok else None)
-    if best.get("arch_id") == arch.arch_id and "test_accs" in best:
-        out.update(retrain_val_accs=best.get("retrain_val_accs"), test_accs=best["test_accs"],
-                   test_acc=best["test_acc"])
+    runs = best.retrainings
+    if best.arch_id == arch.arch_id and runs:
+        out.update(retrain_val_accs=[r.val_acc for r in runs],
+                   test_accs=[r.test for r in runs], test_acc=best.test_acc)
         return out
-    fit = getattr(ctx.evaluator, "fit", None)
-    test = getattr(ctx.evaluator, "test_accuracy", None)
-    seeds = best.get("retrain_seeds")
-    if fit is None or test is None or not seeds:
+    ev = ctx.evaluator
+    if not isinstance(ev, Retrainable) or not runs:
         return out
-    vals, tests = [], []
-    for s in seeds:
-        model, res = fit(arch, seed=s)
-        if model is None:
-            out["error"] = res.error
-            return out
-        vals.append(res.val_acc)
-        tests.append(float(test(model)))
+    done = fit_all(ev, arch, [r.seed for r in runs])
+    if done is None:
+        out["error"] = "the greedy architecture failed to retrain"
+        return out
+    models, vals = done
+    tests = [float(ev.test_accuracy(m)) for m in models]
     out.update(retrain_val_accs=vals, test_accs=tests, test_acc=statistics.fmean(tests))
     return out
 

@@ -33,8 +33,9 @@ def test_two_epochs_move_alphas_and_lower_training_loss(tmp_path: Path) -> None:
     assert np.abs(_logits(run, 1)).max() > 20 * 1e-3  # init: 1e-3 * N(0, 1)
     assert np.abs(_logits(run, 1) - _logits(run, 0)).max() > 1e-3
     final = run.final
-    assert final is not None and final["arch"] == recs[-1].arch.to_json()
-    assert 0.0 <= final["test_acc"] <= 1.0 and len(final["test_accs"]) == 1
+    assert final is not None and final.arch == recs[-1].arch.to_json()
+    assert final.test_acc is not None and 0.0 <= final.test_acc <= 1.0
+    assert len(final.retrainings) == 1
     out = nasforge.export(run.dir, tmp_path / "export")
     model = nasforge.load(out)
     assert model(torch.zeros(2, 1, 6, 6)).shape == (2, 3)
