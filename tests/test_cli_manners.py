@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 import nasforge
-from nasforge.objectives import DEFAULT
 from nasforge.cli.main import _config_path, build_parser, main
+from nasforge.objectives import DEFAULT
 from nasforge.progress import ProgressCallback
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
