@@ -134,7 +134,6 @@ def run_in_memory(
             config=cfg, space=space, task=None, evaluator=evaluator,
             executor=LocalExecutor(workers=1), store=store, budget=budget, seed=seed,
             device=torch.device("cpu"), run_dir=Path(tmp),
-            reevaluate=bool(getattr(strategy, "reevaluate", False)),
         )
         try:
             strategy.run(ctx)

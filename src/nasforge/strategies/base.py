@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from nasforge.config import validate_params
 from nasforge.engine.context import Callback, SearchContext
 from nasforge.engine.final import FinalReport, report_best
 from nasforge.engine.loop import run_ask_tell
@@ -88,23 +89,20 @@ class AskTellStrategy(Strategy):
     trial count; checkpoints stay small).
     """
 
-    transient: ClassVar[tuple[str, ...]] = ("space", "picked")
+    transient: ClassVar[tuple[str, ...]] = ("space", "picked", "p")
+    Params: ClassVar[type[BaseModel]] = AskTellParams
     history: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        batch_size: int = 1,
-        reevaluate: bool | None = None,
-        reeval_share: float = 0.0,
-        reeval_top: int = 5,
-    ) -> None:
+    def __init__(self, *, seed: int = 0, **params: Any) -> None:
+        """``params``: the config entry's fields, validated by the class's ``Params`` (the one
+        definition of every field, its type and default); kept as ``self.p``."""
         super().__init__(seed=seed)
-        self.batch_size = batch_size
-        self.reevaluate = reevaluate
-        self.reeval_share = reeval_share
-        self.reeval_top = reeval_top
+        p: Any = validate_params(type(self), "strategy", params)
+        self.p = p
+        self.batch_size: int = p.batch_size
+        self.reevaluate: bool | None = p.reevaluate
+        self.reeval_share: float = p.reeval_share
+        self.reeval_top: int = p.reeval_top
         self.space: SearchSpace | None = None
         self.rng = np.random.default_rng(derive_seed(seed, "strategy"))
         self.picked: dict[str, Any] | None = None

@@ -242,44 +242,21 @@ class BOEvolution(AskTellStrategy):
     Params: ClassVar[type[BaseModel]] = BOEvolutionParams
     history: ClassVar[tuple[str, ...]] = ("archs", "ys", "rows", "seen", "seen_rows")
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        batch_size: int = 1,
-        reevaluate: bool | None = None,
-        reeval_share: float = 0.0,
-        reeval_top: int = 5,
-        n_init: int = 10,
-        parents: int = 3,
-        mutations: int = 200,
-        random_candidates: int = 200,
-        refit_every: int = 10,
-        xi: float = 0.0,
-        transform: Literal["copula", "log_error", "none"] = "copula",
-        pool_all_below: int = 0,
-        kernel: Literal["product", "additive", "mixed"] = "mixed",
-        acquisition: Literal["ei", "ucb", "thompson"] = "thompson",
-        beta: float = 2.0,
-        max_points: int = 256,
-        thompson_pool: int = 256,
-    ) -> None:
-        super().__init__(
-            seed=seed, batch_size=batch_size, reevaluate=reevaluate, reeval_share=reeval_share,
-            reeval_top=reeval_top,
-        )
-        self.n_init = n_init
-        self.parents = parents
-        self.mutations = mutations
-        self.random_candidates = random_candidates
-        self.refit_every = refit_every
-        self.xi = xi
-        self.transform = transform
-        self.acquisition = acquisition
-        self.beta = beta
-        self.pool_all_below = pool_all_below
-        self.max_points = max_points
-        self.thompson_pool = thompson_pool
+    def __init__(self, *, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed=seed, **params)
+        p = self.p
+        self.n_init: int = p.n_init
+        self.parents: int = p.parents
+        self.mutations: int = p.mutations
+        self.random_candidates: int = p.random_candidates
+        self.refit_every: int = p.refit_every
+        self.xi: float = p.xi
+        self.transform: str = p.transform
+        self.acquisition: str = p.acquisition
+        self.beta: float = p.beta
+        self.pool_all_below: int = p.pool_all_below
+        self.max_points: int = p.max_points
+        self.thompson_pool: int = p.thompson_pool
         self.rows: list[np.ndarray] = []  # encoded decisions of self.archs (GP inputs)
         self.archs: list[Architecture] = []
         self.ys: list[float] = []
@@ -287,7 +264,8 @@ class BOEvolution(AskTellStrategy):
         self.seen_rows: set[bytes] = set()  # encoded indices (int64) of the asked architectures
         self.asked = 0
         self.hyper: tuple[float, float, float] = (1.0, 0.05, 0.0)
-        self.mixes = (0.0,) if kernel == "product" else (1.0,) if kernel == "additive" else MIXES
+        self.mixes = (0.0,) if p.kernel == "product" else (
+            (1.0,) if p.kernel == "additive" else MIXES)
         self.fits = 0
 
     # ------------------------------------------------------------- helpers

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Container
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -63,25 +63,12 @@ class RegularizedEvolution(AskTellStrategy):
     Params: ClassVar[type[BaseModel]] = EvolutionParams
     history: ClassVar[tuple[str, ...]] = ("seen",)
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        batch_size: int = 1,
-        reevaluate: bool | None = None,
-        reeval_share: float = 0.0,
-        reeval_top: int = 5,
-        population_size: int = 20,
-        sample_size: int = 5,
-        unique_children: bool = True,
-    ) -> None:
-        super().__init__(
-            seed=seed, batch_size=batch_size, reevaluate=reevaluate, reeval_share=reeval_share,
-            reeval_top=reeval_top,
-        )
-        self.population_size = population_size
-        self.sample_size = min(sample_size, population_size)
-        self.unique_children = unique_children
+    def __init__(self, *, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed=seed, **params)
+        p = self.p
+        self.population_size: int = p.population_size
+        self.sample_size: int = min(p.sample_size, p.population_size)
+        self.unique_children: bool = p.unique_children
         self.population: deque[tuple[Architecture, float]] = deque()
         self.seen: set[str] = set()
         self.asked = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -28,21 +28,10 @@ class RandomSearch(AskTellStrategy):
     Params: ClassVar[type[BaseModel]] = RandomParams
     history: ClassVar[tuple[str, ...]] = ("seen",)
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        batch_size: int = 16,
-        replacement: bool = False,
-        reevaluate: bool | None = None,
-        reeval_share: float = 0.0,
-        reeval_top: int = 5,
-    ) -> None:
-        super().__init__(
-            seed=seed, batch_size=batch_size, reevaluate=reevaluate, reeval_share=reeval_share,
-            reeval_top=reeval_top,
-        )
-        self.replacement = replacement
+    def __init__(self, *, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed=seed, **params)
+        p = self.p
+        self.replacement: bool = p.replacement
         self.seen: set[str] = set()
 
     def ask(self, n: int) -> list[Architecture]:

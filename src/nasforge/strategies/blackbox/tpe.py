@@ -105,31 +105,15 @@ class OptunaTPE(AskTellStrategy):
     Params: ClassVar[type[BaseModel]] = TPEParams
     history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists")
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        batch_size: int = 1,
-        reevaluate: bool | None = None,
-        reeval_share: float = 0.0,
-        reeval_top: int = 5,
-        sampler: str = "TPESampler",
-        sampler_kwargs: dict[str, Any] | None = None,
-        max_rejects: int = 50,
-        avoid_repeats: bool = True,
-        failed_value: float | None = None,
-        quiet: bool = True,
-    ) -> None:
-        super().__init__(
-            seed=seed, batch_size=batch_size, reevaluate=reevaluate, reeval_share=reeval_share,
-            reeval_top=reeval_top,
-        )
-        self.sampler_name = sampler
-        self.sampler_kwargs = dict(sampler_kwargs or {})
-        self.max_rejects = max_rejects
-        self.avoid_repeats = avoid_repeats
-        self.failed_value = failed_value
-        self.quiet = quiet
+    def __init__(self, *, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed=seed, **params)
+        p = self.p
+        self.sampler_name: str = p.sampler
+        self.sampler_kwargs: dict[str, Any] = dict(p.sampler_kwargs or {})
+        self.max_rejects: int = p.max_rejects
+        self.avoid_repeats: bool = p.avoid_repeats
+        self.failed_value: float | None = p.failed_value
+        self.quiet: bool = p.quiet
         self.study: Any = None
         self.pending: list[list[int]] = []  # decisions of the last ask, in ask order
         self.rejected = 0
@@ -137,7 +121,7 @@ class OptunaTPE(AskTellStrategy):
         self.sampler_rng: list[Any] = []  # the sampler's random states (restored on resume)
         self.asked_ids: set[str] = set()
         self._dists: dict[tuple[int, int], Any] = {}
-        make_sampler(sampler, self.sampler_kwargs, 0)  # bad names fail at construction
+        make_sampler(p.sampler, self.sampler_kwargs, 0)  # bad names fail at construction
 
     def setup(self, ctx: SearchContext) -> None:
         self.study = self._new_study()

@@ -779,21 +779,18 @@ class Reinforce(AskTellStrategy):
 
     name: ClassVar[str] = "reinforce"
     Params: ClassVar[type[BaseModel]] = ReinforceParams
-    transient: ClassVar[tuple[str, ...]] = ("space", "picked", "controller", "_ctx", "config")
+    transient: ClassVar[tuple[str, ...]] = (
+        "space", "picked", "p", "controller", "_ctx", "config")
 
-    def __init__(
-        self, *, seed: int = 0, preset: str = "default", reevaluate: bool | None = None,
-        reeval_share: float = 0.0, reeval_top: int = 5, final_greedy: bool = True,
-        **fields: Any,
-    ) -> None:
-        cfg = resolve_config(preset, fields)
-        super().__init__(
-            seed=seed, batch_size=cfg.batch_size, reevaluate=reevaluate,
-            reeval_share=reeval_share, reeval_top=reeval_top,
-        )
-        self.preset = preset
+    def __init__(self, *, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed=seed, **params)
+        p = self.p
+        fields = {k: getattr(p, k) for k in ControllerConfig.model_fields}
+        cfg = resolve_config(p.preset, fields)
+        self.batch_size = cfg.batch_size  # the preset's when the config does not say
+        self.preset: str = p.preset
         self.config = cfg
-        self.final_greedy = final_greedy
+        self.final_greedy: bool = p.final_greedy
         self.pending: list[Rollout] = []
         self.controller: Controller | None = None
         self._ctx: SearchContext | None = None
