@@ -386,6 +386,44 @@ class TF1RMSprop(torch.optim.Optimizer):
         return loss
 
 
+# ------------------------------------------------------------- seed compatibility
+# What only the seeds' reference presets switch on; the default algorithm never calls these.
+
+
+def seed_logprob_quirks(cfg: ControllerConfig) -> bool:
+    """Whether a reference preset changes the sequence log-probability."""
+    return bool(cfg.label_index_scaling or cfg.mixture_logprob)
+
+
+def seed_sequence_logprobs(
+    cfg: ControllerConfig, logp: torch.Tensor, log_u: Sequence[float],
+    rollouts: Sequence[Rollout],
+) -> list[torch.Tensor]:
+    """Per-rollout log-probabilities under the seeds' quirks: seed 003 scales each decision's
+    log-probability by its label index + 1 (``label_index_scaling``); seed 002 scores an
+    epsilon-explored rollout under the epsilon mixture (``mixture_logprob``)."""
+    if cfg.label_index_scaling:
+        labels = torch.zeros_like(logp)
+        for i, r in enumerate(rollouts):
+            labels[i, : len(r.taken)] = torch.tensor(r.taken, dtype=logp.dtype)
+        logp = (labels + 1.0) * logp
+    seq = [logp[i].sum() for i in range(len(rollouts))]
+    if cfg.mixture_logprob:
+        seq = [
+            mixture_logprob(lp, log_u[i], r.epsilon) if r.epsilon > 0 else lp
+            for i, (lp, r) in enumerate(zip(seq, rollouts))
+        ]
+    return seq
+
+
+def l2_penalty(
+    cfg: ControllerConfig, net: nn.Module, adv: torch.Tensor
+) -> torch.Tensor | float:
+    """Weight decay in the loss; seed 003 scales it by the batch's mean advantage."""
+    l2 = cfg.l2 * sum((p * p).sum() for p in net.parameters())
+    return l2 * adv.mean() if cfg.l2_reward_scaled else l2
+
+
 @register_state_type
 @dataclass(frozen=True)
 class Rollout:
@@ -634,17 +672,10 @@ class Controller:
             cfg.entropy_weight * cfg.entropy_decay ** (self.rollouts_seen + i) for i in range(m)
         ]
         logp, ent, log_u = self._score(rollouts)
-        if cfg.label_index_scaling:
-            labels = torch.zeros_like(logp)
-            for i, r in enumerate(rollouts):
-                labels[i, : len(r.taken)] = torch.tensor(r.taken, dtype=logp.dtype)
-            logp = (labels + 1.0) * logp
+        # the default: the sequence's log-probability is the sum over its decisions
         seq_logp = [logp[i].sum() for i in range(m)]
-        if cfg.mixture_logprob:
-            seq_logp = [
-                mixture_logprob(lp, log_u[i], r.epsilon) if r.epsilon > 0 else lp
-                for i, (lp, r) in enumerate(zip(seq_logp, rollouts))
-            ]
+        if seed_logprob_quirks(cfg):  # seed 003's label scaling / seed 002's mixture (off)
+            seq_logp = seed_sequence_logprobs(cfg, logp, log_u, rollouts)
         lengths = [len(r.taken) for r in rollouts]
         ent_sum = ent.sum(dim=1)
         adv_t = torch.tensor(adv, dtype=torch.float32)
@@ -653,8 +684,7 @@ class Controller:
             adv_t, torch.tensor(ent_w, dtype=torch.float32), normalize=cfg.loss_norm == "steps",
         )
         if cfg.l2 > 0:
-            l2 = cfg.l2 * sum((p * p).sum() for p in self.net.parameters())
-            loss = loss + (l2 * adv_t.mean() if cfg.l2_reward_scaled else l2)
+            loss = loss + l2_penalty(cfg, self.net, adv_t)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
