@@ -195,6 +195,7 @@ class AlphaEnvCore:
         self.A = adjacency(self.s.nodes)
         self.K = self.s.nodes + 2
         self.estimator = estimator
+        self.logits0: np.ndarray = np.zeros((0, 0))
         self.set_alphas(logits)
         self.n_ops = self.logits0.shape[1]
         self.rng = np.random.default_rng(seed)
@@ -229,8 +230,9 @@ class AlphaEnvCore:
         if arr.ndim != 2 or arr.shape[0] != want or arr.shape[1] < 1:
             raise ConfigError(f"alpha env logits must have shape ({want}, ops) for "
                               f"{self.s.nodes} nodes, got {list(arr.shape)}")
-        if hasattr(self, "n_ops") and arr.shape[1] != self.n_ops:
-            raise ConfigError(f"alpha env logits must keep {self.n_ops} ops, got {arr.shape[1]}")
+        if self.logits0.size and arr.shape[1] != self.logits0.shape[1]:
+            raise ConfigError(f"alpha env logits must keep {self.logits0.shape[1]} ops, "
+                              f"got {arr.shape[1]}")
         self.logits0 = arr
 
     # ------------------------------------------------------------- estimation
