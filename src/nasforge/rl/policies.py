@@ -58,8 +58,8 @@ class RecurrentActorCritic(nn.Module):
         self.pi = _ortho(nn.Linear(hidden, n_actions), 0.01)
         self.v = _ortho(nn.Linear(hidden, 1), 1.0)
 
-    def initial(self, batch: int) -> Hidden:
-        z = torch.zeros(batch, self.hidden)
+    def initial(self, batch: int, device: torch.device | str | None = None) -> Hidden:
+        z = torch.zeros(batch, self.hidden, device=device)
         return (z,) if self.cell_kind == "gru" else (z, z.clone())
 
     def step(
@@ -71,7 +71,7 @@ class RecurrentActorCritic(nn.Module):
         extra: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, Hidden]:
         """``(logits (B, A), value (B,), new hidden)``; ``prev_action`` < 0 means none."""
-        one_hot = torch.zeros(obs.shape[0], self.n_actions)
+        one_hot = torch.zeros(obs.shape[0], self.n_actions, device=obs.device)
         has = prev_action >= 0
         if bool(has.any()):
             one_hot[has] = nn.functional.one_hot(prev_action[has].long(), self.n_actions).float()

@@ -30,6 +30,10 @@ class PPOSettings:
     epochs: int = 4
     minibatch: int = 128  # units (samples, or sequences) per minibatch
     normalize_advantages: bool = True  # per minibatch
+    erl2_frac: float = 0.0
+    """E-RL² exploration sampling as seed 000 released it: per minibatch, this fraction of the
+    units (sequences) gets its stored old value zeroed, so its return target becomes the bare
+    advantage and its value clip is centred at 0 (needs ``old_val``; 0: off)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,22 @@ class PPOBatch:
     ret: torch.Tensor
     old_val: torch.Tensor | None = None  # needed when ``clip_value``
     valid: torch.Tensor | None = None  # 1 for real steps of padded sequences
+
+
+def erl2_zero_values(
+    old_val: torch.Tensor, ret: torch.Tensor, frac: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(old_val, ret)`` with ``floor(frac * units)`` random units' stored value zeroed: their
+    target ``ret = old_val + adv`` becomes ``adv`` (E-RL², seed 000's buffer)."""
+    n = old_val.shape[0]
+    k = int(n * frac)
+    if k == 0:
+        return old_val, ret
+    pick = torch.randperm(n, generator=generator)[:k]
+    ov, r = old_val.clone(), ret.clone()
+    r[pick] = ret[pick] - old_val[pick]
+    ov[pick] = 0.0
+    return ov, r
 
 
 def _mean(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
@@ -101,9 +121,13 @@ def ppo_update(
         for i in range(0, n, mb):
             idx = perm[i : i + mb]
             logp, ent, v = evaluate(idx)
+            ret, old_val = batch.ret[idx], None if batch.old_val is None else batch.old_val[idx]
+            if s.erl2_frac > 0.0:
+                if old_val is None:
+                    raise ValueError("erl2_frac needs the old values")
+                old_val, ret = erl2_zero_values(old_val, ret, s.erl2_frac, generator)
             loss, pg, vl, en = ppo_loss(
-                logp, ent, v, batch.old_logp[idx], batch.adv[idx], batch.ret[idx], s,
-                None if batch.old_val is None else batch.old_val[idx],
+                logp, ent, v, batch.old_logp[idx], batch.adv[idx], ret, s, old_val,
                 None if batch.valid is None else batch.valid[idx],
             )
             if not torch.isfinite(loss):
