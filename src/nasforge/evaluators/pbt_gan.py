@@ -139,6 +139,16 @@ class PBTGANTrainer(MemberTrainer):
         self.space, self.task, self.device = space, task, torch.device(device)
         self.threads, self.full_units = self.p.threads, self.p.full_units
         self.real = task.train.x.float() * 2.0 - 1.0  # [0, 1] -> [-1, 1]
+        prev = torch.get_num_threads()
+        torch.set_num_threads(self.threads)  # the same numbers in every process and executor
+        try:
+            self._setup_features(task)
+        finally:
+            torch.set_num_threads(prev)
+        _logger.info("pbt_gan: %s", NOT_INCEPTION if self.p.features == "classifier"
+                     else "FID in Inception features")
+
+    def _setup_features(self, task: Task) -> None:
         self._feat: nn.Module
         if self.p.features == "inception":
             self._feat = _InceptionFeatures(inception_features())
@@ -151,8 +161,6 @@ class PBTGANTrainer(MemberTrainer):
                 epochs=self.p.feature_epochs, seed=self.p.feature_seed, key=key)
         self.train_stats = gaussian_stats(features_of(self._feat, self.real))
         self._test_stats: tuple[np.ndarray, np.ndarray] | None = None
-        _logger.info("pbt_gan: %s", NOT_INCEPTION if self.p.features == "classifier"
-                     else "FID in Inception features")
 
     def settings(self) -> dict[str, Any]:
         return {"name": self.name, **self.p.model_dump(exclude={"threads"})}
@@ -202,6 +210,15 @@ class PBTGANTrainer(MemberTrainer):
         raise NotImplementedError("pbt_gan trains with its two optimisers: see _train_all")
 
     def _train_all(
+        self, model: nn.Module, opts: dict[str, torch.optim.Optimizer], units: int, seed: int,
+        extra: dict[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        # the projections' dropout draws from torch's global generator: seed it for the step
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            return self._train_gan(model, opts, units, seed, extra)
+
+    def _train_gan(
         self, model: nn.Module, opts: dict[str, torch.optim.Optimizer], units: int, seed: int,
         extra: dict[str, Any],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -274,8 +291,13 @@ class PBTGANTrainer(MemberTrainer):
 
     def final_scores(self, model: nn.Module, *, seed: int) -> dict[str, Any]:
         if self._test_stats is None:
-            self._test_stats = gaussian_stats(
-                features_of(self._feat, self.task.test.x.float() * 2.0 - 1.0))
+            prev = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                self._test_stats = gaussian_stats(
+                    features_of(self._feat, self.task.test.x.float() * 2.0 - 1.0))
+            finally:
+                torch.set_num_threads(prev)
         n = self.p.final_fid_samples
         return {
             "final_fid": self.fid(model, n, seed),
