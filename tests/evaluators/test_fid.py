@@ -9,9 +9,9 @@ import torch
 from nasforge.evaluators.fid import (
     frechet_distance,
     gaussian_stats,
-    train_feature_net,
     trace_sqrt_product,
     trace_sqrt_product_scipy,
+    train_feature_net,
 )
 from nasforge.evaluators.pbt_gan import g_step_due, hinge_d_loss, hinge_g_loss
 from nasforge.exceptions import DataError

@@ -59,7 +59,8 @@ def test_a_step_keeps_both_optimisers_state_by_name(trainer: PBTGANTrainer) -> N
     assert all(int(out.ckpt["opt"][n]["step"]) == 4 for n in dis)
     assert out.metrics["fid"] == -out.fitness and out.fitness < 0
     # the EMA moved towards the generator but is not equal to it
-    ema = {n[len("gen_ema."):]: t for n, t in out.ckpt["model"].items() if n.startswith("gen_ema.")}
+    ema = {n[len("gen_ema."):]: t for n, t in out.ckpt["model"].items()
+           if n.startswith("gen_ema.")}
     g = {n[len("gen."):]: t for n, t in out.ckpt["model"].items() if n.startswith("gen.")}
     assert any(not torch.equal(ema[k], g[k]) for k in g if g[k].is_floating_point())
 
