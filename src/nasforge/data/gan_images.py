@@ -12,8 +12,8 @@ task          input         source
 
 Pixels are scaled to [0, 1]; labels are kept (the FID feature classifier is trained on them).
 Nothing here downloads; a missing or malformed file is one :class:`DataError` line. The CIFAR
-batches are pickles of plain dicts; they are read with a restricted unpickler that admits no
-class at all, so a crafted file cannot run code.
+batches are pickles of dicts of numpy arrays; they are read with a restricted unpickler that
+admits numpy's array reconstruction and nothing else, so a crafted file cannot run code.
 """
 
 from __future__ import annotations
@@ -55,14 +55,24 @@ class FileParams(SplitParams):
     limit: int = Field(default=0, ge=0, description="keep the first N images (0: all)")
 
 
-class _NoClasses(pickle.Unpickler):
+_NUMPY_ARRAY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
+                                                               "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Plain containers and numpy arrays (what the CIFAR batches hold); any other class is
+    refused, so loading runs no code of the file's choosing."""
+
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _NUMPY_ARRAY:
+            return super().find_class(module, name)
         raise pickle.UnpicklingError(f"a data batch may not reference {module}.{name}")
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        d = _NoClasses(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+        d = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="bytes").load()
         data = np.asarray(d[b"data"] if b"data" in d else d["data"], dtype=np.uint8)
         labels = d.get(b"labels", d.get("labels"))
         y = np.asarray(labels, dtype=np.int64)
