@@ -82,6 +82,14 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
         else:
             line += f", {test_label} {fmt(best['test_acc'])} (as trained, not retrained)"
     console.print(line)
+    if final.get("test_fid") is not None:  # PBT-NAS on a GAN (evaluators/pbt_gan.py)
+        console.print(
+            f"  final FID {fmt(final.get('final_fid'))}, test FID {fmt(final['test_fid'])} "
+            f"(the final population's best generator, not retrained; "
+            f"{final.get('fid_note', '')})"
+        )
+        if final.get("samples"):
+            console.print(f"  samples: {final['samples']} in the run directory")
     pick = summary.get("pick")
     if pick:
         console.print(

@@ -65,6 +65,8 @@ def test_show_prints_fid_with_its_direction(
     out = " ".join(capsys.readouterr().out.split())
     assert "fid (min)" in out and "(minimize)" in out and "accuracy" not in out
     assert f"fid {-straight.final['val_acc']:.4f} (minimize)" in out
+    assert f"test FID {straight.final['test_fid']:.4f}" in out and "not comparable" in out
+    assert "samples: samples.png" in out
 
 
 def test_export_samples_images(straight: Run, tmp_path: Path) -> None:
