@@ -106,3 +106,25 @@ def test_resume_after_a_kill_gives_the_same_population(straight: Run, tmp_path: 
     assert key(resumed) == key(straight)
     pop = [(m["member"], m["arch"], m["fitness"]) for m in (resumed.final or {})["population"]]
     assert pop == [(m["member"], m["arch"], m["fitness"]) for m in straight.final["population"]]
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"task": {"name": "moons"}}, "needs an image task"),
+    ({"budget": 3}, "below population_size 4"),
+    ({"evaluator": {"name": "pbt_gan", "feature_dim": 600}}, "at least 1200 training images"),
+    ({"space": {"name": "gan_hard"}}, "set space.img_channels 1 and space.resolution 8"),
+])
+def test_bad_gan_configs_exit_2_with_one_line_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], words: str
+) -> None:
+    import yaml
+
+    from nasforge.cli.main import main
+
+    cfg = {**gan_cfg(), **change}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
