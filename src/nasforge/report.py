@@ -80,6 +80,14 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
             line += (f", {test_label} {fmt(best['test_acc'], nd)} "
                      f"({spread}as trained, not retrained)")
     console.print(line)
+    if final.get("final_fid") is not None:  # PBT-NAS on a GAN (evaluators/pbt_gan.py)
+        console.print(
+            f"  final FID {fmt(final.get('final_fid'))}, test FID {fmt(final.get('test_acc'))} "
+            f"(the final population's best generator, not retrained; "
+            f"{final.get('fid_note', '')})"
+        )
+        if final.get("samples"):
+            console.print(f"  samples: {final['samples']} in the run directory")
     pick = summary.get("pick")
     if pick:
         console.print(

@@ -44,6 +44,10 @@ SPACE_ARGS: dict[str, tuple[dict[str, Any], tuple[int, ...], int]] = {
                           {"name": "filters", "values": [4, 8]}], "num_layers": 2},
               (1, 8, 8), 3),
 }
+_GAN = {"resolution": 8, "bottom": 1, "channels": 4, "df_channels": 4, "latent": 6,
+        "d_blocks": 2}
+SPACE_ARGS.update({"gan_hard": (_GAN, (1, 8, 8), 0), "gan": (_GAN, (1, 8, 8), 0)})
+SPACE_FORWARD: dict[str, tuple[int, ...]] = {"gan_hard": (6,), "gan": (6,)}  # latents
 SPACE_EXEMPT = {"gene_ac": "builds actor-critics (obs_dim, n_actions); checked by the PBT-RL "
                            "member-trainer suite"}
 EXECUTOR_ARGS: dict[str, dict[str, Any]] = {"local": {"workers": 1}}
@@ -56,6 +60,7 @@ def _space_suite(name: str) -> type:
     class _S(SpaceSuite):
         input_shape = shape
         num_classes = classes
+        forward_shape = SPACE_FORWARD.get(name)
 
         def make_space(self) -> SearchSpace:
             return make_space({"name": name, **over})
@@ -135,7 +140,19 @@ class TestMemberTrainer_pbt_rl(MemberTrainerSuite):
         return tr, space.sample(np.random.default_rng(0))
 
 
-MEMBER_TRAINERS = {"pbt_train", "pbt_rl"}
+class TestMemberTrainer_pbt_gan(MemberTrainerSuite):
+    def make(self) -> tuple[MemberTrainer, Architecture]:
+        space = make_space({"name": "gan_hard", **_GAN})
+        tr: MemberTrainer = build_component(
+            EVALUATORS, "evaluator", {"name": "pbt_gan", "batch_size": 16,
+                                      "batches_per_unit": 4, "n_critic": 2, "fid_samples": 64,
+                                      "feature_dim": 8, "feature_epochs": 1},
+            space=space, task=make_task({"name": "digits", "seed": 0}), device="cpu",
+        )
+        return tr, space.sample(np.random.default_rng(0))
+
+
+MEMBER_TRAINERS = {"pbt_train", "pbt_rl", "pbt_gan"}
 EVALUATOR_SUITES = {"train", "table"}
 
 

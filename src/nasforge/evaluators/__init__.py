@@ -2,6 +2,7 @@
 
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result, evaluate_safely
 from nasforge.evaluators.pbt import MemberTrainer, PBTClassifierTrainer
+from nasforge.evaluators.pbt_gan import PBTGANTrainer
 from nasforge.evaluators.pbt_rl import PBTRLTrainer
 from nasforge.evaluators.table import TabularEvaluator
 from nasforge.evaluators.train import TrainEvaluator
@@ -11,6 +12,7 @@ __all__ = [
     "Evaluator",
     "MemberTrainer",
     "PBTClassifierTrainer",
+    "PBTGANTrainer",
     "PBTRLTrainer",
     "Result",
     "TabularEvaluator",

@@ -43,6 +43,8 @@ class TestScore:
 
     score: float
     std: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What else the final report should record (e.g. a GAN's FID on the training images)."""
 
 
 @dataclass
@@ -98,9 +100,17 @@ def seeded_build(build: Any, arch: Architecture, seed: int) -> nn.Module:
     return model
 
 
+def _owned(opt: torch.optim.Optimizer) -> set[int]:
+    return {id(p) for group in opt.param_groups for p in group["params"]}
+
+
 def optimizer_state_by_name(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """``opt``'s state keyed by the model's parameter names (only the parameters it updates)."""
     out: dict[str, Any] = {}
+    owned = _owned(opt)
     for name, p in model.named_parameters():
+        if id(p) not in owned:
+            continue
         st = opt.state.get(p)
         if st:
             out[name] = {k: v.detach().clone() if torch.is_tensor(v) else v for k, v in st.items()}
@@ -110,9 +120,10 @@ def optimizer_state_by_name(model: nn.Module, opt: torch.optim.Optimizer) -> dic
 def load_optimizer_state(
     model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
+    owned = _owned(opt)
     for name, p in model.named_parameters():
         st = state.get(name)
-        if st is None:
+        if st is None or id(p) not in owned:  # another optimiser's parameter
             continue
         opt.state[p] = {k: _copy_state_value(v, p.device) for k, v in st.items()}
 
@@ -150,6 +161,33 @@ class MemberTrainer(Evaluator):
 
     @abstractmethod
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer: ...
+
+    def make_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        """The member's named optimisers (each parameter in at most one); one by default. The
+        checkpoint keeps their states together, keyed by parameter name (names are unique)."""
+        return {"model": self.make_optimizer(model)}
+
+    def optimizer_groups(self, model: nn.Module) -> dict[str, list[str]]:
+        """Parameter names per named optimiser (quirk P3's positional mode loads each optimiser
+        by position; mutation noise touches these parameters only)."""
+        return {"model": [n for n, _ in model.named_parameters()]}
+
+    def inherit_exactly(self, name: str) -> bool:
+        """Whether a replaced layer's entry ``name`` is copied from the donor as it is instead of
+        shrink-perturbed (a GAN's generator EMA, spectral-norm vectors); none by default."""
+        return False
+
+    def save_artifacts(self, model: nn.Module, run_dir: Any, *, seed: int) -> dict[str, Any]:
+        """Files the final report adds to the run directory (e.g. a sample grid); none by
+        default. Returns what the report should record about them."""
+        return {}
+
+    def _train_all(
+        self, model: nn.Module, opts: dict[str, torch.optim.Optimizer], units: int, seed: int,
+        extra: dict[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Train with every named optimiser; the default trains with the one ``"model"``."""
+        return self._train(model, opts["model"], units, seed, extra)
 
     @abstractmethod
     def _train(
@@ -189,13 +227,17 @@ class MemberTrainer(Evaluator):
     ) -> StepOut:
         start = time.perf_counter()
         model = self.restore(arch, ckpt)
-        opt = self.make_optimizer(model)
-        load_optimizer_state(model, opt, ckpt.get("opt", {}))
-        metrics, extra = self._train(model, opt, units, seed, dict(ckpt.get("extra", {})))
+        opts = self.make_optimizers(model)
+        for opt in opts.values():
+            load_optimizer_state(model, opt, ckpt.get("opt", {}))
+        metrics, extra = self._train_all(model, opts, units, seed, dict(ckpt.get("extra", {})))
         fit = float(self.fitness(model, eval_seed=eval_seed))
+        opt_state: dict[str, Any] = {}
+        for opt in opts.values():
+            opt_state.update(optimizer_state_by_name(model, opt))
         new = {
             "model": _cpu_state(model),
-            "opt": optimizer_state_by_name(model, opt),
+            "opt": opt_state,
             "units": int(ckpt.get("units", 0)) + units,
             "extra": extra,
         }

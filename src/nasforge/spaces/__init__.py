@@ -3,6 +3,7 @@
 from nasforge.spaces.base import SPACES, Architecture, SearchSpace, make_space
 from nasforge.spaces.cell import CellSpace
 from nasforge.spaces.darts import DartsSpace
+from nasforge.spaces.gan import GanHardSpace, GanSpace
 from nasforge.spaces.genes import GeneACSpace, GeneCNNSpace
 from nasforge.spaces.sequence import SequenceSpace
 from nasforge.spaces.state_space import CNNSpace, StateSpace
@@ -14,6 +15,8 @@ __all__ = [
     "CellSpace",
     "CNNSpace",
     "DartsSpace",
+    "GanHardSpace",
+    "GanSpace",
     "GeneACSpace",
     "GeneCNNSpace",
     "SearchSpace",

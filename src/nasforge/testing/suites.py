@@ -136,6 +136,8 @@ class SpaceSuite:
     input_shape: ClassVar[tuple[int, ...]] = (1, 8, 8)
     num_classes: ClassVar[int] = 3
     samples: ClassVar[int] = 8
+    forward_shape: ClassVar[tuple[int, ...] | None] = None
+    """What the built network's ``forward`` takes when not ``input_shape`` (a GAN: latents)."""
 
     def make_space(self) -> SearchSpace:
         raise NotImplementedError
@@ -168,7 +170,7 @@ class SpaceSuite:
         a = self._archs()[0]
         model = space.build(a, self.input_shape, self.num_classes)
         with torch.no_grad():
-            out = model(torch.randn(2, *self.input_shape))
+            out = model(torch.randn(2, *(self.forward_shape or self.input_shape)))
         assert out.shape[0] == 2
 
     def test_foreign_token_is_a_named_error(self) -> None:

@@ -132,3 +132,33 @@ def test_ray_executor_map_for_black_box_searches(ray_session: Any) -> None:
         got = dict(ex.map(ev, archs, [1, 2]))
     for i, (a, s) in enumerate(zip(archs, [1, 2])):
         assert got[i].val_acc == evaluate_safely(ev, a, seed=s).val_acc
+
+
+def gan_cfg(executor: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "pbt_gan_ray", "seed": 2, "budget": 8,
+        "task": {"name": "digits", "seed": 0},
+        "space": {"name": "gan_hard", "resolution": 8, "bottom": 1, "channels": 4,
+                  "df_channels": 4, "latent": 6, "d_blocks": 2},
+        "strategy": {"name": "pbt_nas", "population_size": 4},
+        "evaluator": {"name": "pbt_gan", "batch_size": 16, "batches_per_unit": 10,
+                      "fid_samples": 64, "final_fid_samples": 64, "feature_dim": 8,
+                      "feature_epochs": 1},
+        "executor": executor,
+    }
+
+
+def test_gan_ray_gives_the_same_population_as_local(ray_session: Any, tmp_path: Path) -> None:
+    local = search(gan_cfg({"name": "local", "workers": 1}), run_dir=tmp_path / "l",
+                   progress=False)
+    ray = search(gan_cfg({"name": "ray", "num_cpus": 2}), run_dir=tmp_path / "r",
+                 progress=False)
+
+    def table(run: Run) -> list[tuple[Any, ...]]:
+        return [(t.number, t.arch.tokens, t.val_acc, t.result.metrics["d_loss"])
+                for t in run.trials]
+
+    assert table(ray) == table(local) and len(table(local)) == 8
+    assert ray.final is not None and local.final is not None
+    assert ray.final.extra["population"] == local.final.extra["population"]
+    assert (ray.dir / "samples.png").is_file()

@@ -72,18 +72,22 @@ def shrink_perturb(
 
 
 def transfer_weights(
-    base: State, donor: State, fresh: State, prefixes: Sequence[str], lam: float, gamma: float
+    base: State, donor: State, fresh: State, prefixes: Sequence[str], lam: float, gamma: float,
+    exact: Callable[[str], bool] | None = None,
 ) -> State:
     """The child's state dict: entries owned by ``prefixes`` (the replaced genes' layers) are
     shrink-perturbed from the donor, every other entry is the base's. ``fresh`` is a freshly
-    initialised network of the child's architecture and fixes the child's key set."""
+    initialised network of the child's architecture and fixes the child's key set. Owned entries
+    for which ``exact(name)`` holds (a GAN's generator EMA, spectral-norm vectors) are the
+    donor's, copied without shrink-perturb."""
     out: State = {}
     for name, f in fresh.items():
         if owned_by(name, prefixes):
             src = donor.get(name)
             if src is None or src.shape != f.shape:
                 raise ValueError(f"donor has no tensor {name!r} of shape {tuple(f.shape)}")
-            out[name] = shrink_perturb(src, f, lam, gamma)
+            exactly = exact is not None and exact(name)
+            out[name] = src.clone() if exactly else shrink_perturb(src, f, lam, gamma)
         else:
             src = base.get(name)
             if src is None or src.shape != f.shape:
@@ -135,11 +139,14 @@ def weight_noise(state: State, sigma: float, g: torch.Generator, names: Sequence
     return out
 
 
-def average_states(states: Sequence[State]) -> State:
-    """Uniform weight average; integer buffers come from the first state."""
+def average_states(
+    states: Sequence[State], keep_first: Callable[[str], bool] | None = None
+) -> State:
+    """Uniform weight average; integer buffers, and the entries for which ``keep_first(name)``
+    holds (spectral-norm u/v vectors), come from the first state."""
     out: State = {}
     for k, v in states[0].items():
-        if v.is_floating_point():
+        if v.is_floating_point() and not (keep_first is not None and keep_first(k)):
             out[k] = torch.stack([s[k] for s in states]).mean(0)
         else:
             out[k] = v.clone()
@@ -147,17 +154,19 @@ def average_states(states: Sequence[State]) -> State:
 
 
 def greedy_soup(
-    states: Sequence[State], fitness: Sequence[float], score: Callable[[State], float]
+    states: Sequence[State], fitness: Sequence[float], score: Callable[[State], float],
+    keep_first: Callable[[str], bool] | None = None,
 ) -> tuple[State, list[int], float]:
     """Greedy soup (Wortsman et al. 2022) of same-architecture members: sort by fitness, start
-    from the best, add a member only if the averaged network scores strictly better."""
+    from the best, add a member only if the averaged network scores strictly better.
+    ``keep_first``: entries taken from the best member instead of averaged."""
     order = rank(fitness)
     chosen = [order[0]]
     best = float(fitness[order[0]])
     for i in order[1:]:
-        trial = average_states([states[j] for j in [*chosen, i]])
+        trial = average_states([states[j] for j in [*chosen, i]], keep_first)
         s = float(score(trial))
         if s > best:
             chosen.append(i)
             best = s
-    return average_states([states[j] for j in chosen]), chosen, best
+    return average_states([states[j] for j in chosen], keep_first), chosen, best

@@ -30,7 +30,10 @@ Quirk decisions (ALGORITHMS.md 5.5): P2 exact prefix matching (our spaces have u
 names); P3 ``optimizer_state: by_name`` (default; drop the state of replaced layers) or
 ``positional`` (reference); P4 ``inherit_extra: base`` (default) or ``donor`` (reference); P5
 ``fresh_seed: slot`` (default; seed from run seed, round and child slot) or ``reference``
-(``seed*1e5 + epoch*1e3 + base*100 + donor``). P1 concerns the GAN space, not implemented here.
+(``seed*1e5 + epoch*1e3 + base*100 + donor``). P1 is the GAN space's ``d_branches``
+(``spaces/gan.py``). GANs (``evaluators/pbt_gan.py``): the generator EMA and spectral-norm u/v
+of a replaced layer are the donor's, copied without shrink-perturb (``inherit_exactly``); G and D
+have their own optimisers (positional P3 loads each by position); a soup never averages u/v.
 
 Deviations: budget = ``population_size x rounds`` member-steps (``budget`` in the config; a
 resume may raise it); one trial Record per member per round (number ``round * P + slot``,
@@ -66,6 +69,7 @@ from nasforge.logging import get_logger
 from nasforge.safeload import load_checkpoint
 from nasforge.seeding import derive_seed, make_rng
 from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.spaces.gan import GAN_SPACES, is_sn_vector
 from nasforge.spaces.genes import GeneACSpace, GeneSpace
 from nasforge.storage.base import Record
 from nasforge.strategies.base import STRATEGIES, SearchContext, Strategy
@@ -94,11 +98,12 @@ class PBTNASParams(BaseModel):
     inherit_extra: Literal["base", "donor"] = "base"
     mutation_sigma: float = Field(default=0.1, ge=0, description="weight noise (mutation mode)")
     soup: bool = Field(default=False, description="greedy soup of the best architecture's members")
-    soup_part: Literal["network", "actor"] = Field(
+    soup_part: Literal["network", "actor", "generator"] = Field(
         default="network",
         description="network: members sharing the whole architecture, all weights averaged; "
         "actor (gene_ac only, seed 004's actor-only soup): members sharing the actor's genes, "
-        "only the policy's weights averaged",
+        "only the policy's weights averaged; generator (GAN spaces only): members sharing the "
+        "generator's genes, only the EMA generator averaged",
     )
 
 
@@ -177,12 +182,12 @@ class PBTNAS(Strategy):
             raise ConfigError(
                 f"strategy pbt_nas needs a member trainer evaluator; got "
                 f"{getattr(evaluator, 'name', type(evaluator).__name__)!r}; "
-                "allowed: pbt_train, pbt_rl"
+                "allowed: pbt_train, pbt_rl, pbt_gan"
             )
         if not isinstance(space, GeneSpace):
             raise ConfigError(
                 f"strategy pbt_nas needs a gene space; got {space.name!r}; "
-                "allowed: gene_cnn, gene_ac"
+                "allowed: gene_cnn, gene_ac, gan_hard, gan"
             )
         if self.p.soup:
             self._soup_part(space)
@@ -356,6 +361,14 @@ class PBTNAS(Strategy):
         """Which members may be souped together (equal key) and which weights are averaged."""
         if self.p.soup_part == "network":
             return (lambda t: t), (lambda n: True)
+        if self.p.soup_part == "generator":
+            if not isinstance(space, GAN_SPACES):
+                raise ConfigError(
+                    f"strategy.soup_part 'generator' needs a GAN space, not {space.name!r}; "
+                    "allowed: network"
+                )
+            idx = space.generator_genes()
+            return (lambda t: tuple(t[i] for i in idx)), (lambda n: n.startswith("gen_ema."))
         if not isinstance(space, GeneACSpace):
             raise ConfigError(
                 f"strategy.soup_part 'actor' needs the gene_ac space, not {space.name!r}; "
@@ -389,7 +402,8 @@ class PBTNAS(Strategy):
                                                                          donor.slot))
         fresh = {k: v.detach().clone() for k, v in fresh_model.state_dict().items()}
         weights = ops.transfer_weights(
-            base.ckpt["model"], donor.ckpt["model"], fresh, prefixes, p.shrink, p.perturb
+            base.ckpt["model"], donor.ckpt["model"], fresh, prefixes, p.shrink, p.perturb,
+            exact=trainer.inherit_exactly,
         )
         opt = self._opt_state(base, fresh_model, prefixes, trainer)
         extra = (base if p.inherit_extra == "base" else donor).ckpt.get("extra", {})
@@ -406,12 +420,19 @@ class PBTNAS(Strategy):
         self, base: Member, child_model: torch.nn.Module, prefixes: list[str],
         trainer: MemberTrainer,
     ) -> dict[str, Any]:
-        base_names = [n for n, _ in trainer.build(Architecture(base.tokens)).named_parameters()]
-        named = list(child_model.named_parameters())
-        return ops.child_optimizer_state(
-            base.ckpt["opt"], base_names, [n for n, _ in named],
-            {n: tuple(t.shape) for n, t in named}, prefixes, self.p.optimizer_state,
-        )
+        shapes = {n: tuple(t.shape) for n, t in child_model.named_parameters()}
+        if self.p.optimizer_state == "by_name":
+            return ops.child_optimizer_state(base.ckpt["opt"], [], [], shapes, prefixes, "by_name")
+        # positional (P3 reference): every named optimiser (G and D of a GAN) on its own
+        base_groups = trainer.optimizer_groups(trainer.build(Architecture(base.tokens)))
+        child_groups = trainer.optimizer_groups(child_model)
+        out: dict[str, Any] = {}
+        for key, child_names in child_groups.items():
+            out.update(ops.child_optimizer_state(
+                base.ckpt["opt"], base_groups.get(key, []), child_names, shapes, prefixes,
+                "positional",
+            ))
+        return out
 
     def _mutant(
         self, g: int, slot: int, old: list[Member], parents: list[int], order: list[int],
@@ -428,7 +449,8 @@ class PBTNAS(Strategy):
         info: dict[str, Any] = {"base": base.id, "donor": base.id, "base_slot": base.slot,
                                 "donor_slot": base.slot, "genes_from_donor": []}
         if kind == 1:
-            names = [n for n, _ in trainer.build(Architecture(tokens)).named_parameters()]
+            groups = trainer.optimizer_groups(trainer.build(Architecture(tokens)))
+            names = [n for g in groups.values() for n in g]
             weights = ops.weight_noise(weights, self.p.mutation_sigma,
                                        torch.Generator().manual_seed(fseed), names)
             info["op"] = "weights"
@@ -442,7 +464,8 @@ class PBTNAS(Strategy):
             fresh_model = seeded_build(trainer.build, arch, fseed)
             fresh = {n: v.detach().clone() for n, v in fresh_model.state_dict().items()}
             # the mutated gene's layers are freshly initialised (its op may be new to the base)
-            weights = ops.transfer_weights(weights, fresh, fresh, prefixes, 0.0, 1.0)
+            weights = ops.transfer_weights(weights, fresh, fresh, prefixes, 0.0, 1.0,
+                                           exact=trainer.inherit_exactly)
             opt = ops.child_optimizer_state(
                 opt, [], [], {n: tuple(t.shape) for n, t in fresh_model.named_parameters()},
                 prefixes, "by_name",
@@ -489,13 +512,16 @@ class PBTNAS(Strategy):
 
             soup, chosen, soup_fit = ops.greedy_soup(
                 [{n: t for n, t in m.ckpt["model"].items() if part(n)} for m in same],
-                [m.fitness for m in same], score,
+                [m.fitness for m in same], score, keep_first=is_sn_vector,
             )
             model.load_state_dict({**rest, **soup})
             extra["soup"] = {"members": [same[i].id for i in chosen], "fitness": soup_fit,
                              "candidates": len(same), "part": self.p.soup_part}
             val = soup_fit
         test = trainer.test_score(model, seed=derive_seed(self.seed, "test"))
+        extra.update(test.extra)
+        extra.update(trainer.save_artifacts(model, ctx.run_dir,
+                                            seed=derive_seed(self.seed, "samples")))
         return build_report(
             ctx, arch=arch, trial=g_last * self.p.population_size + best.slot, val_acc=val,
             params=sum(p.numel() for p in model.parameters()), test_acc=test.score,
