@@ -247,6 +247,7 @@ class MetaNAS(OneShotSearch):
         if p.threads:
             torch.set_num_threads(p.threads)
         self.spec = make_spec(ctx.space, p)
+        self.space = ctx.space
         self.task: Task = ctx.task
         self.device = ctx.device
         task = ctx.task.to(ctx.device)
@@ -447,7 +448,7 @@ class MetaNAS(OneShotSearch):
     def _record(self, ctx: SearchContext, epoch: int, seconds: float,
                 metrics: dict[str, Any]) -> Record:
         arch = self.derive()
-        ctx.space.validate(arch)
+        self.space.validate(arch)
         metrics = {**metrics, "model": self.p.model,
                    "skip_connects": self.spec.skip_count(arch)}
         return Record(self.evals, arch, self.seed, Result(
@@ -471,7 +472,7 @@ class MetaNAS(OneShotSearch):
             if a.pairwise:
                 out["pairs"] = {g: [w.detach().cpu().double().numpy().round(6).tolist()
                                     for w in a.pair_weights(g)] for g in self.spec.groups}
-            out.update(arch=list(arch.tokens), describe=ctx.space.describe(arch))
+            out.update(arch=list(arch.tokens), describe=self.space.describe(arch))
         return out
 
     # ------------------------------------------------------------ final
