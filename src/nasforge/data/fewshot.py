@@ -236,8 +236,8 @@ def _read_image(f: Path, size: int, mode: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(f) as im:
-            im = im.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+        with Image.open(f) as opened:
+            im = opened.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{f}: not a readable image ({e})") from e

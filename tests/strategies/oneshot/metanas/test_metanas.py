@@ -21,7 +21,6 @@ from nasforge.strategies.oneshot.metanas import (
     reptile_update,
     temperature,
 )
-from nasforge.strategies.oneshot.metanas.search import make_spec
 
 SPACE = {"name": "darts", "ops": "fewshot", "nodes": 2, "channels": 4, "layers": 2,
          "reductions": [1], "channel_growth": 1}

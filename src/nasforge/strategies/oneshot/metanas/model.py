@@ -10,7 +10,7 @@ first-order DARTS inner loop of §1.2 step 3, used for meta-training tasks, meta
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -133,7 +133,7 @@ class MetaModel(nn.Module):
             if arch_on:
                 assert architect is not None
                 val = self._draw(x, y, n, batch_size, gen)
-                architect.step(0, [train], lambda val=val: val, s.w_lr)
+                architect.step(0, [train], _const(val), s.w_lr)
             w_opt.zero_grad(set_to_none=True)
             a_params = [] if alphas is None else list(alphas.parameters())
             for a in a_params:
@@ -188,6 +188,10 @@ class MetaModel(nn.Module):
         """Class indices (batch statistics, as in :meth:`accuracy`)."""
         self.net.train()
         return self(torch.as_tensor(x, dtype=torch.float32)).argmax(1)
+
+
+def _const(batch: Batch) -> Callable[[], Batch]:
+    return lambda: batch
 
 
 __all__ = ["InnerSettings", "MetaModel"]

@@ -208,8 +208,8 @@ def build_meta_model(spec: DartsSupernetSpec, p: MetaNASParams, input_shape: tup
     else:
         net = spec.new_supernet(input_shape, p.n_way)
         alphas = spec.new_alphas(torch.Generator().manual_seed(derive_seed(seed, "alphas")))
-        weighting = next((h.weighting for h in hooks if h.weighting), None)
-        net.state.weighting = weighting or "softmax"  # type: ignore[union-attr]
+        net.state.weighting = "max_w" if any(h.weighting == "max_w" for h in hooks) \
+            else "softmax"
     return MetaModel(net, alphas, settings_of(p))
 
 
