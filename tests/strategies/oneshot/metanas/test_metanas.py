@@ -199,21 +199,50 @@ def test_bad_params() -> None:
         MetaNAS(aux_skip_beta="sometimes")
 
 
-def test_tiny_run_beats_chance(tmp_path: Path) -> None:
-    from nasforge.run import Run
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from nasforge.search import search
 
+    out = tmp_path_factory.mktemp("metanas") / "run"
     cfg = config(meta_epochs=6, eval_freq=3, warm_up_epochs=2, eval_tasks=20,
                  test_task_train_steps=6, meta_batch_size=2, task_train_steps=3)
-    search(cfg, run_dir=tmp_path / "a", progress=False)
-    run = Run(tmp_path / "a")
+    search(cfg, run_dir=out, progress=False)
+    return out
+
+
+def test_tiny_run_beats_chance(tiny_run: Path) -> None:
+    from nasforge.run import Run
+
+    run = Run(tiny_run)
     final = run.final
     assert final is not None and final["final_eval_tasks"] == 20
     assert final["test_acc"] > 1 / 3 + 0.1  # 3-way: chance is 1/3
     assert len(run.trials) == 2 and len(run.series("alphas")) == 6
     assert [t.result.epochs for t in run.trials] == [3, 6]
     assert math.isfinite(final["test_ci95"]) and final["sparse_params"] <= final["dense_params"]
-    assert (tmp_path / "a" / "best_model.pt").is_file()
+    assert (tiny_run / "best_model.pt").is_file()
+
+
+def test_export_load_adapt(tiny_run: Path, tmp_path: Path, parts: Any) -> None:
+    import json
+
+    import nasforge
+    from nasforge.data.fewshot import EpisodeSampler
+    from nasforge.run import export
+    from nasforge.strategies.oneshot.metanas import MetaModel
+
+    out = export(tiny_run, tmp_path / "exp")
+    doc = json.loads((out / "architecture.json").read_text())
+    assert doc["genotype"].startswith("normal:") and doc["sparse_params"] > 0
+    model = nasforge.load(out)
+    assert isinstance(model, MetaModel)
+    ep = EpisodeSampler(parts[0].test, n_way=3, k_shot=1, q_query=3, seed=5,
+                        name="test").episode(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapted = model.adapt(ep.support_x, ep.support_y, steps=5, batch_size=3)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert any(not torch.equal(v, before[k]) for k, v in adapted.state_dict().items())
+    assert adapted.predict(ep.query_x).shape == (9,)
 
 
 def _state(s: MetaNAS) -> list[torch.Tensor]:

@@ -515,6 +515,16 @@ class MetaNAS(OneShotSearch):
         raise NotImplementedError("MetaNAS is scored by meta-test adaptation")
 
 
+def meta_model_from_doc(space: SearchSpace, doc: dict[str, Any]) -> MetaModel:
+    """The (untrained) :class:`MetaModel` an export's ``meta_model`` entry describes; load the
+    exported weights into it."""
+    p = MetaNASParams(**doc["params"])
+    model = build_meta_model(make_spec(space, p), p, tuple(doc["input_shape"]),
+                             int(doc["seed"]), build_hooks(p))
+    model.settings = InnerSettings.from_json(doc["settings"])
+    return model
+
+
 def _uniform(spec: DartsSupernetSpec) -> Any:
     return np.ones((spec.num_edges, len(spec.ops)))
 
@@ -528,4 +538,5 @@ def _uniform_pairs(spec: DartsSupernetSpec) -> list[Any]:
     return [np.ones(len(p)) for p in _node_pairs(spec)]
 
 
-__all__ = ["PRESETS", "MetaNAS", "MetaNASParams", "build_meta_model", "make_spec", "resolve"]
+__all__ = ["PRESETS", "MetaNAS", "MetaNASParams", "build_meta_model", "make_spec",
+           "meta_model_from_doc", "resolve"]
