@@ -283,3 +283,25 @@ def test_resume_is_exact(parts: Any, preset: str) -> None:
         c.train_epoch(Ctx(*parts), e)  # type: ignore[arg-type]
     assert c.evals == a.evals == 2 and c.last_test == a.last_test
     assert all(torch.equal(x, y) for x, y in zip(_state(a), _state(c), strict=True))
+
+
+@pytest.mark.parametrize("kw", [{"tse": {}}, {"pc": {"k": 2}}, {"model": "conv4"},
+                                {"darts_minus": True, "sharp": {}}])
+def test_variants_take_a_meta_step(parts: Any, kw: dict[str, Any]) -> None:
+    """TSE-DARTS, PC-DARTS, the Conv-4 Reptile baseline and combinations run a meta-step
+    that moves the weights (and the alphas where there are any)."""
+    s = _strategy(parts, warm_up_epochs=0, eval_freq=1, test_meta_batch_size=1,
+                  test_task_train_steps=2, **kw)
+    w0 = [q.detach().clone() for q in s.model.net.parameters()]
+    a0 = [] if s.model.alphas is None else [q.detach().clone()
+                                            for q in s.model.alphas.parameters()]
+
+    class Ctx(_Ctx):
+        def records(self) -> list[Any]:
+            return []
+
+    rec, series = s.train_epoch(Ctx(*parts), 0)  # type: ignore[arg-type]
+    assert rec is not None and 0.0 <= rec.val_acc <= 1.0
+    assert any(not torch.equal(q, w) for q, w in zip(s.model.net.parameters(), w0))
+    if s.model.alphas is not None:
+        assert all(not torch.equal(q, a) for q, a in zip(s.model.alphas.parameters(), a0))
