@@ -235,7 +235,24 @@ class MetaNAS(OneShotSearch):
         return self.p.meta_epochs
 
     def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+        """Before anything is written: the space, and (through the evaluator's task) the
+        few-shot set and the episode sizes."""
         make_spec(space, self.p)
+        task = getattr(evaluator, "task", None)
+        if isinstance(task, Task):
+            check_fewshot(task)
+            self._samplers(task)
+
+    def _samplers(self, task: Task) -> dict[str, EpisodeSampler]:
+        p, q = self.p, self.p.q_query
+        return {
+            "train": EpisodeSampler(task.train, n_way=p.n_way, k_shot=p.train_shots,
+                                    q_query=q, seed=self.seed, name="train"),
+            "test": EpisodeSampler(task.test, n_way=p.n_way, k_shot=p.k_shot, q_query=q,
+                                   seed=self.seed, name="test"),
+            "final": EpisodeSampler(task.test, n_way=p.n_way, k_shot=p.k_shot, q_query=q,
+                                    seed=self.seed, name="final"),
+        }
 
     # ------------------------------------------------------------ set-up
     def setup(self, ctx: SearchContext) -> None:
@@ -250,16 +267,7 @@ class MetaNAS(OneShotSearch):
         self.space = ctx.space
         self.task: Task = ctx.task
         self.device = ctx.device
-        task = ctx.task.to(ctx.device)
-        q = p.q_query
-        self.samplers = {
-            "train": EpisodeSampler(task.train, n_way=p.n_way, k_shot=p.train_shots,
-                                    q_query=q, seed=self.seed, name="train"),
-            "test": EpisodeSampler(task.test, n_way=p.n_way, k_shot=p.k_shot, q_query=q,
-                                   seed=self.seed, name="test"),
-            "final": EpisodeSampler(task.test, n_way=p.n_way, k_shot=p.k_shot, q_query=q,
-                                    seed=self.seed, name="final"),
-        }
+        self.samplers = self._samplers(ctx.task.to(ctx.device))
 
     def fresh(self) -> int:
         p = self.p
