@@ -22,6 +22,8 @@ from nasforge.spaces.base import SPACES, make_space
 from nasforge.storage.base import Record
 from nasforge.storage.lock import holder
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
+from nasforge.strategies.oneshot.metanas.model import MetaModel
+from nasforge.strategies.oneshot.metanas.search import meta_model_from_doc
 from nasforge.strategies.pbt.report import pbt_summary
 
 CONFIG_NAME = "config.yaml"
@@ -267,6 +269,10 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         "test_acc": final.test_acc,
         "run_dir": str(run.dir),
     }
+    ext = final.extra
+    if ext.get("meta_model") is not None:  # MetaNAS: the meta-learned supernet + alphas
+        doc.update(meta_model=ext["meta_model"], genotype=ext.get("genotype"),
+                   sparse_params=ext.get("sparse_params"), dense_params=ext.get("dense_params"))
     shutil.copyfile(weights, out / EXPORT_WEIGHTS)
     (out / EXPORT_ARCH).write_text(
         json.dumps(doc, indent=2, allow_nan=False if _finite(doc) else True)
@@ -351,7 +357,7 @@ def load(
     model_dir: str | Path,
     map_location: str | torch.device = "cpu",
     plugins: list[str] | None = None,
-) -> LoadedModel:
+) -> LoadedModel | MetaModel:
     """The exported network with its preprocessing (:class:`LoadedModel`: ``model(x)``,
     ``model.predict(x)``; the bare network is ``model.net``), eval mode, weights loaded.
 
@@ -382,6 +388,8 @@ def load(
         load_checkpoint(d / EXPORT_WEIGHTS, map_location, repr(str(d / EXPORT_WEIGHTS))),
         repr(str(d / EXPORT_WEIGHTS)),
     )
+    if doc.get("meta_model") is not None:
+        return _load_meta_model(doc, weights, where, map_location)
     try:
         space = make_space(doc["space"])
         arch = space.arch_from_json(doc["arch"])
@@ -407,6 +415,26 @@ def load(
         ) from None
     model.to(map_location)
     model.eval()
+    return model
+
+
+def _load_meta_model(
+    doc: dict[str, Any], weights: dict[str, Any], where: str,
+    map_location: str | torch.device,
+) -> MetaModel:
+    """A MetaNAS export: the meta-learned network with ``adapt(support_x, support_y, steps=)``
+    (returns an adapted copy) and ``predict``."""
+    try:
+        model = meta_model_from_doc(make_space(doc["space"]), doc["meta_model"])
+        model.load_state_dict(weights)
+    except NasforgeError as err:
+        raise RunDirError(f"{where} does not describe a valid meta model: {err}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise RunDirError(
+            f"{where} does not describe a valid meta model ({type(err).__name__}: {first})"
+        ) from None
+    model.to(map_location)
     return model
 
 

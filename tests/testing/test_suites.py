@@ -170,9 +170,10 @@ def test_every_registered_component_has_a_suite() -> None:
     for name in _builtin(EVALUATORS):
         assert name in EVALUATOR_SUITES | MEMBER_TRAINERS, f"evaluator {name!r} has no suite"
     one_shot = {n for n in _builtin(STRATEGIES) if n not in black_box_strategies()}
-    assert one_shot == {"darts", "pbt_nas", "meta_a2c"}, (
+    assert one_shot == {"darts", "metanas", "pbt_nas", "meta_a2c"}, (
         "a new strategy that owns its loop needs its own resume test "
-        "(tests/strategies/oneshot/darts, tests/strategies/pbt, tests/strategies/metarl)")
+        "(tests/strategies/oneshot/darts, tests/strategies/oneshot/metanas, "
+        "tests/strategies/pbt, tests/strategies/metarl)")
 
 
 @pytest.mark.parametrize("name", sorted(SPACE_EXEMPT))

@@ -2,7 +2,7 @@
 
 * ``blackbox/``: random search, regularized evolution, Optuna TPE, predictor-guided evolution;
 * ``reinforce/``: REINFORCE controllers (seeds 002, 003);
-* ``oneshot/``: the one-shot base and DARTS with its regularizers;
+* ``oneshot/``: the one-shot base, DARTS with its regularizers, MetaNAS;
 * ``pbt/``: PBT-NAS;
 * ``metarl/``: meta-RL NAS (an A2C-LSTM agent building networks in ``envs``).
 """

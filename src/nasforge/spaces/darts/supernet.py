@@ -54,6 +54,12 @@ class Alphas(nn.Module):
         node_edges: for each node, the rows of its incoming edges (edge normalisation groups).
         edge_norm: add per-edge logits (PC-DARTS edge normalisation).
         init_std: logits start at ``init_std * N(0, 1)`` (DARTS: 1e-3).
+        pairwise: MetaNAS' pairwise input logits, one per unordered pair of a node's inputs
+            (``pairs``); node ``n`` is ``sum_{(a,b)} p_ab (o_a + o_b)`` with ``p = softmax``, which
+            equals edge ``a`` scaled by ``q_a = sum_b p_ab`` (:meth:`edge_weights`).
+
+    Plain attributes the search sets: ``temperature`` (softmax of ``logits / T``; 1: DARTS) and
+    ``prune_threshold`` (ops whose weight is at most it are not run; 0: all run).
     """
 
     def __init__(
@@ -66,8 +72,17 @@ class Alphas(nn.Module):
         edge_norm: bool = False,
         init_std: float = 1e-3,
         generator: torch.Generator | None = None,
+        pairwise: bool = False,
     ) -> None:
         super().__init__()
+        if pairwise and edge_norm:
+            raise ValueError("pairwise input alphas and edge normalisation exclude each other")
+        self.temperature = 1.0
+        self.prune_threshold = 0.0
+        self.pairwise = pairwise
+        self.node_pairs = [
+            [(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]] for rows in node_edges
+        ]
         self.groups = tuple(groups)
         self.ops = tuple(ops)
         self.node_edges = [list(r) for r in node_edges]
@@ -79,8 +94,14 @@ class Alphas(nn.Module):
         self.edges = nn.ParameterDict(
             {g: nn.Parameter(torch.zeros(num_edges)) for g in self.groups} if edge_norm else {}
         )
+        n_pairs = sum(len(p) for p in self.node_pairs)
+        self.pairs = nn.ParameterDict(
+            {g: nn.Parameter(torch.zeros(n_pairs)) for g in self.groups} if pairwise else {}
+        )
         for g in self.groups:
             self.register_buffer(f"mask_{g}", torch.ones(num_edges, len(ops), dtype=torch.bool))
+            if pairwise:
+                self.register_buffer(f"pair_mask_{g}", torch.ones(n_pairs, dtype=torch.bool))
         self.reset(generator)
 
     @torch.no_grad()
@@ -90,10 +111,31 @@ class Alphas(nn.Module):
             p.copy_(torch.randn(p.shape, generator=generator) * self.init_std)
         for p in self.edges.values():
             p.copy_(torch.randn(p.shape, generator=generator) * self.init_std)
+        for p in self.pairs.values():
+            p.copy_(torch.randn(p.shape, generator=generator) * self.init_std)
 
     def mask(self, group: str) -> torch.Tensor:
         m: torch.Tensor = getattr(self, f"mask_{group}")
         return m
+
+    def pair_mask(self, group: str) -> torch.Tensor:
+        m: torch.Tensor = getattr(self, f"pair_mask_{group}")
+        return m
+
+    def _softmax(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        z = logits.masked_fill(~mask, float("-inf"))
+        if self.temperature != 1.0:
+            z = z / self.temperature
+        return torch.softmax(z, dim=-1)
+
+    def pair_weights(self, group: str) -> list[torch.Tensor]:
+        """Per node, the softmax (at the temperature) over its input pairs."""
+        out, start = [], 0
+        pl, pm = self.pairs[group], self.pair_mask(group)
+        for pairs in self.node_pairs:
+            out.append(self._softmax(pl[start:start + len(pairs)], pm[start:start + len(pairs)]))
+            start += len(pairs)
+        return out
 
     @torch.no_grad()
     def set_mask(self, group: str, mask: torch.Tensor | np.ndarray) -> None:
@@ -106,13 +148,21 @@ class Alphas(nn.Module):
         """
         logits = self.logits[group]
         mask = self.mask(group)
-        w = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+        w = self._softmax(logits, mask)
         if weighting == "max_w":
             w = (1.0 - w.max(dim=-1, keepdim=True).values + w) * mask
         return w
 
     def edge_weights(self, group: str) -> torch.Tensor | None:
-        """PC-DARTS edge normalisation: softmax of the edge logits over each node's inputs."""
+        """PC-DARTS edge normalisation: softmax of the edge logits over each node's inputs;
+        pairwise alphas: ``q_a = sum_b p_ab``, the pair weights summed per input edge."""
+        if self.pairwise:
+            q = self.logits[group].new_zeros(self.logits[group].shape[0])
+            for pairs, p in zip(self.node_pairs, self.pair_weights(group)):
+                a = torch.tensor([x for x, _ in pairs], device=q.device, dtype=torch.long)
+                b = torch.tensor([y for _, y in pairs], device=q.device, dtype=torch.long)
+                q = q.index_add(0, a, p).index_add(0, b, p)
+            return q
         if not self.edge_norm:
             return None
         e = self.edges[group]
@@ -130,8 +180,12 @@ class Alphas(nn.Module):
         return None if e is None else e.detach().cpu().double().numpy()
 
     def active(self, group: str) -> list[list[int]]:
-        """Per edge, the ops to run: unmasked and not ``none`` (whose output is 0 anyway)."""
-        mask = self.mask(group).tolist()
+        """Per edge, the ops to run: unmasked and not ``none`` (whose output is 0 anyway); with
+        a ``prune_threshold``, only ops whose weight exceeds it (MetaNAS' forward pruning)."""
+        m = self.mask(group)
+        if self.prune_threshold > 0:
+            m = m & (self.weights(group).detach() > self.prune_threshold)
+        mask = m.tolist()
         return [[k for k, on in enumerate(row) if on and self.ops[k] != "none"] for row in mask]
 
 
@@ -142,6 +196,7 @@ class ForwardState:
     weighting: Weighting = "softmax"
     aux_beta: float = 0.0
     skip_dropout: float = 0.0
+    drop_path: float = 0.0  # MetaNAS: DropPath after every non-identity op, training only
 
 
 OpBuilder = Callable[[str, int, int], nn.Module]  # (name, channels, stride) -> module
@@ -211,6 +266,10 @@ class MixedOp(nn.Module):
             if (k == self.skip_index and self.stride == 1 and state.skip_dropout > 0
                     and self.training):
                 h = F.dropout(h.expand(h.shape[0], n, *h.shape[2:]), p=state.skip_dropout)
+            if state.drop_path > 0 and self.training and k != self.skip_index:
+                keep = 1.0 - state.drop_path
+                h = h.expand(h.shape[0], n, *h.shape[2:])
+                h = h * torch.bernoulli(h.new_full((h.shape[0], n, 1, 1, 1), keep)) / keep
             term = w[:, k].view(1, n, 1, 1, 1) * h
             out = term if out is None else out + term
         if out is None:  # every op masked or `none`: zeros of the output shape
@@ -421,6 +480,7 @@ class SupernetOptions:
     aux_skip: bool = False
     edge_norm: bool = False
     batch_edges: bool = True
+    pairwise: bool = False
 
 
 class SupernetSpecBase:
@@ -437,7 +497,7 @@ class SupernetSpecBase:
     def new_alphas(self, generator: torch.Generator | None = None) -> Alphas:
         return Alphas(
             self.groups, self.num_edges, self.ops, self.node_edges,
-            edge_norm=self.opts.edge_norm, generator=generator,
+            edge_norm=self.opts.edge_norm, generator=generator, pairwise=self.opts.pairwise,
         )
 
 

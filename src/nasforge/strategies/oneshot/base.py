@@ -12,10 +12,13 @@ number of epochs and then discretises it. The lifecycle, owned here:
 3. Per epoch: ``train_epoch(ctx, epoch)`` returns the epoch's :class:`Record` (the derived
    architecture, scored by the supernet) and its series entry; :meth:`commit` stores the record,
    the series entry and ``checkpoint()`` in **one transaction**, so a SIGKILL leaves the run at
-   the previous epoch and ``--resume`` reproduces the uninterrupted run exactly.
+   the previous epoch and ``--resume`` reproduces the uninterrupted run exactly. An epoch may
+   return no record (``None``: MetaNAS scores only its meta-test epochs); its series entry and
+   checkpoint are still committed.
 4. ``finalize(ctx)``: the last epoch's architecture is retrained from scratch with
    ``final.seeds`` seeds (``retrain``), tested once (``test``), and the first model saved as the
-   run's best model.
+   run's best model. A family that does not retrain (``retrains = False``: MetaNAS, whose
+   product is the meta-learned supernet) reports ``report_extras`` and saves ``final_model()``.
 
 Checkpoints are encoded with ``torch.save`` and decoded with ``weights_only=True`` (tensors,
 numbers, strings and containers only), so a run directory cannot run code when resumed.
@@ -70,6 +73,7 @@ class OneShotSearch(Strategy):
     series_kind: ClassVar[str]
     phase: ClassVar[str] = "oneshot"
     label: ClassVar[str] = "one-shot"  # how messages name the family (e.g. "DARTS")
+    retrains: ClassVar[bool] = True  # finalize retrains the architecture from scratch
 
     # ------------------------------------------------------------------ hooks
     @property
@@ -102,8 +106,8 @@ class OneShotSearch(Strategy):
     @abstractmethod
     def train_epoch(
         self, ctx: SearchContext, epoch: int
-    ) -> tuple[Record, dict[str, Any]]:
-        """Train one epoch; return its record and its series entry."""
+    ) -> tuple[Record | None, dict[str, Any]]:
+        """Train one epoch; return its record (or None: not scored) and its series entry."""
 
     @abstractmethod
     def retrain(
@@ -120,6 +124,10 @@ class OneShotSearch(Strategy):
         """Family-specific entries of the final report (before retraining). Default: none."""
         return {}
 
+    def final_model(self, ctx: SearchContext) -> nn.Module | None:
+        """``retrains = False``: the model saved as the run's best model. Default: none."""
+        return None
+
     # ------------------------------------------------------------------- loop
     def run(self, ctx: SearchContext) -> None:
         self.setup(ctx)
@@ -135,13 +143,17 @@ class OneShotSearch(Strategy):
                 self.commit(ctx, epoch, rec, series)
 
     def commit(
-        self, ctx: SearchContext, epoch: int, rec: Record, series: dict[str, Any]
+        self, ctx: SearchContext, epoch: int, rec: Record | None, series: dict[str, Any]
     ) -> None:
         """Store the epoch's record, series entry and checkpoint in one transaction."""
         with ctx.transaction():
             ctx.log_series(self.series_kind, epoch, series, truncate=True)
-            ctx.record_trial(rec)
+            if rec is not None:
+                ctx.record_trial(rec)
             ctx.save_state(self.checkpoint_key, encode_checkpoint(self.checkpoint(epoch)))
+        if rec is None:
+            ctx.emit_step(epoch + 1, self.epochs, {"phase": self.phase})
+            return
         _logger.info("epoch %d val_acc=%.4f %s", epoch, rec.val_acc,
                      series.get("describe", rec.arch))
         ctx.emit_step(epoch + 1, self.epochs, {
@@ -155,6 +167,10 @@ class OneShotSearch(Strategy):
             return build_report(ctx, error="no search epoch finished")
         last = recs[-1]
         extra: dict[str, Any] = {"search_val_acc": last.val_acc, **self.report_extras(ctx, last)}
+        if not self.retrains:  # the search's own model is the result (MetaNAS)
+            return build_report(ctx, arch=last.arch, trial=last.number, val_acc=last.val_acc,
+                                params=last.result.params, test_acc=extra.pop("test_acc", None),
+                                model=self.final_model(ctx), extra=extra)
         if ctx.task is None or ctx.config.final.seeds == 0:
             return build_report(ctx, arch=last.arch, trial=last.number, val_acc=last.val_acc,
                                 params=last.result.params, extra=extra)

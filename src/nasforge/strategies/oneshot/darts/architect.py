@@ -178,6 +178,9 @@ class Architect:
         tse_steps: TSE's weight steps per alpha step.
         fd_eps: second order's finite-difference scale.
         clip: the weight gradient clip TSE applies on its trajectory (or None).
+        grad_on: first order only: the ``(net, alphas)`` the gradient is taken on, when not
+            the live pair (MetaNAS' ``reference`` preset, Q1: a copy frozen at the start); the
+            gradient is still applied to ``alphas``.
     """
 
     def __init__(
@@ -191,12 +194,14 @@ class Architect:
         tse_steps: int = 1,
         fd_eps: float = 0.01,
         clip: Callable[[], object] | None = None,
+        grad_on: tuple[nn.Module, Alphas] | None = None,
     ) -> None:
         if mode not in ("first", "second", "tse"):
             raise ValueError(f"architect mode {mode!r}; allowed: first, second, tse")
         self.net, self.alphas, self.a_opt, self.w_opt = net, alphas, a_opt, w_opt
         self.mode, self.tse_steps, self.fd_eps, self.clip = mode, tse_steps, fd_eps, clip
         self.a_params = list(alphas.parameters())
+        self.grad_on = grad_on
 
     def step(
         self,
@@ -225,7 +230,8 @@ class Architect:
                                      self.w_opt, self.fd_eps)
             grads = unrolled.alpha_grads
         else:
-            grads = first_order_grad(self.net, self.alphas, val())
+            net, alphas = self.grad_on or (self.net, self.alphas)
+            grads = first_order_grad(net, alphas, val())
         set_grads(self.a_params, grads)
         self.a_opt.step()
         return unrolled

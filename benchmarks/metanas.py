@@ -1,0 +1,149 @@
+"""MetaNAS on the TripleMNIST-style set at CPU scale: variants x seeds, resumable.
+
+Usage::
+
+    python benchmarks/metanas.py --time-step                 # one inner step, seed vs CPU size
+    python benchmarks/metanas.py --out benchmarks/results/metanas.jsonl \
+        [--variants metanas conv4 tse sharp ...] [--seeds 1 2] [--ways 5] [--scale cpu|tiny]
+
+Each finished (variant, way, seed) run appends one JSON line to ``--out`` (meta-test accuracy
+over ``eval_tasks`` test tasks with its 95 % interval, sparse parameters, meta-training wall and
+CPU seconds, the load average); a rerun skips the lines already there, and each run directory
+is resumed, so a killed benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from nasforge.search import search  # noqa: E402
+
+SPACE = {"name": "darts", "ops": "fewshot", "nodes": 3, "channels": 8, "layers": 2,
+         "reductions": [1], "channel_growth": 1}
+SCALES: dict[str, dict[str, Any]] = {
+    # the CPU preset (configs/metanas_triple_mnist_cpu.yaml)
+    "cpu": dict(meta_epochs=60, warm_up_epochs=20, eval_freq=20, meta_batch_size=4,
+                test_meta_batch_size=10, eval_tasks=200, task_train_steps=5,
+                test_task_train_steps=10, train_shots=5, q_query=1, batch_size=20,
+                batch_size_test=10, channels=8, layers=2, reductions=[1], w_lr=0.005,
+                alpha_lr=0.005, threads=1),
+    "tiny": dict(meta_epochs=30, warm_up_epochs=10, eval_freq=10, meta_batch_size=2,
+                 test_meta_batch_size=5, eval_tasks=200, task_train_steps=3,
+                 test_task_train_steps=10, train_shots=3, q_query=1, batch_size=10,
+                 batch_size_test=5, channels=4, layers=2, reductions=[1], w_lr=0.01,
+                 alpha_lr=0.01, threads=1),
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "metanas": {}, "metanas_reference": {"preset": "reference"},
+    "conv4": {"model": "conv4", "conv4_channels": 16},
+    "darts_minus": {"darts_minus": True}, "darts_minus_fixed07": {
+        "darts_minus": True, "aux_skip_beta": "fixed:0.7"},
+    "pc_darts_minus": {"darts_minus": True, "pc": {"k": 2}},
+    "sharp": {"sharp": {}}, "tse": {"tse": {}}, "tse_sharp": {"tse": {}, "sharp": {}},
+}
+
+
+def time_step(reps: int) -> None:
+    from nasforge.data.base import TASKS
+    from nasforge.strategies.oneshot.metanas import MetaNAS
+
+    task = TASKS.get("triple_mnist")(per_class=2).load()
+    x = torch.rand(20, 1, 28, 28)
+    for label, size in (("seed (C=28, 4 cells, 28x28, batch 20, 20-way)",
+                         dict(channels=28, layers=4, reductions=[1, 3], n_way=20, nodes=3)),
+                        ("cpu preset (C=8, 2 cells, 28x28, batch 20, 5-way)",
+                         dict(channels=8, layers=2, reductions=[1], n_way=5, nodes=3))):
+        from nasforge.spaces import SPACES
+
+        space = SPACES.get("darts")(ops="fewshot", nodes=size["nodes"], channel_growth=1,
+                                    channels=size["channels"], layers=size["layers"],
+                                    reductions=size["reductions"])
+        s = MetaNAS(seed=0, n_way=size["n_way"], channels=size["channels"],
+                    layers=size["layers"], reductions=size["reductions"], k_shot=1,
+                    train_shots=1, q_query=1)
+
+        class Ctx:
+            device = torch.device("cpu")
+
+        ctx = Ctx()
+        ctx.task, ctx.space = task, space  # type: ignore[attr-defined]
+        s.setup(ctx)  # type: ignore[arg-type]
+        s.fresh()
+        y = torch.randint(size["n_way"], (20,))
+        s.model.fstate.drop_path = 0.2
+        kw = dict(steps=1, arch_steps=1, batch_size=20, w_opt=s.w_opt, a_opt=s.a_opt,
+                  gen=torch.Generator().manual_seed(0))
+        s.model.inner_loop(x, y, **kw)  # warm-up
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(reps):
+            s.model.inner_loop(x, y, **kw)
+        wall, cpu = (time.perf_counter() - t0) / reps, (time.process_time() - c0) / reps
+        print(f"{label}: one inner step (alpha + weight) {wall * 1000:.0f} ms wall, "
+              f"{cpu * 1000:.0f} ms CPU, torch threads {torch.get_num_threads()}")
+
+
+def run_one(variant: str, way: int, seed: int, scale: str, work: Path) -> dict[str, Any]:
+    strategy = {"name": "metanas", **SCALES[scale], "n_way": way, "k_shot": 1,
+                **VARIANTS[variant]}
+    cfg = {"name": f"{variant}_{way}w_s{seed}", "seed": seed,
+           "task": {"name": "triple_mnist", "per_class": 10, "size": 14, "seed": 0},
+           "space": SPACE, "strategy": strategy}
+    rdir = work / cfg["name"]
+    t0, c0 = time.perf_counter(), time.process_time()
+    search(cfg, run_dir=rdir, resume=(rdir / "run.sqlite").exists(), progress=False)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    from nasforge.run import Run
+
+    final = Run(rdir).meta("final") or {}  # the stored report's layout
+    return {"variant": variant, "way": way, "seed": seed, "scale": scale,
+            "test_acc": final.get("test_acc"), "ci95": final.get("test_ci95"),
+            "tasks": final.get("final_eval_tasks"), "sparse_params": final.get("sparse_params"),
+            "meta_test_accs": final.get("meta_test_accs"), "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1), "load": os.getloadavg(), "genotype": final.get("genotype")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--time-step", action="store_true")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/metanas.jsonl")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/nasforge_metanas_bench"))
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--ways", nargs="*", type=int, default=[5, 20])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[1, 2])
+    ap.add_argument("--scale", choices=list(SCALES), default="cpu")
+    a = ap.parse_args()
+    if a.time_step:
+        time_step(a.reps)
+        return
+    done = set()
+    if a.out.is_file():
+        for line in a.out.read_text().splitlines():
+            d = json.loads(line)
+            done.add((d["variant"], d["way"], d["seed"], d["scale"]))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    for way in a.ways:
+        for variant in a.variants:
+            for seed in a.seeds:
+                if (variant, way, seed, a.scale) in done:
+                    continue
+                row = run_one(variant, way, seed, a.scale, a.work)
+                with a.out.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                print(json.dumps({k: row[k] for k in ("variant", "way", "seed", "test_acc",
+                                                      "ci95", "wall_s", "cpu_s")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,550 @@
+"""MetaNAS: few-shot architecture search by meta-learning weights and architecture with Reptile.
+
+Papers: Elsken et al., "Meta-Learning of Neural Architectures for Few-Shot Learning", CVPR 2020
+(boschresearch/metanas); van Gastel & Vanschoren, "Regularized Meta-Learning for Neural
+Architecture Search", AutoML-Conf 2022 workshop (RobvanGastel/meta-fsl-nas, seed 000). The
+algorithm is ``ALGORITHMS.md`` §1.1-1.3; the quirk codes Q1-Q9 are explained in
+``docs/algorithms.md``.
+
+Per meta-epoch ``e`` (one one-shot "epoch" of :class:`OneShotSearch`): ``meta_batch_size``
+episodes of the meta-train classes; per task, from the meta state θ = (w, α, β), the first-order
+DARTS inner loop (:meth:`MetaModel.inner_loop`: an architecture step from ``warm_up_epochs`` on,
+then a weight step, both Adam with β1 = 0 and optimiser states that persist across tasks and
+meta-epochs); then θ is restored and Reptile moves the weights (``w_meta_lr``) and the alphas
+(``a_meta_lr``) towards the mean of the task solutions, only the weights that got an inner
+gradient (Q2: written explicitly). Every ``eval_freq`` meta-epochs (and at the last): meta-test
+on ``test_meta_batch_size`` episodes of the meta-test classes (``test_task_train_steps`` steps,
+optimiser states saved and restored around them), one Record whose score is the meta-test
+query accuracy, then meta-model pruning. The series ``alphas`` (each meta-epoch) holds the
+alphas, the meta-train and meta-test accuracies. ``finalize`` evaluates ``eval_tasks`` fresh
+meta-test episodes (mean and 95 % interval) and saves the meta-learned :class:`MetaModel`.
+
+Implementation details and deviations:
+    - Episodes are a pure function of (seed, split, index) and inner-loop batches and DropPath
+      are seeded per (meta-epoch, task), so a checkpoint of the tensors and optimiser states
+      makes ``--resume`` after ``kill -9`` identical to an uninterrupted run.
+    - Pairwise input alphas are realised as edge weights ``q_a = sum_b p_ab`` (the same sum).
+    - Meta-model pruning uses the P-DARTS masks (weight exactly 0, op not run) instead of
+      logits of -1e9, and keeps the best entry of every softmax.
+    - Query accuracy uses BatchNorm batch statistics (transductive).
+    - Reptile averages the task deltas over all tasks of the meta-batch (0 for a task that did
+      not touch a weight) and applies them to the weights touched by at least one task.
+    - The tasks of a meta-batch run in sequence (the shared inner optimiser state makes them
+      sequential in the reference code).
+    - DARTS- in the meta setting: β_aux decays linearly over the inner steps of each phase
+      (``1 - s / (S - 1)``: the DARTS hook's schedule); ``reference`` holds it at 0 (Q3).
+    - SharpDARTS: ``max_w`` weighting, the ``sharp`` ops come from the space; cosine power
+      annealing acts on the two meta learning rates (the weight one held during warm-up).
+    - PC-DARTS: partial channels only (no edge normalisation, §1.3). P-DARTS is not offered
+      in the meta setting yet.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from nasforge.data.base import Task
+from nasforge.data.fewshot import EpisodeSampler, check_fewshot
+from nasforge.evaluators.base import Result
+from nasforge.exceptions import ConfigError
+from nasforge.logging import get_logger
+from nasforge.seeding import derive_seed
+from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.spaces.darts.space import DartsSpace
+from nasforge.spaces.darts.supernet import Alphas, DartsSupernetSpec, SupernetOptions
+from nasforge.storage.base import Record
+from nasforge.strategies.base import STRATEGIES, SearchContext
+from nasforge.strategies.oneshot.base import OneShotSearch
+from nasforge.strategies.oneshot.darts import regularizers as reg
+from nasforge.strategies.oneshot.metanas.meta import (
+    Conv4,
+    discretize_pairwise,
+    prune_alphas,
+    reptile_update,
+    sparse_params,
+)
+from nasforge.strategies.oneshot.metanas.model import InnerSettings, MetaModel
+
+_logger = get_logger(__name__)
+CHECKPOINT = "metanas"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # the released code where it shaped published numbers (Q1, Q3); environment bugs fixed (Q2)
+    "reference": {"alpha_grad_on_frozen_copy": True, "aux_skip_beta": "zero"},
+    "default": {"alpha_grad_on_frozen_copy": False, "aux_skip_beta": "linear"},
+}
+
+
+class MetaNASParams(BaseModel):
+    """Paper-script values (``og_metanas``, 1-shot 20-way Omniglot) unless noted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    preset: Literal["reference", "default"] = Field(
+        default="default", description="bundle of the quirk fields left unset (Q1, Q3)")
+    model: Literal["supernet", "conv4"] = Field(
+        default="supernet", description="conv4: the Reptile baseline on a fixed Conv-4 net")
+    meta_epochs: int = Field(default=500, ge=1)
+    warm_up_epochs: int = Field(default=250, ge=0, description="weights only before this")
+    eval_freq: int = Field(default=100, ge=1, description="meta-test + pruning every n")
+    n_way: int = Field(default=20, ge=2)
+    k_shot: int = Field(default=1, ge=1, description="support shots at meta-test")
+    train_shots: int = Field(default=15, ge=1, description="support shots in meta-training")
+    q_query: int = Field(default=1, ge=1)
+    meta_batch_size: int = Field(default=10, ge=1)
+    test_meta_batch_size: int = Field(default=25, ge=1)
+    eval_tasks: int = Field(default=1250, ge=0, description="final meta-test episodes")
+    task_train_steps: int = Field(default=5, ge=1)
+    test_task_train_steps: int = Field(default=50, ge=1)
+    test_adapt_steps: float = Field(default=1.0, ge=0, le=1,
+                                    description="share of the test steps adapting alphas")
+    batch_size: int = Field(default=20, ge=1)
+    batch_size_test: int = Field(default=10, ge=1)
+    w_lr: float = Field(default=0.005, gt=0)
+    alpha_lr: float = Field(default=0.005, gt=0)
+    w_meta_lr: float = Field(default=1.0, gt=0)
+    a_meta_lr: float = Field(default=0.6, gt=0)
+    alpha_weight_decay: float = Field(default=1e-3, ge=0)
+    t_max: float = Field(default=1.0, gt=0)
+    t_min: float = Field(default=0.05, gt=0)
+    alpha_prune_threshold: float = Field(default=0.01, ge=0, lt=1)
+    meta_model_prune_threshold: float = Field(default=0.01, ge=0, lt=1)
+    drop_path_prob: float = Field(default=0.2, ge=0, lt=1)
+    pairwise_alphas: bool = True
+    channels: int | None = Field(default=28, ge=2, description="supernet C; None: space's")
+    layers: int | None = Field(default=4, ge=1, description="cells; None: space's")
+    reductions: list[int] | None = Field(default=[1, 3])
+    conv4_channels: int = Field(default=32, ge=1)
+    threads: int = Field(default=0, ge=0, description="torch threads; 0: leave")
+    alpha_grad_on_frozen_copy: bool | None = Field(
+        default=None, description="Q1: first-order alpha gradient on a copy frozen at the "
+        "start (reference) or at the current parameters (default)")
+    darts_minus: bool = Field(default=False, description="DARTS-: auxiliary skip per mixed op")
+    aux_skip_beta: str | None = Field(
+        default=None, description="Q3: zero | linear | fixed:<beta>; default from the preset")
+    pc: reg.PCDartsParams | None = Field(default=None, description="PC-DARTS partial channels")
+    sharp: reg.SharpParams | None = None
+    tse: reg.TSEParams | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> MetaNASParams:
+        b = self.aux_skip_beta
+        if b is not None and b not in ("zero", "linear") and not _fixed_beta(b):
+            raise ValueError(f"aux_skip_beta {b!r}; allowed: zero, linear, fixed:<beta>")
+        if self.t_min > self.t_max:
+            raise ValueError(f"t_min ({self.t_min}) exceeds t_max ({self.t_max})")
+        return self
+
+
+def _fixed_beta(v: str) -> float | None:
+    if not v.startswith("fixed:"):
+        return None
+    try:
+        return float(v.split(":", 1)[1])
+    except ValueError:
+        return None
+
+
+def resolve(p: MetaNASParams) -> MetaNASParams:
+    """Fill the quirk fields left unset from the preset."""
+    fill = {k: v for k, v in PRESETS[p.preset].items() if getattr(p, k) is None}
+    return p.model_copy(update=fill)
+
+
+def build_hooks(p: MetaNASParams) -> list[reg.RegularizerHook]:
+    """The DARTS family's hooks in the meta setting (PC acts through the supernet, TSE through
+    the architect, SharpDARTS' lrs through :meth:`MetaNAS.meta_lrs`)."""
+    hooks: list[reg.RegularizerHook] = []
+    if p.darts_minus:
+        b = p.aux_skip_beta or "linear"
+        dm = (reg.DartsMinusParams(schedule="linear", beta=1.0, beta_end=0.0) if b == "linear"
+              else reg.DartsMinusParams(schedule="fixed",
+                                        beta=0.0 if b == "zero" else float(_fixed_beta(b) or 0)))
+        hooks.append(reg.DartsMinusHook(dm))
+    if p.sharp is not None:
+        hooks.append(reg.SharpHook(p.sharp, p.w_meta_lr, p.sharp.alpha_lr_min, p.a_meta_lr))
+    return hooks
+
+
+def settings_of(p: MetaNASParams) -> InnerSettings:
+    return InnerSettings(
+        w_lr=p.w_lr, alpha_lr=p.alpha_lr, alpha_weight_decay=p.alpha_weight_decay,
+        t_max=p.t_max, t_min=p.t_min, alpha_prune_threshold=p.alpha_prune_threshold,
+        mode="tse" if p.tse is not None else "first",
+        tse_steps=p.tse.steps if p.tse is not None else 1)
+
+
+def make_spec(space: SearchSpace, p: MetaNASParams) -> DartsSupernetSpec:
+    if not isinstance(space, DartsSpace):
+        raise ConfigError(f"strategy metanas needs space darts (ops: fewshot or sharp), got "
+                          f"{space.name!r}")
+    k = p.pc.k if p.pc is not None else 1
+    opts = SupernetOptions(
+        channels=p.channels or space.channels, layers=p.layers or space.layers,
+        reductions=p.reductions if p.reductions is not None else space.reductions,
+        stem_multiplier=space.stem_multiplier, pc_k=k, aux_skip=p.darts_minus,
+        pairwise=p.pairwise_alphas)
+    if opts.channels % k or opts.channels // k < 2:
+        raise ConfigError(f"strategy.pc.k={k} must divide the supernet channels "
+                          f"({opts.channels}) and leave >= 2 channels per op")
+    return DartsSupernetSpec(space, opts)
+
+
+def build_meta_model(spec: DartsSupernetSpec, p: MetaNASParams, input_shape: tuple[int, ...],
+                     seed: int, hooks: list[reg.RegularizerHook]) -> MetaModel:
+    """A fresh meta model (weights and alphas seeded by ``seed``)."""
+    torch.manual_seed(derive_seed(seed, "metanas-init"))
+    if p.model == "conv4":
+        net: nn.Module = Conv4(input_shape[0], p.n_way, p.conv4_channels, input_shape[-1])
+        alphas: Alphas | None = None
+    else:
+        net = spec.new_supernet(input_shape, p.n_way)
+        alphas = spec.new_alphas(torch.Generator().manual_seed(derive_seed(seed, "alphas")))
+        net.state.weighting = "max_w" if any(h.weighting == "max_w" for h in hooks) \
+            else "softmax"
+    return MetaModel(net, alphas, settings_of(p))
+
+
+@STRATEGIES.register("metanas")
+class MetaNAS(OneShotSearch):
+    """MetaNAS (Reptile x first-order DARTS) with composable regularizers; see the module."""
+
+    name: ClassVar[str] = "metanas"
+    Params: ClassVar[type[BaseModel]] = MetaNASParams
+    checkpoint_key: ClassVar[str] = CHECKPOINT
+    series_kind: ClassVar[str] = "alphas"
+    phase: ClassVar[str] = "metanas"
+    label: ClassVar[str] = "MetaNAS"
+    retrains: ClassVar[bool] = False
+
+    def __init__(self, *, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed=seed)
+        self.p = resolve(MetaNASParams(**params))
+        self.hooks = build_hooks(self.p)
+
+    @property
+    def epochs(self) -> int:
+        return self.p.meta_epochs
+
+    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+        """Before anything is written: the space, and (through the evaluator's task) the
+        few-shot set and the episode sizes."""
+        make_spec(space, self.p)
+        task = getattr(evaluator, "task", None)
+        if isinstance(task, Task):
+            check_fewshot(task)
+            self._samplers(task)
+
+    def _samplers(self, task: Task) -> dict[str, EpisodeSampler]:
+        p, q = self.p, self.p.q_query
+        return {
+            "train": EpisodeSampler(task.train, n_way=p.n_way, k_shot=p.train_shots,
+                                    q_query=q, seed=self.seed, name="train"),
+            "test": EpisodeSampler(task.test, n_way=p.n_way, k_shot=p.k_shot, q_query=q,
+                                   seed=self.seed, name="test"),
+            "final": EpisodeSampler(task.test, n_way=p.n_way, k_shot=p.k_shot, q_query=q,
+                                    seed=self.seed, name="final"),
+        }
+
+    # ------------------------------------------------------------ set-up
+    def setup(self, ctx: SearchContext) -> None:
+        p = self.p
+        if ctx.task is None:
+            raise ConfigError("strategy metanas needs a few-shot task (triple_mnist, "
+                              "digits_rot, omniglot, miniimagenet)")
+        check_fewshot(ctx.task)
+        if p.threads:
+            torch.set_num_threads(p.threads)
+        self.spec = make_spec(ctx.space, p)
+        self.space = ctx.space
+        self.task: Task = ctx.task
+        self.device = ctx.device
+        self.samplers = self._samplers(ctx.task.to(ctx.device))
+
+    def fresh(self) -> int:
+        p = self.p
+        self.model = build_meta_model(self.spec, p, self.task.input_shape, self.seed,
+                                      self.hooks).to(self.device)
+        self.w_opt, self.a_opt = self.model.optimizers()
+        self.frozen: tuple[nn.Module, Alphas] | None = None
+        if p.alpha_grad_on_frozen_copy and self.model.alphas is not None:
+            self.frozen = (copy.deepcopy(self.model.net), copy.deepcopy(self.model.alphas))
+        self.last_test: float | None = None
+        self.evals = 0
+        return 0
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        m = self.model
+        return {
+            "next_epoch": epoch + 1, "evals": self.evals, "last_test": self.last_test,
+            "net": m.net.state_dict(),
+            "alphas": None if m.alphas is None else m.alphas.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "a_opt": None if self.a_opt is None else self.a_opt.state_dict(),
+            "frozen": None if self.frozen is None else
+            [self.frozen[0].state_dict(), self.frozen[1].state_dict()],
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def restore(self, ck: dict[str, Any]) -> int:
+        self.fresh()
+        m = self.model
+        m.net.load_state_dict(ck["net"])
+        if m.alphas is not None:
+            m.alphas.load_state_dict(ck["alphas"])
+        self.w_opt.load_state_dict(ck["w_opt"])
+        if self.a_opt is not None:
+            self.a_opt.load_state_dict(ck["a_opt"])
+        if self.frozen is not None and ck["frozen"] is not None:
+            self.frozen[0].load_state_dict(ck["frozen"][0])
+            self.frozen[1].load_state_dict(ck["frozen"][1])
+        self.evals, self.last_test = int(ck["evals"]), ck["last_test"]
+        torch.set_rng_state(ck["torch_rng"])
+        return int(ck["next_epoch"])
+
+    # -------------------------------------------------------------- loop
+    def meta_lrs(self, epoch: int) -> tuple[float, float]:
+        """The meta learning rates (SharpDARTS: cosine power annealing; weights held in
+        warm-up)."""
+        p = self.p
+        lrs = next((h.learning_rates(epoch, p.meta_epochs) for h in self.hooks
+                    if h.learning_rates(epoch, p.meta_epochs) is not None), None)
+        if lrs is None:
+            return p.w_meta_lr, p.a_meta_lr
+        w, a = lrs
+        return (p.w_meta_lr if epoch < p.warm_up_epochs else w), a
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        m = self.model
+        out = {f"net.{k}": v.detach().clone() for k, v in m.net.state_dict().items()}
+        if m.alphas is not None:
+            out.update({f"alphas.{k}": v.detach().clone()
+                        for k, v in m.alphas.state_dict().items()})
+        return out
+
+    @torch.no_grad()
+    def _load(self, snap: dict[str, torch.Tensor]) -> None:
+        m = self.model
+        m.net.load_state_dict({k[4:]: v for k, v in snap.items() if k.startswith("net.")})
+        if m.alphas is not None:
+            m.alphas.load_state_dict(
+                {k[7:]: v for k, v in snap.items() if k.startswith("alphas.")})
+
+    def run_task(self, split: str, index: int, *, steps: int, arch_steps: int,
+                 batch_size: int, train: bool) -> tuple[float, set[str], list[float]]:
+        """Adapt the live model to episode ``index`` of ``split``; its query accuracy."""
+        ep = self.samplers[split].episode(index)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "batches", split, index))
+        torch.manual_seed(derive_seed(self.seed, "droppath", split, index))
+        self.model.fstate.drop_path = self.p.drop_path_prob if train else 0.0
+        touched, losses = self.model.inner_loop(
+            ep.support_x, ep.support_y, steps=steps, arch_steps=arch_steps,
+            batch_size=batch_size, w_opt=self.w_opt, a_opt=self.a_opt, gen=gen,
+            hooks=self.hooks, grad_on=self.frozen)
+        self.model.fstate.drop_path = 0.0
+        return self.model.accuracy(ep.query_x, ep.query_y), touched, losses
+
+    def train_epoch(
+        self, ctx: SearchContext, epoch: int
+    ) -> tuple[Record | None, dict[str, Any]]:
+        p, m = self.p, self.model
+        start, cpu0 = time.perf_counter(), time.process_time()
+        w_mlr, a_mlr = self.meta_lrs(epoch)
+        arch_on = epoch >= p.warm_up_epochs and m.alphas is not None
+        theta = self._snapshot()
+        w_names = [n for n, _ in m.net.named_parameters()]
+        task_w: list[dict[str, torch.Tensor]] = []
+        task_a: list[dict[str, torch.Tensor]] = []
+        touched: set[str] = set()
+        accs, losses = [], []
+        for t in range(p.meta_batch_size):
+            acc, tt, ls = self.run_task(
+                "train", epoch * p.meta_batch_size + t, steps=p.task_train_steps,
+                arch_steps=p.task_train_steps if arch_on else 0, batch_size=p.batch_size,
+                train=True)
+            accs.append(acc)
+            losses += ls
+            touched |= tt
+            task_w.append({n: q.detach().clone() for n, q in m.net.named_parameters()})
+            if m.alphas is not None:
+                task_a.append({n: q.detach().clone() for n, q in m.alphas.named_parameters()})
+            self._load(theta)
+        moved = reptile_update(dict(m.net.named_parameters()), task_w, touched, w_mlr)
+        if arch_on and m.alphas is not None:
+            reptile_update(dict(m.alphas.named_parameters()), task_a,
+                           {n for n, _ in m.alphas.named_parameters()}, a_mlr)
+        metrics: dict[str, Any] = {
+            "meta_epoch": epoch, "meta_train_acc": statistics.fmean(accs),
+            "train_loss": statistics.fmean(losses), "w_meta_lr": w_mlr, "a_meta_lr": a_mlr,
+            "arch_steps": arch_on, "weights_moved": len(moved), "weights": len(w_names),
+            "epoch_cpu_seconds": time.process_time() - cpu0,
+        }
+        for h in self.hooks:
+            metrics.update(h.epoch_metrics())
+        rec = None
+        if (epoch + 1) % p.eval_freq == 0 or epoch == p.meta_epochs - 1:
+            acc_test = self.meta_test("test", self.evals * p.test_meta_batch_size,
+                                      p.test_meta_batch_size, epoch)
+            self.last_test = statistics.fmean(acc_test)
+            metrics["pruned"] = (0 if m.alphas is None else
+                                 prune_alphas(m.alphas, p.t_min, p.meta_model_prune_threshold))
+            metrics["meta_test_acc"] = self.last_test
+            rec = self._record(ctx, epoch, time.perf_counter() - start, metrics)
+            self.evals += 1
+        seconds = time.perf_counter() - start
+        series = self._series(ctx, epoch, metrics, seconds)
+        return rec, series
+
+    def meta_test(self, split: str, first: int, n: int, epoch: int) -> list[float]:
+        """Query accuracies of ``n`` episodes from index ``first``; the model and the inner
+        optimiser states are the same afterwards."""
+        p, m = self.p, self.model
+        steps = p.test_task_train_steps
+        arch = round(p.test_adapt_steps * steps) \
+            if epoch >= p.warm_up_epochs and m.alphas is not None else 0
+        theta = self._snapshot()
+        opt_states = [copy.deepcopy(o.state_dict()) for o in (self.w_opt, self.a_opt)
+                      if o is not None]
+        accs = []
+        for i in range(n):
+            acc, _, _ = self.run_task(split, first + i, steps=steps, arch_steps=arch,
+                                      batch_size=p.batch_size_test, train=False)
+            accs.append(acc)
+            self._load(theta)
+        for o, s in zip([o for o in (self.w_opt, self.a_opt) if o is not None], opt_states):
+            o.load_state_dict(s)
+        return accs
+
+    # --------------------------------------------------------- records
+    def derive(self) -> Architecture:
+        m = self.model
+        if m.alphas is None:
+            g = discretize_pairwise({"normal": _uniform(self.spec), "reduce": _uniform(self.spec)},
+                                    {"normal": _uniform_pairs(self.spec),
+                                     "reduce": _uniform_pairs(self.spec)},
+                                    _node_pairs(self.spec), self.spec.ops, self.spec.nodes)
+            return Architecture(g.to_tokens())
+        a = m.alphas
+        old = a.temperature
+        a.temperature = self.p.t_min
+        try:
+            weights = {g: a.numpy_weights(g) for g in self.spec.groups}
+            if a.pairwise:
+                pairs = {g: [w.detach().cpu().double().numpy() for w in a.pair_weights(g)]
+                         for g in self.spec.groups}
+                geno = discretize_pairwise(weights, pairs, a.node_pairs, self.spec.ops,
+                                           self.spec.nodes)
+                return Architecture(geno.to_tokens())
+            return self.spec.discretize_weights(weights, {g: None for g in self.spec.groups})
+        finally:
+            a.temperature = old
+
+    def sparse_params(self) -> int:
+        m = self.model
+        if m.alphas is None:
+            return sum(q.numel() for q in m.net.parameters())
+        return sparse_params(m.net, m.alphas, self.p.t_min, self.p.meta_model_prune_threshold)
+
+    def _record(self, ctx: SearchContext, epoch: int, seconds: float,
+                metrics: dict[str, Any]) -> Record:
+        arch = self.derive()
+        self.space.validate(arch)
+        metrics = {**metrics, "model": self.p.model,
+                   "skip_connects": self.spec.skip_count(arch)}
+        return Record(self.evals, arch, self.seed, Result(
+            status="complete", val_acc=float(metrics["meta_test_acc"]),
+            params=self.sparse_params(), train_seconds=seconds, epochs=epoch + 1,
+            metrics=metrics), finished_at=time.time())
+
+    def _series(self, ctx: SearchContext, epoch: int, metrics: dict[str, Any],
+                seconds: float) -> dict[str, Any]:
+        a = self.model.alphas
+        out: dict[str, Any] = {
+            "epoch": epoch, "ops": list(self.spec.ops), "epoch_seconds": seconds,
+            "meta_train_acc": metrics["meta_train_acc"],
+            "meta_test_acc": metrics.get("meta_test_acc"), "groups": {},
+        }
+        if a is not None:
+            arch = self.derive()
+            out["groups"] = {g: {"weights": a.numpy_weights(g).round(6).tolist(),
+                                 "mask": a.mask(g).cpu().numpy().tolist()}
+                             for g in self.spec.groups}
+            if a.pairwise:
+                out["pairs"] = {g: [w.detach().cpu().double().numpy().round(6).tolist()
+                                    for w in a.pair_weights(g)] for g in self.spec.groups}
+            out.update(arch=list(arch.tokens), describe=self.space.describe(arch))
+        return out
+
+    # ------------------------------------------------------------ final
+    def report_extras(self, ctx: SearchContext, last: Record) -> dict[str, Any]:
+        p = self.p
+        accs = self.meta_test("final", 0, p.eval_tasks, p.meta_epochs) if p.eval_tasks else []
+        mean = statistics.fmean(accs) if accs else math.nan
+        ci = 1.96 * statistics.stdev(accs) / math.sqrt(len(accs)) if len(accs) > 1 else math.nan
+        recs = ctx.records()
+        out: dict[str, Any] = {
+            "model": p.model, "preset": p.preset, "n_way": p.n_way, "k_shot": p.k_shot,
+            "final_eval_tasks": len(accs), "test_acc": mean, "test_ci95": ci,
+            "meta_test_accs": [r.val_acc for r in recs],
+            "meta_test_epochs": [r.result.epochs for r in recs],
+            "sparse_params": self.sparse_params(),
+            "dense_params": sum(q.numel() for q in self.model.net.parameters()),
+            "genotype": ctx.space.describe(self.derive()),
+            "meta_model": self.export_doc(),
+        }
+        _logger.info("final: meta-test accuracy %.4f +- %.4f over %d tasks", mean, ci,
+                     len(accs))
+        return out
+
+    def export_doc(self) -> dict[str, Any]:
+        """What ``nasforge.load`` needs to rebuild the meta model (plain JSON)."""
+        p = self.p
+        return {"params": p.model_dump(mode="json"), "seed": self.seed,
+                "settings": self.model.settings.to_json(),
+                "input_shape": list(self.task.input_shape)}
+
+    def final_model(self, ctx: SearchContext) -> nn.Module | None:
+        return self.model
+
+    def retrain(
+        self, ctx: SearchContext, arch: Architecture, seed: int
+    ) -> tuple[nn.Module, dict[str, Any]]:  # pragma: no cover - retrains is False
+        raise NotImplementedError("MetaNAS does not retrain from scratch")
+
+    def test(self, ctx: SearchContext, model: nn.Module) -> float:  # pragma: no cover
+        raise NotImplementedError("MetaNAS is scored by meta-test adaptation")
+
+
+def meta_model_from_doc(space: SearchSpace, doc: dict[str, Any]) -> MetaModel:
+    """The (untrained) :class:`MetaModel` an export's ``meta_model`` entry describes; load the
+    exported weights into it."""
+    p = MetaNASParams(**doc["params"])
+    model = build_meta_model(make_spec(space, p), p, tuple(doc["input_shape"]),
+                             int(doc["seed"]), build_hooks(p))
+    model.settings = InnerSettings.from_json(doc["settings"])
+    return model
+
+
+def _uniform(spec: DartsSupernetSpec) -> Any:
+    return np.ones((spec.num_edges, len(spec.ops)))
+
+
+def _node_pairs(spec: DartsSupernetSpec) -> list[list[tuple[int, int]]]:
+    return [[(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]]
+            for rows in spec.node_edges]
+
+
+def _uniform_pairs(spec: DartsSupernetSpec) -> list[Any]:
+    return [np.ones(len(p)) for p in _node_pairs(spec)]
+
+
+__all__ = ["PRESETS", "MetaNAS", "MetaNASParams", "build_meta_model", "make_spec",
+           "meta_model_from_doc", "resolve"]
