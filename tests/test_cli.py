@@ -75,7 +75,7 @@ BAD_CASES = [
     ({"space": {"name": "transformer"}}, "unknown space 'transformer'; allowed: "),
     (
         {"task": {"name": "imagenet"}},
-        "unknown task 'imagenet'; allowed: digits, file, image_folder, mnist1d",
+        "unknown task 'imagenet'; allowed: cifar10, digits, digits_rot, file",
     ),
     ({"strategy": {"name": "magic"}}, "unknown strategy 'magic'; allowed: "),
     ({"strategy": {"name": "random", "lr": 1}}, "unknown config key 'strategy.lr'; allowed keys:"),

@@ -14,11 +14,12 @@ import numpy as np
 from gymnasium import spaces
 
 from nasforge.envs.alpha import AlphaEnvCore, AlphaEnvSettings, Estimator
+from nasforge.envs.nas_env import CoreEnv
 
 ALPHA_ENV_ID = "nasforge/AlphaEnv-v0"
 
 
-class AlphaEnv(gymnasium.Env[np.ndarray, np.int64]):
+class AlphaEnv(CoreEnv):
     """Observation ``Box(0, nodes + 2, (5 + nodes + ops,))``; actions ``Discrete(nodes + 2 +
     ops)`` (or ``+ 2 ops`` with decrease actions); ``info["action_mask"]`` in every ``reset`` /
     ``step``.
@@ -42,20 +43,8 @@ class AlphaEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.action_space = spaces.Discrete(self.core.n_actions)
         self.render_mode = render_mode
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        obs = self.core.reset(seed)
-        return obs, {"action_mask": self.core.action_mask()}
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        out = self.core.step(int(action))
-        return out.obs, out.reward, out.terminated, out.truncated, out.info
-
-    def action_masks(self) -> np.ndarray:
-        """The mask as sb3-contrib's MaskablePPO asks for it."""
-        return self.core.action_mask().astype(bool)
+    def _reset_core(self, seed: int | None) -> np.ndarray:
+        return np.asarray(self.core.reset(seed))
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":

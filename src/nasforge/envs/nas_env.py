@@ -23,7 +23,33 @@ from nasforge.spaces.base import JSONDict
 ENV_ID = "nasforge/NasEnv-v0"
 
 
-class NasEnv(gymnasium.Env[np.ndarray, np.int64]):
+class CoreEnv(gymnasium.Env[np.ndarray, np.int64]):
+    """A ``gymnasium.Env`` over a gymnasium-free dynamics core (``self.core``: ``step(a)``
+    returning obs, reward, terminated, truncated, info, and ``action_mask()``); the masks come
+    in ``info["action_mask"]`` and through ``action_masks()`` (sb3-contrib's MaskablePPO)."""
+
+    core: Any
+
+    def _reset_core(self, seed: int | None) -> np.ndarray:
+        return np.asarray(self.core.reset())
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        obs = self._reset_core(seed)
+        return obs, {"action_mask": self.core.action_mask()}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        out = self.core.step(int(action))
+        return out.obs, out.reward, out.terminated, out.truncated, out.info
+
+    def action_masks(self) -> np.ndarray:
+        """The mask as sb3-contrib's MaskablePPO asks for it."""
+        return np.asarray(self.core.action_mask()).astype(bool)
+
+
+class NasEnv(CoreEnv):
     """Observation: ``Box(0, 1, (10, 25))`` (chain) or ``(10, 36)`` (multi-branch); actions:
     ``Discrete(8)`` or ``Discrete(14)``; ``info["action_mask"]`` in every ``reset`` / ``step``.
 
@@ -54,21 +80,6 @@ class NasEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(0.0, 1.0, self.core.obs_shape, dtype=np.float32)
         self.action_space = spaces.Discrete(self.core.n_actions)
         self.render_mode = render_mode
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        obs = self.core.reset()
-        return obs, {"action_mask": self.core.action_mask()}
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        out = self.core.step(int(action))
-        return out.obs, out.reward, out.terminated, out.truncated, out.info
-
-    def action_masks(self) -> np.ndarray:
-        """The mask as sb3-contrib's MaskablePPO asks for it."""
-        return self.core.action_mask().astype(bool)
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
