@@ -146,6 +146,11 @@ class MemberTrainer(Evaluator):
     device: torch.device
     threads: int = 1
     full_units: int = 10
+    p: Any
+    """The trainer's validated params (its ``threads`` change speed, never results)."""
+
+    def settings(self) -> dict[str, Any]:
+        return {"name": self.name, **self.p.model_dump(exclude={"threads"})}
 
     @property
     @abstractmethod
@@ -284,9 +289,6 @@ class PBTClassifierTrainer(MemberTrainer):
         self.p = PBTTrainParams(**params)
         self.space, self.task, self.device = space, task, torch.device(device)
         self.threads, self.full_units = self.p.threads, self.p.full_units
-
-    def settings(self) -> dict[str, Any]:
-        return {"name": self.name, **self.p.model_dump(exclude={"threads"})}
 
     @property
     def input_shape(self) -> tuple[int, ...]:

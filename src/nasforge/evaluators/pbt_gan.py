@@ -162,9 +162,6 @@ class PBTGANTrainer(MemberTrainer):
         self.train_stats = gaussian_stats(features_of(self._feat, self.real))
         self._test_stats: tuple[np.ndarray, np.ndarray] | None = None
 
-    def settings(self) -> dict[str, Any]:
-        return {"name": self.name, **self.p.model_dump(exclude={"threads"})}
-
     def objectives(self) -> list[str]:
         return ["fid"]
 

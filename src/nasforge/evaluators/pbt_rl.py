@@ -145,9 +145,6 @@ class PBTRLTrainer(MemberTrainer):
         kw = {"max_episode_steps": self.p.max_episode_steps} if self.p.max_episode_steps else {}
         return gym.make(self.p.env, **kw)
 
-    def settings(self) -> dict[str, Any]:
-        return {"name": self.name, **self.p.model_dump(exclude={"threads"})}
-
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (self.obs_dim,)
