@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import math
+import platform
 import sys
 import tempfile
 import time
@@ -229,6 +230,20 @@ def fingerprint(name: str, cfg: dict[str, Any], root: Path) -> dict[str, Any]:
     return out
 
 
+def machine() -> dict[str, str]:
+    """What float results depend on: the CPU model and torch's build. Fingerprints recorded on
+    another CPU (its vector kernels round differently) are expected to differ."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "torch": torch.__version__}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write the fingerprints here (JSON)")
@@ -241,11 +256,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.families:
             got[name] = fingerprint(name, FAMILIES[name], Path(tmp))
             print(f"{name:26s} {got[name]['n_trials']:3d} trials  {got[name]['seconds']:6.1f} s")
+    here = machine()
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(got, indent=2) + "\n")
+        args.out.write_text(json.dumps({"_machine": here, **got}, indent=2) + "\n")
     if args.check:
         want = json.loads(args.check.read_text())
+        there = want.get("_machine")
+        if there != here:
+            print(f"note: recorded on {there or 'an unrecorded machine'}, checked on {here}: "
+                  "float kernels differ between CPUs, so record a baseline on this machine "
+                  "(--out, before the change) to compare a refactor")
         bad = 0
         for name, fp in got.items():
             ref = want.get(name)

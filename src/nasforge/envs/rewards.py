@@ -2,7 +2,8 @@
 
 A reward function is any callable ``fn(rows, task, seed) -> accuracy in [0, 1]`` with a
 ``protocol`` string (what it computes, for the cache key). It raises
-:class:`~nasforge.exceptions.InvalidArchitecture` (or :class:`FloatingPointError`) for a network
+:class:`~nasforge.exceptions.InvalidArchitecture` (or a ``RuntimeError`` such as a diverged
+loss, :class:`~nasforge.evaluators.fit.Diverged`) for a network
 that cannot be built or trained; the environment turns that into reward 0 and the episode's end.
 """
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from nasforge.data.base import Split, Task
 from nasforge.envs.nsc import NSCNet, Padding, Row
+from nasforge.evaluators.fit import train_epoch
 
 
 class RewardFn(Protocol):
@@ -91,19 +93,10 @@ class TrainReward:
             sched = torch.optim.lr_scheduler.StepLR(opt, 5, 0.2)
         elif self.lr_schedule == "exp":  # the final protocol's exponential decay
             sched = torch.optim.lr_scheduler.ExponentialLR(opt, 0.95)
-        for _ in range(self.epochs):
-            model.train()
-            perm = torch.randperm(len(train), generator=g).to(self.device)
-            for i in range(0, len(train), self.batch_size):
-                idx = perm[i : i + self.batch_size]
-                if len(idx) < 2:  # BatchNorm needs two rows
-                    continue
-                loss = nn.functional.cross_entropy(model(train.x[idx]), train.y[idx])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError("non-finite training loss")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        for epoch in range(1, self.epochs + 1):
+            train_epoch(model, opt, train, batch_size=self.batch_size, generator=g,
+                        loss_fn=nn.functional.cross_entropy, min_batch=2,  # BatchNorm: 2 rows
+                        epoch=epoch)
             if sched is not None:
                 sched.step()
         split = task.val if self.split == "val" else task.test

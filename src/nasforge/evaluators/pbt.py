@@ -31,7 +31,7 @@ from torch import nn
 
 from nasforge.data.base import Task
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result
-from nasforge.evaluators.train import accuracy, count_params
+from nasforge.evaluators.fit import accuracy, count_params, train_epoch
 from nasforge.spaces.base import Architecture, SearchSpace
 
 Checkpoint = dict[str, Any]
@@ -316,21 +316,10 @@ class PBTClassifierTrainer(MemberTrainer):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         train = self.task.train.to(self.device)
         g = torch.Generator().manual_seed(int(seed))
-        loss_fn = nn.CrossEntropyLoss()
-        n, bs = len(train), self.p.batch_size
-        model.train()
         last = float("nan")
         for _ in range(units):
-            perm = torch.randperm(n, generator=g).to(self.device)
-            for i in range(0, n, bs):
-                idx = perm[i : i + bs]
-                loss = loss_fn(model(train.x[idx]), train.y[idx])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError("non-finite training loss")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                last = float(loss.detach())
+            last = train_epoch(model, opt, train, batch_size=self.p.batch_size, generator=g,
+                               loss_fn=nn.functional.cross_entropy)
         return {"train_loss": last}, extra
 
     def fitness(self, model: nn.Module, *, eval_seed: int) -> float:

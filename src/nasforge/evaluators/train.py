@@ -14,7 +14,6 @@ one. ``cache_dir`` adds a persistent cross-run evaluation cache (:mod:`nasforge.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from torch import nn
 from nasforge.data.base import Split, Task
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result, _objective_setting
 from nasforge.evaluators.batched import fit_batch
+from nasforge.evaluators.fit import Diverged, KeepBest, accuracy, count_params, train_epoch
 from nasforge.objectives import BUILTIN, DEFAULT, Objective
 from nasforge.seeding import seed_torch
 from nasforge.spaces.base import Architecture, SearchSpace
@@ -75,20 +75,6 @@ def make_optimizer(params: Any, p: TrainParams) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, split: Split, batch: int = 4096) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(split), batch):
-        correct += int((model(split.x[i : i + batch]).argmax(1) == split.y[i : i + batch]).sum())
-    model.train()
-    return correct / max(1, len(split))
-
-
 @torch.no_grad()
 def batch_mean_accuracy(model: nn.Module, split: Split, batch: int, g: torch.Generator) -> float:
     """Seed 002's metric: shuffled batches, unweighted mean of per-batch accuracies."""
@@ -124,10 +110,6 @@ def split_score(model: nn.Module, split: Split, task: Task, name: str, batch: in
     if metric == "loss":
         return mse
     return math.sqrt(mse) * float(task.preprocess.get("y_std", 1.0))
-
-
-class Diverged(RuntimeError):
-    pass
 
 
 @EVALUATORS.register("train")
@@ -230,28 +212,22 @@ class TrainEvaluator(Evaluator):
         regression = self.task.kind == "regression"
         obj = self.objective
         loss_fn: nn.Module = nn.MSELoss() if regression else nn.CrossEntropyLoss()
+
+        def loss_of(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return loss_fn(out.reshape(-1) if regression else out, y)
+
         train, val = self.task.train.to(self.device), self.task.val.to(self.device)
-        n = len(train)
-        bs = n if p.batch_size == 0 else p.batch_size
-        best, best_state, best_epoch, bad = -math.inf, None, 0, 0
+        keep = KeepBest(keep_state=p.reward == "best")
+        bad = 0
         curve: list[float] = []
         last_loss = math.nan
         epoch = 0
         try:
             for epoch in range(1, p.max_epochs + 1):
-                perm = torch.randperm(n, generator=g).to(self.device)
-                for i in range(0, n, bs):
-                    idx = perm[i : i + bs]
-                    out = model(train.x[idx])
-                    loss = loss_fn(out.reshape(-1) if regression else out, train.y[idx])
-                    if not torch.isfinite(loss):
-                        raise Diverged(f"non-finite training loss at epoch {epoch}")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if p.grad_clip > 0:
-                        nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-                    opt.step()
-                    last_loss = float(loss.detach())
+                last_loss = train_epoch(
+                    model, opt, train, batch_size=p.batch_size, generator=g, loss_fn=loss_of,
+                    grad_clip=p.grad_clip, epoch=epoch,
+                )
                 if obj != DEFAULT:
                     acc = obj.utility(split_score(model, val, self.task, obj.name))
                     if not math.isfinite(acc):
@@ -261,10 +237,8 @@ class TrainEvaluator(Evaluator):
                 else:
                     acc = accuracy(model, val)
                 curve.append(acc)
-                if acc > best:
-                    best, best_epoch, bad = acc, epoch, 0
-                    if p.reward == "best":
-                        best_state = copy.deepcopy(model.state_dict())
+                if keep.update(model, acc, epoch):
+                    bad = 0
                 else:
                     bad += 1
                     if p.patience and bad >= p.patience:
@@ -276,11 +250,8 @@ class TrainEvaluator(Evaluator):
                 epochs=epoch,
                 train_seconds=time.perf_counter() - start,
             )
-        if p.reward == "best" and best_state is not None:
-            model.load_state_dict(best_state)
-            score = best
-        else:
-            score = curve[-1]
+        best, best_epoch = keep.score, keep.epoch
+        score = best if p.reward == "best" and keep.restore(model) else curve[-1]
         result = Result(
             status="complete",
             val_acc=float(score),

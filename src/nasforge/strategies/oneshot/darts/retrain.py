@@ -10,7 +10,6 @@ with ``nasforge.load``. The model of the epoch with the best validation accuracy
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Any, Literal
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nasforge.data.base import Split, Task
-from nasforge.evaluators.train import accuracy, count_params
+from nasforge.evaluators.fit import KeepBest, accuracy, count_params, train_epoch
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.strategies.oneshot.darts.regularizers import cosine_lr
 
@@ -82,38 +81,30 @@ def retrain(
             )
         else:
             opt = torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
-        n = len(train)
-        best, best_state, best_epoch, curve = -math.inf, None, 0, []
+        keep = KeepBest(keep_state=p.select == "best")
+        curve: list[float] = []
         loss_v = math.nan
+
+        def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            return random_shift(x, p.shift, gen)
+
         for epoch in range(p.epochs):
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(p.lr, p.lr_min, epoch, p.epochs)
             set_drop_path = getattr(model, "set_drop_path", None)
             if callable(set_drop_path):
                 set_drop_path(p.drop_path * epoch / p.epochs)
-            model.train()
-            perm = torch.randperm(n, generator=g).to(device)
-            for i in range(0, n, p.batch_size):
-                idx = perm[i : i + p.batch_size]
-                if len(idx) < 2:
-                    continue
-                x = random_shift(train.x[idx], p.shift, g)
-                loss = F.cross_entropy(model(x), train.y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if p.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(params, p.grad_clip)
-                opt.step()
-                loss_v = float(loss.detach())
+            loss_v = train_epoch(
+                model, opt, train, batch_size=p.batch_size, generator=g, loss_fn=F.cross_entropy,
+                grad_clip=p.grad_clip, clip_params=params, augment=shift, min_batch=2,
+                check_finite=False, epoch=epoch + 1,
+            )
             acc = accuracy(model, val)
             curve.append(acc)
-            if acc > best:
-                best, best_epoch = acc, epoch + 1
-                if p.select == "best":
-                    best_state = copy.deepcopy(model.state_dict())
-        if best_state is not None:
-            model.load_state_dict(best_state)
+            keep.update(model, acc, epoch + 1)
+        keep.restore(model)
         model.eval()
+    best, best_epoch = keep.score, keep.epoch
     val_acc = best if p.select == "best" else curve[-1]
     return model, {
         "val_acc": float(val_acc),
