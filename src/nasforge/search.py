@@ -309,7 +309,7 @@ def search(
         executor.close()
         raise
     try:
-        strategy.check(space, evaluator, cfg.budget)  # e.g. a strategy that needs other parts
+        strategy.check(space, evaluator, cfg.budget, tasks)  # e.g. it needs other parts
         executor.check()  # e.g. ray installed, its cluster reachable (short timeout)
     except BaseException:
         executor.close()

@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.config import validate_params
+from nasforge.data.base import Task
 from nasforge.engine.context import Callback, SearchContext
 from nasforge.engine.final import FinalReport, report_best
 from nasforge.engine.loop import run_ask_tell
@@ -45,9 +47,13 @@ class Strategy(ABC):
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
 
-    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+    def check(
+        self, space: SearchSpace, evaluator: Any, budget: int, tasks: Mapping[str, Task]
+    ) -> None:
         """Raise :class:`ConfigError` if this strategy cannot run with these parts; called by
-        ``search`` before the run directory is created, so bad input writes nothing."""
+        ``search`` before the run directory is created, so bad input writes nothing. ``tasks``
+        are the run's loaded tasks by id (``task:`` or the ``tasks:`` suite, the primary first;
+        empty when the evaluator needs none)."""
         return None
 
     @abstractmethod

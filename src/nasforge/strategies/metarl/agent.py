@@ -25,6 +25,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -327,7 +328,11 @@ class MetaA2C(Strategy):
             "hidden": self.p.hidden, "cell": "lstm", "extra_dim": 1, "space": self.p.space,
             "preset": self.p.preset, "seed": self.seed}, indent=1))
 
-    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+    def check(
+        self, space: SearchSpace, evaluator: Any, budget: int, tasks: Mapping[str, Task]
+    ) -> None:
+        if not tasks:
+            raise ConfigError("meta_a2c needs a task or tasks: [...]")
         if self.p.steps_per_task is not None and sum(self.p.steps_per_task) != budget:
             raise ConfigError(f"meta_a2c: steps_per_task sums to {sum(self.p.steps_per_task)}"
                               f", the budget is {budget}")

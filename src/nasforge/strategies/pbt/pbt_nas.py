@@ -53,7 +53,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nasforge.data.base import Task
 from nasforge.engine.final import FinalReport, build_report
 from nasforge.evaluators.base import Result
 from nasforge.evaluators.pbt import Checkpoint, MemberTrainer, StepJob, member_step, seeded_build
@@ -173,7 +174,9 @@ class PBTNAS(Strategy):
         self.p = PBTNASParams(**params)
 
     # ------------------------------------------------------------------------------ helpers
-    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+    def check(
+        self, space: SearchSpace, evaluator: Any, budget: int, tasks: Mapping[str, Task]
+    ) -> None:
         self._checked(space, evaluator)
         self._rounds_of(budget)
 

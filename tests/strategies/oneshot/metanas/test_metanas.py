@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from nasforge.data.base import TASKS
+from nasforge.exceptions import NasforgeError
 from nasforge.spaces import SPACES
 from nasforge.spaces.darts.supernet import Alphas
 from nasforge.strategies.oneshot.metanas import (
@@ -197,6 +198,20 @@ def test_sharp_anneals_meta_lrs(parts: Any) -> None:
 def test_bad_params() -> None:
     with pytest.raises(ValueError, match="aux_skip_beta"):
         MetaNAS(aux_skip_beta="sometimes")
+
+
+@pytest.mark.parametrize(("kw", "msg"), [
+    ({"n_way": 500}, "n_way=500 exceeds the"),
+    ({"k_shot": 1, "q_query": 10_000}, "q_query"),
+])
+def test_episode_sizes_checked_before_anything_is_written(
+    tmp_path: Path, kw: dict[str, Any], msg: str
+) -> None:
+    from nasforge.search import search
+
+    with pytest.raises(NasforgeError, match=msg):
+        search(config(**kw), run_dir=tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -171,8 +172,12 @@ class DartsSearch(OneShotSearch):
         pd = self.p.pdarts
         return pd.layers[stage] if pd is not None and pd.layers is not None else None
 
-    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
+    def check(
+        self, space: SearchSpace, evaluator: Any, budget: int, tasks: Mapping[str, Task]
+    ) -> None:
         make_spec(space, self.p)  # the space must be one-shot (darts, nb201)
+        if not tasks:
+            raise ConfigError("strategy darts needs a task (train/val data); use evaluator train")
 
     def setup(self, ctx: SearchContext) -> None:
         if ctx.task is None:

@@ -45,6 +45,7 @@ import copy
 import math
 import statistics
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -234,14 +235,17 @@ class MetaNAS(OneShotSearch):
     def epochs(self) -> int:
         return self.p.meta_epochs
 
-    def check(self, space: SearchSpace, evaluator: Any, budget: int) -> None:
-        """Before anything is written: the space, and (through the evaluator's task) the
-        few-shot set and the episode sizes."""
+    def check(
+        self, space: SearchSpace, evaluator: Any, budget: int, tasks: Mapping[str, Task]
+    ) -> None:
+        """Before anything is written: the space, the few-shot set and the episode sizes."""
         make_spec(space, self.p)
-        task = getattr(evaluator, "task", None)
-        if isinstance(task, Task):
-            check_fewshot(task)
-            self._samplers(task)
+        if not tasks:
+            raise ConfigError("strategy metanas needs a few-shot task (task: {name: "
+                              "triple_mnist}, digits_rot, omniglot or miniimagenet)")
+        task = next(iter(tasks.values()))
+        check_fewshot(task)
+        self._samplers(task)
 
     def _samplers(self, task: Task) -> dict[str, EpisodeSampler]:
         p, q = self.p, self.p.q_query
