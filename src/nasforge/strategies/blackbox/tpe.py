@@ -16,13 +16,15 @@ if set). ``quiet`` lowers optuna's own logger to WARNING (optuna logs every tria
 
 Repeats (``avoid_repeats``): a proposal equal to an architecture already asked in this search
 is told ``FAIL`` (samplers ignore it) and an unseen single mutation of it (else a random unseen
-architecture) is enqueued and asked instead: one extra cheap ask, not a second sampler call. A
-repeat is accepted only when the space is spent (a noisy evaluator then evaluates it again).
+architecture) is proposed instead, without a second sampler call: its result is added to the
+study when told. A repeat is accepted only when the space is spent (a noisy evaluator then
+evaluates it again).
 
-State without pickle: each asked trial is closed as ``FAIL`` right after its suggestions, and its
-result is *added* to the study as a completed trial when told (``study.add_trial``), so the
-study holds only finished trials. It is therefore not checkpointed: on resume it is rebuilt from
-the stored trials (their decisions and values, in order), and the sampler's random states
+State without pickle: an asked trial stays open (running, which samplers ignore) until its
+result is told with ``study.tell`` (a failed evaluation without ``failed_value`` is told
+``FAIL``). The study is not checkpointed: on resume it is rebuilt from the stored trials (their
+decisions and values, in order, through ``study.add_trial``; the pending batch's results are
+added the same way when told), and the sampler's random states
 (``numpy.random.RandomState`` objects found on the sampler and its sub-samplers) are restored
 from the checkpoint, so a resumed TPE search continues exactly. Samplers that keep state in the
 study's trial attributes (CmaEsSampler) resume with that state rebuilt from the trials only.
@@ -103,7 +105,7 @@ class OptunaTPE(AskTellStrategy):
 
     name: ClassVar[str] = "tpe"
     Params: ClassVar[type[BaseModel]] = TPEParams
-    history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists")
+    history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists", "_open")
 
     def __init__(self, *, seed: int = 0, **params: Any) -> None:
         super().__init__(seed=seed, **params)
@@ -116,6 +118,7 @@ class OptunaTPE(AskTellStrategy):
         self.quiet: bool = p.quiet
         self.study: Any = None
         self.pending: list[list[int]] = []  # decisions of the last ask, in ask order
+        self._open: list[Any] = []  # their open optuna trials (none after a resume)
         self.rejected = 0
         self.repeats_avoided = 0
         self.sampler_rng: list[Any] = []  # the sampler's random states (restored on resume)
@@ -192,13 +195,12 @@ class OptunaTPE(AskTellStrategy):
             )
         return d
 
-    def _propose(self) -> list[int]:
+    def _propose(self) -> tuple[list[int], Any]:
         import optuna
 
         assert self.space is not None
         space = self.space
         fail = optuna.trial.TrialState.FAIL
-        repeats = 0
         attempt = 0
         while True:
             if attempt == self.max_rejects:  # repair: enqueue a random valid architecture
@@ -214,18 +216,18 @@ class OptunaTPE(AskTellStrategy):
                     ok = False
                     break
                 prefix.append(i)
-            self.study.tell(trial, state=fail)  # closed now; its result is added when told
             if not ok:
+                self.study.tell(trial, state=fail)
                 self.rejected += 1
                 attempt += 1
                 if attempt > self.max_rejects:
                     raise RuntimeError("unreachable: the enqueued repair is always valid")
                 continue
             arch = space.decode(prefix)
-            if arch.arch_id in self.asked_ids and self.avoid_repeats and not repeats:
-                # a repeat: ask instead an unseen single mutation of it (TPE's proposal is near
-                # its model's mode), else a random unseen architecture; enqueued, so no second
-                # sampler call is paid
+            if arch.arch_id in self.asked_ids and self.avoid_repeats:
+                # a repeat: propose instead an unseen single mutation of it (TPE's proposal is
+                # near its model's mode), else a random unseen architecture; no optuna trial is
+                # opened for it (its result is added when told), so no second sampler call
                 other = arch
                 for _ in range(20):
                     other = mutate(space, arch, self.rng)
@@ -234,31 +236,41 @@ class OptunaTPE(AskTellStrategy):
                 if other.arch_id in self.asked_ids:
                     other = sample_unseen(space, self.rng, self.asked_ids)
                 if other.arch_id in self.asked_ids:
-                    return prefix  # the space is spent: accept the repeat
-                repeats += 1
+                    return prefix, trial  # the space is spent: accept the repeat
+                self.study.tell(trial, state=fail)
                 self.repeats_avoided += 1
-                idx = space.encode(other)
-                self.study.enqueue_trial({f"d{t}": int(i) for t, i in enumerate(idx)})
-                continue
+                self.asked_ids.add(other.arch_id)
+                return list(space.encode(other)), None
             self.asked_ids.add(arch.arch_id)
-            return prefix
+            return prefix, trial
 
     def ask(self, n: int) -> list[Architecture]:
         if self.study is None:
             self.study = self._new_study()
         assert self.space is not None
-        self.pending = [self._propose() for _ in range(n)]
+        proposals = [self._propose() for _ in range(n)]
+        self.pending = [p for p, _ in proposals]
+        self._open = [t for _, t in proposals]
         return [self.space.decode(p) for p in self.pending]
+
+    def _value(self, r: Record) -> float | None:
+        """What the sampler is told for ``r``; None: a failure (told FAIL / left out)."""
+        if r.ok:
+            return float(r.val_acc)
+        return None if self.failed_value is None else float(self.failed_value)
+
+    @staticmethod
+    def _fail() -> Any:
+        import optuna
+
+        return optuna.trial.TrialState.FAIL
 
     def _add_results(self, decisions: Sequence[Sequence[int]], records: list[Record]) -> None:
         import optuna
 
         for idx, r in zip(decisions, records):
-            if r.ok:
-                value = float(r.val_acc)
-            elif self.failed_value is not None:
-                value = float(self.failed_value)
-            else:
+            value = self._value(r)
+            if value is None:
                 continue  # samplers ignore failed trials
             params = {f"d{t}": int(i) for t, i in enumerate(idx)}
             dists = {f"d{t}": self._dist(t) for t in range(len(idx))}
@@ -267,5 +279,14 @@ class OptunaTPE(AskTellStrategy):
             )
 
     def tell(self, records: list[Record]) -> None:
-        self._add_results(self.pending, records)
-        self.pending = []
+        opened = self._open if len(self._open) == len(self.pending) else [None] * len(records)
+        for idx, trial, r in zip(self.pending, opened, records):  # (none open after a resume)
+            if trial is None:  # a replaced repeat, or resumed: added as a finished trial
+                self._add_results([idx], [r])
+                continue
+            value = self._value(r)
+            if value is None:
+                self.study.tell(trial, state=self._fail())
+            else:
+                self.study.tell(trial, value)
+        self.pending, self._open = [], []
