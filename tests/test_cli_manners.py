@@ -59,7 +59,9 @@ def test_list_init_and_packaged_examples(
         assert f.read_text() == (CONFIGS / f.name).read_text(), f.name
 
 
-def test_own_loop_strategies_count_epochs_and_rounds_not_trials() -> None:
+@pytest.mark.parametrize(("phase", "unit"), [("darts", "epochs"), ("metanas", "meta-epochs"),
+                                             ("pbt", "rounds")])
+def test_own_loop_strategies_count_epochs_and_rounds_not_trials(phase: str, unit: str) -> None:
     cb = ProgressCallback()
     ctx = SimpleNamespace(
         config=SimpleNamespace(name="d"), budget=100, objective=DEFAULT,
@@ -68,9 +70,9 @@ def test_own_loop_strategies_count_epochs_and_rounds_not_trials() -> None:
     cb.on_start(ctx)  # type: ignore[arg-type]
     rec = SimpleNamespace(ok=True, val_acc=0.5)
     cb.on_trial(rec, ctx)  # type: ignore[arg-type]
-    cb.on_step(1, 8, {"phase": "darts", "val_acc": 0.5}, ctx)  # type: ignore[arg-type]
+    cb.on_step(1, 8, {"phase": phase, "val_acc": 0.5}, ctx)  # type: ignore[arg-type]
     cb.on_trial(rec, ctx)  # type: ignore[arg-type]
-    cb.on_step(2, 8, {"phase": "darts", "val_acc": 0.6}, ctx)  # type: ignore[arg-type]
+    cb.on_step(2, 8, {"phase": phase, "val_acc": 0.6}, ctx)  # type: ignore[arg-type]
     task = cb.progress.tasks[cb.task_id]
     cb.on_end(ctx)  # type: ignore[arg-type]
-    assert (task.completed, task.total) == (2, 8) and "epochs" in task.description
+    assert (task.completed, task.total) == (2, 8) and f"({unit})" in task.description

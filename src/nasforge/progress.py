@@ -15,7 +15,9 @@ from nasforge.objectives import DEFAULT, Objective
 from nasforge.storage.base import Record
 
 #: emit_step phases that are the strategy's own main loop -> the unit the main bar counts
-OWN_LOOP_UNITS = {"darts": "epochs", "pbt": "rounds"}
+OWN_LOOP_UNITS = {
+    "darts": "epochs", "oneshot": "epochs", "metanas": "meta-epochs", "pbt": "rounds",
+}
 
 
 class ProgressCallback(Callback):
