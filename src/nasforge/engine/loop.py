@@ -4,10 +4,13 @@ this loop handles the budget, evaluation through the executor (behind the middle
 cache, failure capture, recording, callbacks and resumable checkpoints.
 
 Resume protocol (exact, SIGKILL included): after ``ask`` the loop stores the pending batch and
-the strategy's state in one transaction; each finished trial is committed as it completes; after
-``tell`` the new state replaces the pending batch in one transaction. A resumed run restores the
-state, re-uses the trials of the pending batch that were already stored, evaluates only the
-missing ones (same trial numbers, same seeds), and continues as if never interrupted.
+the strategy's state in one transaction; each finished trial is committed as it completes. The
+state after ``tell`` is not stored on its own (one checkpoint per batch, not two): the next
+ask's checkpoint holds it, and when the loop ends it replaces the pending batch. A resumed run
+restores the state, re-uses the trials of the pending batch that were already stored, evaluates
+only the missing ones (same trial numbers, same seeds), tells the batch again (``tell`` is a
+function of the state and the records, so a batch whose trials had all landed is told exactly as
+before the kill), and continues as if never interrupted.
 
 Checkpoints are incremental and safe: the state is a small JSON/array document
 (:mod:`nasforge.storage.state`, never pickle; a blob that is not one is refused with
@@ -125,6 +128,7 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
     evaluated = sum(1 for r in records if r.cached_from is None and r.number < cut)
     next_number = len(records) if pending is None else pending[0] + len(pending[1])
     idle = 0
+    told = False  # a tell not yet checkpointed (the next ask's checkpoint, or the last one)
     while phase is None:
         if pending is None:
             if evaluated >= search_budget:
@@ -135,6 +139,7 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
                 break
             pending = (next_number, [ctx.space.validate(a) for a in archs])
             _save(strategy, ctx, pending)
+            told = False
         first, archs = pending
         batch = ctx.evaluate_batch(first, archs, limit=search_budget - evaluated)
         new = sum(1 for r in batch if r.cached_from is None)
@@ -145,7 +150,7 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
                     ctx.delete_state("pending")
             break
         strategy.tell(batch)
-        _save(strategy, ctx, None)
+        told = True
         next_number = first + len(archs)
         pending = None
         idle = 0 if new else idle + 1
@@ -155,6 +160,8 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
                 strategy.name, idle,
             )
             break
+    if told:
+        _save(strategy, ctx, None)
     if extra:
         _reeval_phase(strategy, ctx, phase, ctx.budget - evaluated)
     strategy.picked = pick(strategy, ctx)
