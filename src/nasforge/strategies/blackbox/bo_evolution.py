@@ -179,6 +179,15 @@ def _tri_solve(chol: np.ndarray, b: np.ndarray, trans: bool = False) -> np.ndarr
     return result
 
 
+def _solve_many(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``L^-1 B`` for many right-hand sides through numpy's LAPACK: measured 0.7-1.3 ms for
+    200 x 300 where scipy's ``trtrs`` took 4-8 ms once BLAS threads are limited at run time
+    (``threadpoolctl``, as :func:`_one_blas_thread` does), against 0.6 ms with
+    ``OPENBLAS_NUM_THREADS=1`` set before start."""
+    out: np.ndarray = np.linalg.solve(chol, b)
+    return out
+
+
 class GP:
     """Exact GP regression with the Hamming kernel (unit signal variance on standardised y)."""
 
@@ -207,7 +216,7 @@ class GP:
         """Posterior mean, standard deviation and ``v = L^-1 k(X, xs)`` (for :meth:`sample`)."""
         ks = hamming_kernel(xs, self.x, self.length, self.mix)
         mu = ks @ self.alpha
-        v = _tri_solve(self.chol, ks.T)
+        v = _solve_many(self.chol, ks.T)
         var = np.maximum(1.0 - (v * v).sum(0), 1e-12)
         return mu, np.sqrt(var), v
 
