@@ -35,7 +35,7 @@ from nasforge.data.base import Task
 from nasforge.engine.final import FinalReport, build_report
 from nasforge.envs.core import EnvSettings, NasEnvCore
 from nasforge.envs.nsc import Row, actions_of, layer_rows, nsc_hash, observation
-from nasforge.envs.rewards import RewardCache, RewardFn, ToyReward, TrainReward
+from nasforge.envs.rewards import RewardCache, RewardFn, TableReward, ToyReward, TrainReward
 from nasforge.evaluators.base import Result
 from nasforge.exceptions import ConfigError
 from nasforge.logging import get_logger
@@ -53,7 +53,9 @@ POLICY_FILE, POLICY_META = "policy.pt", "policy.json"
 
 class RewardParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["train", "toy"] = Field(default="train", description="toy: no training")
+    kind: Literal["train", "toy", "table"] = Field(
+        default="train", description="toy: no training; table: read from a reward table file")
+    table: str | None = Field(default=None, description="kind table: the table's JSON file")
     epochs: int = Field(default=2, ge=1, description="12 in the paper; fewer on CPU")
     batch_size: int = Field(default=128, ge=2)
     max_train: int | None = Field(default=1000, ge=2, description="cap on training rows")
@@ -76,6 +78,8 @@ class MetaA2CParams(BaseModel):
     preset: Literal["default", "reference"] = "default"
     sigma: float | None = Field(default=None, ge=0, le=1, description="pointer discount")
     max_steps: int | None = Field(default=None, ge=1)
+    max_layers: int | None = Field(default=None, ge=1, le=10,
+                                   description="layers per network (10; a table's depth)")
     steps_per_task: list[int] | None = Field(
         default=None, description="env steps per task in order; default: the budget split evenly")
     n_steps: int | None = Field(default=None, ge=1, description="5 chain, 10 multi-branch")
@@ -132,12 +136,23 @@ class MetaA2C(Strategy):
         super().__init__(seed=seed)
         self.p = MetaA2CParams(**params)
         self.settings = EnvSettings.of(self.p.space, self.p.preset, sigma=self.p.sigma,
-                                       max_steps=self.p.max_steps)
+                                       max_steps=self.p.max_steps, max_layers=self.p.max_layers)
+        self._table: TableReward | None = None
+        if self.p.reward.kind == "table":
+            if self.p.reward.table is None:
+                raise ConfigError("meta_a2c: reward kind table needs reward.table: <file>")
+            if self.p.space != "chain":
+                raise ConfigError("meta_a2c: reward tables cover the chain space only")
+            self._table = TableReward(self.p.reward.table)
+            if self.settings.max_layers > self._table.depth:
+                raise ConfigError(f"meta_a2c: max_layers {self.settings.max_layers} exceeds the "
+                                  f"reward table's depth {self._table.depth}")
         self.memory = self.p.memory or ("episode" if self.p.preset == "reference" else "trial")
         self.n_steps = self.p.n_steps or (5 if self.p.space == "chain" else 10)
         self.a2c = A2CSettings(self.p.vf_coef, self.p.ent_coef, self.p.max_grad_norm)
         self._policy_init: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
-        self.obs_dim = int(math.prod(observation((), self.p.space).shape))
+        self.obs_dim = int(math.prod(observation((), self.p.space,
+                                                 self.settings.max_layers).shape))
         self.n_actions = len(actions_of(self.p.space))
         if self.p.policy is not None:
             self._policy_init = load_policy(self.p.policy)
@@ -155,6 +170,8 @@ class MetaA2C(Strategy):
         r = self.p.reward
         if r.kind == "toy":
             return ToyReward(r.target)
+        if self._table is not None:
+            return self._table
         return TrainReward(padding=self.settings.padding, epochs=r.epochs,
                            batch_size=r.batch_size, max_train=r.max_train, dense=r.dense,
                            lr_decay=r.lr_decay, split=self.settings.reward_split, device=device)
@@ -183,6 +200,9 @@ class MetaA2C(Strategy):
     # ----------------------------------------------------------------- loop
     def run(self, ctx: SearchContext) -> None:
         plan = self.schedule(ctx)
+        if self._table is not None:
+            for _, task, _ in plan:
+                self._table.check_task(task)
         reward_fn = self.reward_fn(ctx.device)  # child training on CUDA when present
         cache = RewardCache(self.p.cache or ctx.run_dir / "reward_cache.sqlite")
         env0 = NasEnvCore(plan[0][1], self.settings, reward_fn, cache, self.seed)
