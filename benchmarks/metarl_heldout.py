@@ -4,8 +4,7 @@ Three sub-commands, each resumable (JSON lines appended and flushed per finished
 
 ``tables``: train every buildable chain network of at most ``--depth`` layers on each of the
 five META_SUITE tasks once, with the environment's own reward (``TrainReward``, the configs'
-protocol, with the training rows halved to afford the tables: same padding, Adam 1e-3, batch 128,
-2 epochs on at most 500 rows, accuracy on val)
+protocol: same padding, Adam 1e-3, batch 128, 2 epochs on at most 1000 rows, accuracy on val)
 and the seed the environment would give it; the table (``TableReward``'s JSON) is written when
 all are done.
 
@@ -54,7 +53,7 @@ DEFAULT_OUT = RESULTS / "metarl_heldout.jsonl"
 TRAIN_TASKS = [t["name"] for t in META_SUITE["train"]]
 TEST_TASKS = [t["name"] for t in META_SUITE["test"]]
 CHECKPOINTS = (25, 50, 100, 200)
-PROTOCOL = {"epochs": 2, "max_train": 500, "batch_size": 128}  # configs: 2 epochs, 1000 rows
+PROTOCOL = {"epochs": 2, "max_train": 1000, "batch_size": 128}  # configs/metarl/*.yaml
 
 
 def _cpu() -> float:
@@ -86,8 +85,13 @@ def build_tables(args: argparse.Namespace) -> None:
     out = Path(args.out)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    reward = TrainReward(padding="same", split="val", **PROTOCOL)
+    reward = TrainReward(padding="same", split="val", **{**PROTOCOL, "max_train": args.max_train})
     tasks = args.tasks or TRAIN_TASKS + TEST_TASKS
+    fp = {"protocol": json.loads(reward.protocol), "depth": args.depth}
+    fp_path = parts / "meta.json"
+    if fp_path.is_file() and json.loads(fp_path.read_text()) != fp:
+        raise SystemExit(f"error: {parts} was built with another protocol or depth")
+    fp_path.write_text(json.dumps(fp))
     doc: dict[str, Any] = {"format": TABLE_FORMAT, "depth": args.depth, "space": "chain",
                            "protocol": json.loads(reward.protocol), "tasks": {}, "meta": {}}
     partial = False
@@ -407,6 +411,7 @@ def main() -> None:
     t.add_argument("--depth", type=int, default=3)
     t.add_argument("--out", default=str(DEFAULT_TABLE))
     t.add_argument("--tasks", nargs="*")
+    t.add_argument("--max-train", type=int, default=PROTOCOL["max_train"])
     t.add_argument("--limit", type=int, default=0, help="train at most N per task (timing)")
     r = sub.add_parser("run")
     r.add_argument("--table", default=str(DEFAULT_TABLE))

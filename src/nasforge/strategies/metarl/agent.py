@@ -357,10 +357,13 @@ class MetaA2C(Strategy):
         (filters 2^(5+i), exponential lr decay) and test each once. The report's architecture
         is the primary (first) task's best; every task's networks are under ``extra.tasks``."""
         f = self.p.final
-        out: dict[str, Any] = {"tasks": {}}
+        out: dict[str, Any] = {"tasks": {}, "task_shapes": {}, "space": self.p.space,
+                               "padding": self.settings.padding}
         lead: tuple[Record, float] | None = None
         tasks = dict(ctx.tasks) or ({ctx.task.name: ctx.task} if ctx.task else {})
         for tid, task in tasks.items():
+            out["task_shapes"][tid] = {"input_shape": list(task.input_shape),
+                                       "num_classes": task.num_classes}
             best: dict[str, Record] = {}
             for r in ctx.records():
                 if r.task not in (tid, None) or not r.ok:
