@@ -219,14 +219,16 @@ def run_a2c(table_path: Path, table: TableReward, task_name: str, steps: int, se
 
 
 def meta_train(table_path: Path, table: TableReward, steps_per_task: int, seed: int,
-               work: Path) -> tuple[Path, dict[str, list[float]]]:
-    rdir = work / f"meta_s{seed}"
+               work: Path, rounds: int = 1) -> tuple[Path, dict[str, list[float]]]:
+    """One meta-training run: the three training tasks in order (``rounds`` times over, each
+    visit ``steps_per_task // rounds`` steps, the policy carried across every visit)."""
+    rdir = work / f"meta_r{rounds}_s{seed}"
     shutil.rmtree(rdir, ignore_errors=True)
-    search(_meta_cfg(table_path, table.depth, TRAIN_TASKS, steps_per_task * len(TRAIN_TASKS),
-                     seed), run_dir=rdir, progress=False)
+    search(_meta_cfg(table_path, table.depth, TRAIN_TASKS * rounds,
+                     steps_per_task * len(TRAIN_TASKS), seed), run_dir=rdir, progress=False)
     by_task: dict[str, list[float]] = {}
     for tid, r in _run_rewards(rdir):
-        by_task.setdefault(str(tid), []).append(r)
+        by_task.setdefault(str(tid).split("#")[0], []).append(r)
     return rdir, by_task
 
 
@@ -241,7 +243,9 @@ def run_all(args: argparse.Namespace) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    have = {(d["kind"], d.get("method"), d.get("task"), d["seed"]) for d in _read_jsonl(out)}
+    have = {(d["kind"], d.get("method"), d.get("task"), d["seed"]) for d in _read_jsonl(out)
+            if d["kind"] == "deploy" or d.get("meta_rounds", 1) == args.meta_rounds}
+    frozen = "frozen_meta" if args.meta_rounds == 1 else f"frozen_meta_r{args.meta_rounds}"
 
     def unit(kind: str, method: str | None, task: str | None, seed: int, fn: Any) -> Any:
         c0, w0 = _cpu(), time.perf_counter()
@@ -249,7 +253,7 @@ def run_all(args: argparse.Namespace) -> None:
         doc = {"kind": kind, "method": method, "task": task, "seed": seed, **res,
                "cpu_s": _cpu() - c0, "wall_s": time.perf_counter() - w0,
                "load1": os.getloadavg()[0], "steps": args.steps, "depth": table.depth,
-               "meta_steps": args.meta_steps}
+               "meta_steps": args.meta_steps, "meta_rounds": args.meta_rounds}
         _append(out, doc)
         print(f"{kind} {method} {task} seed {seed}: "
               f"{ {k: v for k, v in res.items() if k == 'best_at'} } "
@@ -260,16 +264,17 @@ def run_all(args: argparse.Namespace) -> None:
 
     for seed in range(args.seeds):
         policy: Path | None = None
-        need_frozen = any(("deploy", "frozen_meta", t, seed) not in have for t in TEST_TASKS)
+        need_frozen = any(("deploy", frozen, t, seed) not in have for t in TEST_TASKS)
         if need_frozen:
-            meta_dir = work / f"meta_s{seed}"
+            meta_dir = work / f"meta_r{args.meta_rounds}_s{seed}"
             if ("meta_train", None, None, seed) in have and (meta_dir / "policy.pt").is_file():
                 policy = meta_dir
             else:
                 holder: dict[str, Any] = {}
 
                 def mt(seed: int = seed, holder: dict[str, Any] = holder) -> dict[str, Any]:
-                    d, by_task = meta_train(table_path, table, args.meta_steps, seed, work)
+                    d, by_task = meta_train(table_path, table, args.meta_steps, seed, work,
+                                            args.meta_rounds)
                     holder["dir"] = d
                     return {"rewards_by_task": by_task}
 
@@ -280,20 +285,23 @@ def run_all(args: argparse.Namespace) -> None:
                 ("random", lambda t=task, s=seed: run_random(table, t, args.steps, s)),
                 ("a2c_scratch",
                  lambda t=task, s=seed: run_a2c(table_path, table, t, args.steps, s, work)),
-                ("frozen_meta",
+                (frozen,
                  lambda t=task, s=seed, p=policy: run_a2c(table_path, table, t, args.steps, s,
                                                           work, p)),
                 ("dqn", lambda t=task, s=seed: run_dqn(table, t, args.steps, s)),
             ]
             for method, fn in todo:
+                if args.only and method not in args.only:
+                    continue
                 if ("deploy", method, task, seed) in have:
                     continue
                 unit("deploy", method, task, seed, lambda fn=fn: deploy(fn()))
 
 
 # ---------------------------------------------------------------------------- report
-METHODS = ("frozen_meta", "a2c_scratch", "dqn", "random")
-LABELS = {"frozen_meta": "meta-A2C, frozen (meta-trained on 3 tables)",
+METHODS = ("frozen_meta", "frozen_meta_r5", "a2c_scratch", "dqn", "random")
+LABELS = {"frozen_meta": "meta-A2C, frozen (meta-trained on 3 tables, one pass)",
+          "frozen_meta_r5": "meta-A2C, frozen (meta-trained on 3 tables, 5 passes)",
           "a2c_scratch": "A2C-LSTM from scratch", "dqn": "SB3 DQN from scratch",
           "random": "random search"}
 
@@ -422,6 +430,9 @@ def main() -> None:
     r.add_argument("--seeds", type=int, default=5)
     r.add_argument("--steps", type=int, default=200)
     r.add_argument("--meta-steps", type=int, default=1500, help="meta-training steps per task")
+    r.add_argument("--meta-rounds", type=int, default=1,
+                   help="passes over the training tasks (each visit meta-steps / rounds)")
+    r.add_argument("--only", nargs="*", help="methods to run (default all)")
     p = sub.add_parser("report")
     p.add_argument("--table", default=str(DEFAULT_TABLE))
     p.add_argument("--out", default=str(DEFAULT_OUT))
