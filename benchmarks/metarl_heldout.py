@@ -262,7 +262,7 @@ def run_all(args: argparse.Namespace) -> None:
     def deploy(rs: list[float]) -> dict[str, Any]:
         return {"rewards": rs, "best_at": best_at(rs), "first50_mean": float(np.mean(rs[:50]))}
 
-    for seed in range(args.seeds):
+    for seed in range(args.seed0, args.seed0 + args.seeds):
         policy: Path | None = None
         need_frozen = any(("deploy", frozen, t, seed) not in have for t in TEST_TASKS)
         if need_frozen:
@@ -428,6 +428,7 @@ def main() -> None:
     r.add_argument("--out", default=str(DEFAULT_OUT))
     r.add_argument("--work", default="/tmp/metarl_heldout_runs")
     r.add_argument("--seeds", type=int, default=5)
+    r.add_argument("--seed0", type=int, default=0, help="first seed")
     r.add_argument("--steps", type=int, default=200)
     r.add_argument("--meta-steps", type=int, default=1500, help="meta-training steps per task")
     r.add_argument("--meta-rounds", type=int, default=1,

@@ -365,6 +365,7 @@ class MetaA2C(Strategy):
         bounds = [sum(m for *_, m in plan[: i + 1]) for i in range(len(plan))]
         total = bounds[-1]
         max_steps = self.settings.max_steps
+        shared: tuple[RewardFn, Task] | None = None
         while st["t"] < total:
             k = next(i for i, b in enumerate(bounds) if st["t"] < b)
             if k != st["task"]:  # a new trial: new environments, memory reset (RL^2)
@@ -376,6 +377,8 @@ class MetaA2C(Strategy):
                     e.reset()
                 h = h_start = policy.initial(n)
             tid, task = plan[k][0], plan[k][1]
+            if shared is None or shared[1] is not task:  # one object per trial: the worker
+                shared = (reward_fn, task)  # pool receives it once, not once per lockstep
             obs = torch.stack([torch.as_tensor(e.observe()).reshape(-1) for e in envs])
             mask = torch.stack([torch.as_tensor(e.action_mask()).bool() for e in envs])
             step_in = torch.tensor([[x / max_steps] for x in st["ep_step"]])
@@ -393,8 +396,7 @@ class MetaA2C(Strategy):
             keys = list(jobs)
             if keys:
                 payloads = [(jobs[key][0], jobs[key][1]) for key in keys]
-                for j, (acc, ok) in ctx.executor.map_jobs(_child_reward, (reward_fn, task),
-                                                          payloads):
+                for j, (acc, ok) in ctx.executor.map_jobs(_child_reward, shared, payloads):
                     envs[jobs[keys[j]][2]].put_reward(keys[j], acc, ok)
             per_step = (time.perf_counter() - t0) / n
             entry: dict[str, Any] = {"obs": obs.tolist(), "mask": mask.tolist(),
