@@ -298,6 +298,42 @@ def run_all(args: argparse.Namespace) -> None:
                 unit("deploy", method, task, seed, lambda fn=fn: deploy(fn()))
 
 
+# ------------------------------------------------------------------------------ live
+def live(args: argparse.Namespace) -> None:
+    """The frozen policy of one seed on a held-out task with live child training (the same
+    TrainReward and seeds the table was built with), against the table's entries."""
+    table_path = Path(args.table).resolve()
+    table = TableReward(table_path)
+    doc = json.loads(table_path.read_text())
+    policy = Path(args.work) / f"meta_r1_s{args.seed}"
+    if not (policy / "policy.pt").is_file():
+        raise SystemExit(f"error: no meta-trained policy in {policy}; run `run` first")
+    out = Path(args.out)
+    for task in args.tasks or TEST_TASKS:
+        rdir = Path(args.work) / f"live_{task}_s{args.seed}"
+        shutil.rmtree(rdir, ignore_errors=True)
+        cfg = _meta_cfg(table_path, table.depth, [task], args.steps, args.seed,
+                        policy=str(policy), train=False)
+        cfg["strategy"]["reward"] = {"kind": "train", "epochs": doc["protocol"]["epochs"],
+                                     "max_train": doc["protocol"]["max_train"]}
+        c0, w0 = _cpu(), time.perf_counter()
+        search(cfg, run_dir=rdir, progress=False)
+        trials = Run(rdir).trials
+        rs = [float(r.result.metrics["reward"]) for r in trials]
+        tab = table.tasks[task]["rewards"]
+        assert isinstance(tab, dict)
+        diffs = [abs(float(r.result.metrics["reward"]) - float(tab[r.result.metrics["nsc_hash"]]))
+                 for r in trials if r.ok]
+        res = {"kind": "live", "method": "frozen_meta", "task": task, "seed": args.seed,
+               "rewards": rs, "best_at": best_at(rs), "first50_mean": float(np.mean(rs[:50])),
+               "trainings": sum(1 for r in trials if not r.result.metrics.get("cached")),
+               "max_abs_diff_vs_table": max(diffs) if diffs else None,
+               "cpu_s": _cpu() - c0, "wall_s": time.perf_counter() - w0,
+               "load1": os.getloadavg()[0], "steps": args.steps, "depth": table.depth}
+        _append(out, res)
+        print(json.dumps({k: v for k, v in res.items() if k != "rewards"}), flush=True)
+
+
 # ---------------------------------------------------------------------------- report
 METHODS = ("frozen_meta", "frozen_meta_r5", "a2c_scratch", "dqn", "random")
 LABELS = {"frozen_meta": "meta-A2C, frozen (meta-trained on 3 tables, one pass)",
@@ -350,6 +386,20 @@ def report(args: argparse.Namespace) -> None:
             parts.append(f"first-50 reward higher {r50}/{len(common)}")
             lines.append(f"\nfrozen vs {other}, paired by seed: " + "; ".join(parts))
         lines.append("")
+    for lv in (d for d in docs if d["kind"] == "live"):
+        same = [d for d in dep if d["task"] == lv["task"] and d["seed"] == lv["seed"]
+                and d["method"] == "frozen_meta"]
+        tab = same[0]["rewards"][: lv["steps"]] if same else None
+        lines.append(f"Live child training, frozen policy, {lv['task']}, seed {lv['seed']}, "
+                     f"{lv['steps']} steps: best {max(lv['rewards']):.4f}, mean reward "
+                     f"{np.mean(lv['rewards']):.4f}, {lv['trainings']} trainings, CPU "
+                     f"{lv['cpu_s']:.0f} s, wall {lv['wall_s']:.0f} s, load {lv['load1']:.2f}; "
+                     f"largest |live - table| reward {lv['max_abs_diff_vs_table']:.4f}"
+                     + ("" if tab is None else
+                        f"; same steps on the table: best {max(tab):.4f}, mean "
+                        f"{np.mean(tab):.4f}, same rewards step by step (to 1e-6): "
+                        f"{bool(np.allclose(tab, lv['rewards'], atol=1e-6))}")
+                     + ".")
     meta = [d for d in docs if d["kind"] == "meta_train"]
     if meta:
         lines.append(f"Meta-training: {len(meta)} seeds x {meta[0]['meta_steps']} steps per "
@@ -434,6 +484,13 @@ def main() -> None:
     r.add_argument("--meta-rounds", type=int, default=1,
                    help="passes over the training tasks (each visit meta-steps / rounds)")
     r.add_argument("--only", nargs="*", help="methods to run (default all)")
+    lv = sub.add_parser("live")
+    lv.add_argument("--table", default=str(DEFAULT_TABLE))
+    lv.add_argument("--out", default=str(DEFAULT_OUT))
+    lv.add_argument("--work", default="/tmp/metarl_heldout_runs")
+    lv.add_argument("--seed", type=int, default=0)
+    lv.add_argument("--steps", type=int, default=50)
+    lv.add_argument("--tasks", nargs="*")
     p = sub.add_parser("report")
     p.add_argument("--table", default=str(DEFAULT_TABLE))
     p.add_argument("--out", default=str(DEFAULT_OUT))
@@ -442,7 +499,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     try:
-        {"tables": build_tables, "run": run_all, "report": report}[args.cmd](args)
+        {"tables": build_tables, "run": run_all, "live": live, "report": report}[args.cmd](args)
     except NasforgeError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
