@@ -371,8 +371,9 @@ def report(args: argparse.Namespace) -> None:
                 cells.append(_mse(v))
             cells.append(_mse([r["first50_mean"] for r in runs]))
             lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + f" | {len(runs)} |")
-        fm = per.get("frozen_meta", {})
-        for other in ("random", "a2c_scratch", "dqn"):
+        for fname, other in [(f, o) for f in ("frozen_meta", "frozen_meta_r5")
+                             for o in ("random", "a2c_scratch", "dqn")]:
+            fm = per.get(fname, {})
             od = per.get(other, {})
             common = sorted(set(fm) & set(od))
             if not common:
@@ -384,7 +385,8 @@ def report(args: argparse.Namespace) -> None:
                 parts.append(f"{k}: {w}W/{ties}T/{len(common) - w - ties}L")
             r50 = sum(fm[s]["first50_mean"] > od[s]["first50_mean"] for s in common)
             parts.append(f"first-50 reward higher {r50}/{len(common)}")
-            lines.append(f"\nfrozen vs {other}, paired by seed: " + "; ".join(parts))
+            lines.append(f"\n{fname} vs {other}, paired by seed (frozen wins/ties/losses at k "
+                         f"steps): " + "; ".join(parts))
         lines.append("")
     for lv in (d for d in docs if d["kind"] == "live"):
         same = [d for d in dep if d["task"] == lv["task"] and d["seed"] == lv["seed"]
@@ -401,10 +403,12 @@ def report(args: argparse.Namespace) -> None:
                         f"{bool(np.allclose(tab, lv['rewards'], atol=1e-6))}")
                      + ".")
     meta = [d for d in docs if d["kind"] == "meta_train"]
-    if meta:
-        lines.append(f"Meta-training: {len(meta)} seeds x {meta[0]['meta_steps']} steps per "
-                     f"task; mean CPU {np.mean([d['cpu_s'] for d in meta]):.0f} s, wall "
-                     f"{np.mean([d['wall_s'] for d in meta]):.0f} s per seed.")
+    for rounds in sorted({d.get("meta_rounds", 1) for d in meta}):
+        mr = [d for d in meta if d.get("meta_rounds", 1) == rounds]
+        lines.append(f"Meta-training ({rounds} pass(es)): {len(mr)} seeds x "
+                     f"{mr[0]['meta_steps']} steps per task; mean CPU "
+                     f"{np.mean([d['cpu_s'] for d in mr]):.0f} s, wall "
+                     f"{np.mean([d['wall_s'] for d in mr]):.0f} s per seed.")
     cpu = sum(d["cpu_s"] for d in docs)
     wall = sum(d["wall_s"] for d in docs)
     load = np.mean([d["load1"] for d in docs]) if docs else 0.0
@@ -439,13 +443,19 @@ def _plot(meta: list[dict[str, Any]], dep: list[dict[str, Any]], png: Path) -> N
 
     fig, axes = plt.subplots(1, len(TRAIN_TASKS) + len(TEST_TASKS), figsize=(17, 3.4))
     for ax, task in zip(axes, TRAIN_TASKS, strict=False):
-        curves = [np.asarray(d["rewards_by_task"][task]) for d in meta]
-        n = min(len(c) for c in curves)
-        for c in curves:
-            ax.plot(_smooth(c[:n], 50), color="C0", alpha=0.25, lw=0.8)
-        ax.plot(_smooth(np.mean([c[:n] for c in curves], 0), 50), color="C0", lw=2)
+        for rounds, color in ((1, "C0"), (5, "C1")):
+            curves = [np.asarray(d["rewards_by_task"][task]) for d in meta
+                      if d.get("meta_rounds", 1) == rounds]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            for c in curves:
+                ax.plot(_smooth(c[:n], 50), color=color, alpha=0.2, lw=0.8)
+            ax.plot(_smooth(np.mean([c[:n] for c in curves], 0), 50), color=color, lw=2,
+                    label=f"{rounds} pass{'es' if rounds > 1 else ''} (mean of {len(curves)})")
         ax.set_title(f"meta-train: {task}")
-        ax.set_xlabel("step in trial")
+        ax.set_xlabel("this task's steps (all visits)")
+        ax.legend(fontsize=7)
     axes[0].set_ylabel("reward (val acc), 50-step mean")
     for ax, task in zip(axes[len(TRAIN_TASKS):], TEST_TASKS, strict=False):
         for i, m in enumerate(METHODS):
