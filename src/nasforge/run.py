@@ -14,6 +14,7 @@ from torch import nn
 
 from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, load_config, read_yaml
+from nasforge.data.base import suite_ids
 from nasforge.engine.final import BEST_MODEL, FinalReport, ranked_distinct
 from nasforge.exceptions import NasforgeError, RunDirError
 from nasforge.objectives import Objective
@@ -22,6 +23,8 @@ from nasforge.spaces.base import SPACES, make_space
 from nasforge.storage.base import Record
 from nasforge.storage.lock import holder
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
+from nasforge.strategies.metarl.report import STRATEGY as METARL
+from nasforge.strategies.metarl.report import best_networks, metarl_summary
 from nasforge.strategies.oneshot.metanas.model import MetaModel
 from nasforge.strategies.oneshot.metanas.search import meta_model_from_doc
 from nasforge.strategies.pbt.report import pbt_summary
@@ -177,7 +180,14 @@ class Run:
             **out_pareto,
             "pick": self.meta("pick"),
             **pbt,
+            **({"metarl": metarl_summary(trials, final.extra, top=min(top, 3))}
+               if self.is_metarl else {}),
         }
+
+    @property
+    def is_metarl(self) -> bool:
+        """A ``meta_a2c`` run: one environment (task) per trial, several tasks per run."""
+        return self.config.strategy.get("name") == METARL
 
     def _pbt_summary(self) -> dict[str, Any]:
 
@@ -228,6 +238,8 @@ def load_run(run_dir: str | Path) -> Run:
 def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the best architecture (JSON) and its trained weights to ``out_dir``."""
     run = Run(run_dir)
+    if run.is_metarl:
+        return export_metarl(run, out_dir)
     final = run.final
     weights = run.dir / BEST_MODEL
     if final is None or final.arch is None or not weights.is_file():
@@ -277,6 +289,56 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     (out / EXPORT_ARCH).write_text(
         json.dumps(doc, indent=2, allow_nan=False if _finite(doc) else True)
     )
+    return out
+
+
+NSC_FORMAT = "nasforge-nsc/1"
+
+
+def _fresh_out(out_dir: str | Path, names: list[str]) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"export --out {str(out)!r} is a file; give a directory")
+    for name in names:
+        if (out / name).exists():
+            raise RunDirError(
+                f"export --out {str(out)!r} already holds {name}; give a new or empty directory"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(
+            f"cannot create export --out {str(out)!r}: {err.strerror or err}"
+        ) from None
+    return out
+
+
+def export_metarl(run: Run, out_dir: str | Path) -> Path:
+    """A ``meta_a2c`` run's export: the best network of every environment (task) as
+    ``<out>/<task id>/architecture.json`` (NSC rows, the shapes to build it with
+    :class:`nasforge.envs.nsc.NSCNet`, its search reward and, after the final retraining, its
+    test accuracy; the search trains children without keeping weights, so none are exported),
+    plus the run's policy (``policy.pt``, ``policy.json``) when it was saved."""
+    final = run.final
+    extra = final.extra if final is not None else {}
+    best = best_networks(run.trials, extra)
+    if not best:
+        raise RunDirError(f"{str(run.dir)!r} has no completed environment step to export")
+    out = _fresh_out(out_dir, [*best, "policy.pt", "policy.json"])
+    shapes = extra.get("task_shapes") or {}
+    specs = dict(zip(suite_ids(run.config.tasks), run.config.tasks, strict=True)) \
+        if run.config.tasks else {}
+    for tid, net in best.items():
+        doc = {"format": NSC_FORMAT, "task_id": tid, "task": specs.get(tid),
+               "space": extra.get("space", run.config.strategy.get("space", "chain")),
+               "padding": extra.get("padding"), **(shapes.get(tid) or {}), **net,
+               "build": "nasforge.envs.nsc.NSCNet(nsc, input_shape, num_classes, padding)",
+               "run_dir": str(run.dir)}
+        (out / tid).mkdir(exist_ok=True)
+        (out / tid / EXPORT_ARCH).write_text(json.dumps(doc, indent=2))
+    for name in ("policy.pt", "policy.json"):
+        if (run.dir / name).is_file():
+            shutil.copyfile(run.dir / name, out / name)
     return out
 
 

@@ -27,7 +27,7 @@ from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import NasforgeError, WorkerLost
 from nasforge.objectives import Objective
 from nasforge.progress import ProgressCallback
-from nasforge.report import print_summary
+from nasforge.report import fmt, print_summary
 from nasforge.run import Run, export
 from nasforge.search import search
 from nasforge.spaces.base import SPACES
@@ -263,7 +263,32 @@ def _cmd_show(args: argparse.Namespace) -> int:
             print(f"interrupted; continue with: {summary.get('resume_command')}")
         if summary.get("pbt"):
             _print_pbt(summary["pbt"], Objective.from_json(summary.get("objective")))
+        if summary.get("metarl"):
+            _print_metarl(summary["metarl"])
     return 0
+
+
+def _print_metarl(doc: dict[str, Any]) -> None:
+    """Per environment (task): progress and the best networks found (and retrained)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="meta_a2c: progress per environment (task)")
+    for col in ("task", "steps", "episodes", "distinct", "mean reward", "last 50", "best"):
+        table.add_column(col, justify="right" if col != "task" else "left")
+    for tid, t in doc["tasks"].items():
+        best = t["best"][0]["reward"] if t["best"] else None
+        table.add_row(tid, str(t["steps"]), str(t["episodes"]), str(t["distinct_networks"]),
+                      fmt(t["mean_reward"]), fmt(t["mean_reward_last50"]), fmt(best))
+    console.print(table)
+    for tid, t in doc["tasks"].items():
+        console.print(f"{tid}: best networks (NSC rows: index, type, kernel, pred1, pred2)")
+        for b in t["best"]:
+            console.print(f"  trial {b['trial']}: reward {fmt(b['reward'])}  {b['nsc']}")
+        for f in t.get("final") or []:
+            console.print(f"  retrained trial {f['trial']}: test accuracy "
+                          f"{fmt(f['test_acc'])} (search reward {fmt(f['search_reward'])})")
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

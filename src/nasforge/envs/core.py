@@ -119,6 +119,7 @@ class NasEnvCore:
         self.steps = 0
         self.done = False
         self.last_cached = False
+        self._fresh: set[str] = set()  # rewards put_reward stored, not yet stepped on
 
     # ------------------------------------------------------------------ state
     @property
@@ -182,14 +183,53 @@ class NasEnvCore:
             p2 = 0
         return (idx, a.type, a.kernel, p1, p2)
 
+    # --------------------------------------------------- rewards computed elsewhere
+    def network_after(self, action: int) -> list[Row] | None:
+        """The network whose reward ``step(action)`` would look up or compute; None when that
+        step needs no reward (a masked layer, a pointer out of bounds, a finished episode)."""
+        if self.done or not 0 <= int(action) < self.n_actions:
+            return None
+        a = self.actions[int(action)]
+        if a.kind == "pointer":
+            p = (self.p1 if a.pointer == 1 else self.p2) + a.delta
+            return list(self.rows) if 0 <= p <= self.current else None
+        if a.kind == "terminal":
+            return list(self.rows)
+        if not self.action_mask()[int(action)]:
+            return None
+        return [*self.rows, self._new_row(a)]
+
+    def reward_job(self, rows: list[Row]) -> tuple[str, tuple[Row, ...], int] | None:
+        """``(key, layer rows, seed)`` of a reward that must be computed (neither cached nor
+        unbuildable), for a caller that trains children elsewhere (an executor) and hands the
+        result back with :meth:`put_reward` before :meth:`step`; None otherwise."""
+        key = nsc_hash(layer_rows(rows))
+        if self.cache.get(self.task.content_hash, key, self.protocol) is not None:
+            return None
+        try:
+            shapes(rows, self.task.input_shape, self.s.padding)
+        except InvalidArchitecture:
+            return None
+        return key, tuple(layer_rows(rows)), self.reward_seed(key)
+
+    def put_reward(self, key: str, acc: float, ok: bool) -> None:
+        """Store a reward computed elsewhere (the next step reports it as not cached)."""
+        self.cache.put(self.task.content_hash, key, self.protocol, acc, ok)
+        self._fresh.add(key)
+
+    def reward_seed(self, key: str) -> int:
+        return (int(key[:8], 16) ^ self.seed) & 0x7FFFFFFF
+
     # ------------------------------------------------------------------- step
     def reward_of(self, rows: list[Row]) -> tuple[float, bool, bool]:
         """``(accuracy, ok, cached)`` of the network ``rows`` describe."""
         key = nsc_hash(layer_rows(rows))
         hit = self.cache.get(self.task.content_hash, key, self.protocol)
         if hit is not None:
-            return hit[0], hit[1], True
-        seed = (int(key[:8], 16) ^ self.seed) & 0x7FFFFFFF
+            fresh = key in self._fresh
+            self._fresh.discard(key)
+            return hit[0], hit[1], not fresh
+        seed = self.reward_seed(key)
         try:
             shapes(rows, self.task.input_shape, self.s.padding)
             acc, ok = float(self.reward_fn(tuple(layer_rows(rows)), self.task, seed)), True

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from nasforge.data.base import Split, Task
-from nasforge.envs.nsc import NSCNet, Padding, Row
+from nasforge.envs.nsc import CHAIN_ACTIONS, NSCNet, Padding, Row, nsc_hash, shapes
 from nasforge.evaluators.fit import train_epoch
+from nasforge.exceptions import ConfigError, InvalidArchitecture
 
 
 class RewardFn(Protocol):
@@ -122,6 +123,75 @@ class ToyReward:
 def _label(r: Row) -> str:
     names = {1: "conv", 2: "maxpool", 3: "avgpool", 4: "identity", 5: "add", 6: "concat"}
     return f"{names.get(r[1], '?')}{r[2] or ''}"
+
+
+TABLE_FORMAT = "nasforge-nsc-table/1"
+
+
+def chain_networks(depth: int, input_shape: tuple[int, ...], padding: Padding) -> list[
+        tuple[Row, ...]]:
+    """Every buildable chain network of at most ``depth`` layers (the empty one first), in the
+    order a depth-first walk over the 7 layer actions meets them (prefixes before extensions)."""
+    layers = [a for a in CHAIN_ACTIONS if a.kind == "layer"]
+    out: list[tuple[Row, ...]] = [()]
+
+    def walk(rows: tuple[Row, ...]) -> None:
+        if len(rows) >= depth:
+            return
+        for a in layers:
+            i = len(rows)
+            nxt = (*rows, (i + 1, a.type, a.kernel, i, 0))
+            try:
+                shapes(nxt, input_shape, padding)
+            except InvalidArchitecture:
+                continue
+            out.append(nxt)
+            walk(nxt)
+
+    walk(())
+    return out
+
+
+class TableReward:
+    """Rewards read from a table of every chain network up to a depth (built once by training
+    each with :class:`TrainReward`; ``benchmarks/metarl_heldout.py tables``). The file is JSON:
+    ``{"format", "depth", "protocol", "tasks": {name: {"content_hash", "rewards": {nsc_hash:
+    accuracy}}}}``. A task is looked up by name and must have the table's content hash (another
+    data seed or split is refused, not answered from the wrong table)."""
+
+    def __init__(self, path: str | Path) -> None:
+        p = Path(path)
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"reward table {str(path)!r} cannot be read: {e}") from None
+        if not isinstance(doc, dict) or doc.get("format") != TABLE_FORMAT:
+            raise ConfigError(f"reward table {str(path)!r} is not a {TABLE_FORMAT} file")
+        self.path = p
+        self.depth = int(doc["depth"])
+        self.tasks: dict[str, dict[str, object]] = doc["tasks"]
+        self.protocol = json.dumps({"fn": "table", "depth": self.depth,
+                                    "train": doc.get("protocol")}, sort_keys=True)
+
+    def check_task(self, task: Task) -> None:
+        """One-line :class:`ConfigError` unless the table has ``task`` (same content)."""
+        entry = self.tasks.get(task.name)
+        if entry is None:
+            raise ConfigError(f"reward table {str(self.path)!r} has no task {task.name!r}; it "
+                              f"has {', '.join(sorted(self.tasks))}")
+        if entry.get("content_hash") != task.content_hash:
+            raise ConfigError(f"task {task.name!r} differs from the one reward table "
+                              f"{str(self.path)!r} was built on (content hash)")
+
+    def __call__(self, rows: tuple[Row, ...], task: Task, seed: int) -> float:
+        self.check_task(task)
+        rewards = self.tasks[task.name]["rewards"]
+        assert isinstance(rewards, dict)
+        key = nsc_hash(rows)
+        if key not in rewards:
+            raise ConfigError(f"network {list(rows)} is not in reward table {str(self.path)!r} "
+                              f"(depth {self.depth}); set max_layers <= {self.depth}")
+        return float(rewards[key])
 
 
 class RewardCache:

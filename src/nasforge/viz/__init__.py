@@ -10,8 +10,12 @@ from nasforge.run import Run, pareto_front
 from nasforge.viz._info import HistoryInfo, history_info
 from nasforge.viz.alphas import render_alphas
 from nasforge.viz.controller import plot_controller
+from nasforge.viz.metarl import plot_metarl
 from nasforge.viz.pbt import plot_pbt
 from nasforge.viz.plots import plot_history, plot_pareto
+
+STRATEGY_PLOTS: dict[str, Callable[[Run, Path], Path]] = {"meta_a2c": plot_metarl}
+"""Extra plots by strategy name (a frozen meta_a2c run stores no series): name -> renderer."""
 
 RUN_PLOTS: dict[str, Callable[[Run, Path], Path]] = {
     "pbt": plot_pbt,
@@ -50,9 +54,13 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         if renderer is not None:
             extra = out_path.with_name(f"{out_path.stem}_{kind}{out_path.suffix}")
             paths.append(renderer(run, extra))
+    strat = STRATEGY_PLOTS.get(str(run.config.strategy.get("name")))
+    if strat is not None and trials:
+        name = str(run.config.strategy.get("name"))
+        paths.append(strat(run, out_path.with_name(f"{out_path.stem}_{name}{out_path.suffix}")))
     if not paths:
         raise RunDirError(f"{str(run.dir)!r} has nothing to plot yet")
     return paths
 
 
-__all__ = ["RUN_PLOTS", "HistoryInfo", "history_info", "plot_run"]
+__all__ = ["RUN_PLOTS", "STRATEGY_PLOTS", "HistoryInfo", "history_info", "plot_run"]

@@ -148,3 +148,30 @@ def test_shipped_configs_validate(path: Path) -> None:
     else:
         STRATEGIES.get("meta_a2c")(seed=cfg.seed, **params)
     assert len(CONFIGS) == 4
+
+
+def test_synchronous_a2c_over_env_copies(tmp_path: Path) -> None:
+    # two copies step in lockstep: trials alternate between them, one update per 5 locksteps
+    cfg = _cfg(40, n_envs=2)
+    run = search(cfg, run_dir=tmp_path / "ref")
+    envs = [r.result.metrics["env"] for r in run.trials]
+    assert len(envs) == 40 and envs[:4] == [0, 1, 0, 1]
+    assert len(run.series("meta_a2c")) == 4  # 10 locksteps per task -> 2 updates per task
+    assert [r.task for r in run.trials].count(run.trials[0].task) == 20
+    # resumed mid-rollout and across the task boundary: the same trials as without a cut
+    for at in (8, 26):
+        with pytest.raises(KeyboardInterrupt):
+            search(cfg, run_dir=tmp_path / "cut", resume=at > 8, callbacks=[_Kill(at)])
+        assert len(_rewards(tmp_path / "cut")) == at
+    search(cfg, run_dir=tmp_path / "cut", resume=True)
+    assert _rewards(tmp_path / "cut") == _rewards(tmp_path / "ref")
+    with pytest.raises(ConfigError, match="must divide"):
+        search(_cfg(42, n_envs=4), run_dir=tmp_path / "bad")
+
+
+def test_env_copies_learn_the_known_best_sequence(tmp_path: Path) -> None:
+    one = [{"name": "textures", "per_class": 10}]
+    run = search(_cfg(300, one, lr=0.005, n_envs=2), run_dir=tmp_path / "r")
+    rs = [r.result.metrics["reward"] for r in run.trials]
+    first, last = sum(rs[:20]) / 20, sum(rs[-60:]) / 60
+    assert last > 0.6 and last > first + 0.3, (first, last)

@@ -36,9 +36,9 @@ from nasforge.data.base import Task
 from nasforge.engine.final import FinalReport, build_report
 from nasforge.envs.core import EnvSettings, NasEnvCore
 from nasforge.envs.nsc import Row, actions_of, layer_rows, nsc_hash, observation
-from nasforge.envs.rewards import RewardCache, RewardFn, ToyReward, TrainReward
+from nasforge.envs.rewards import RewardCache, RewardFn, TableReward, ToyReward, TrainReward
 from nasforge.evaluators.base import Result
-from nasforge.exceptions import ConfigError
+from nasforge.exceptions import ConfigError, InvalidArchitecture
 from nasforge.logging import get_logger
 from nasforge.rl import A2CSettings, MaskedCategorical, RecurrentActorCritic, a2c_update
 from nasforge.rl.returns import n_step_returns
@@ -54,7 +54,9 @@ POLICY_FILE, POLICY_META = "policy.pt", "policy.json"
 
 class RewardParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["train", "toy"] = Field(default="train", description="toy: no training")
+    kind: Literal["train", "toy", "table"] = Field(
+        default="train", description="toy: no training; table: read from a reward table file")
+    table: str | None = Field(default=None, description="kind table: the table's JSON file")
     epochs: int = Field(default=2, ge=1, description="12 in the paper; fewer on CPU")
     batch_size: int = Field(default=128, ge=2)
     max_train: int | None = Field(default=1000, ge=2, description="cap on training rows")
@@ -77,6 +79,8 @@ class MetaA2CParams(BaseModel):
     preset: Literal["default", "reference"] = "default"
     sigma: float | None = Field(default=None, ge=0, le=1, description="pointer discount")
     max_steps: int | None = Field(default=None, ge=1)
+    max_layers: int | None = Field(default=None, ge=1, le=10,
+                                   description="layers per network (10; a table's depth)")
     steps_per_task: list[int] | None = Field(
         default=None, description="env steps per task in order; default: the budget split evenly")
     n_steps: int | None = Field(default=None, ge=1, description="5 chain, 10 multi-branch")
@@ -88,6 +92,9 @@ class MetaA2CParams(BaseModel):
     eps: float = 1e-5
     max_grad_norm: float = 0.5
     hidden: int = Field(default=128, ge=1)
+    n_envs: int = Field(default=1, ge=1, description="environment copies stepped in lockstep "
+                        "(synchronous A2C); each lockstep's child trainings go through the "
+                        "run's executor at once")
     memory: Literal["trial", "episode"] | None = Field(
         default=None, description="LSTM reset at task boundaries (RL^2) or per episode (L2); "
                                   "default: trial, episode for the reference preset")
@@ -122,6 +129,19 @@ def load_policy(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return torch.load(p, weights_only=True), json.loads(meta_p.read_text())
 
 
+def _child_reward(shared: tuple[RewardFn, Task], job: tuple[tuple[Row, ...], int]
+                  ) -> tuple[float, bool]:
+    """One child training, run by the executor (a worker process with ``workers > 1``):
+    ``(accuracy, ok)`` as :meth:`NasEnvCore.reward_of` would compute it."""
+    reward_fn, task = shared
+    rows, seed = job
+    try:
+        return float(reward_fn(rows, task, seed)), True
+    except (InvalidArchitecture, FloatingPointError, RuntimeError) as e:
+        _logger.info("NSC %s cannot be built or trained: %s", list(rows), e)
+        return 0.0, False
+
+
 @STRATEGIES.register("meta_a2c")
 class MetaA2C(Strategy):
     """Meta-RL NAS (see the module docstring). ``budget`` = environment steps over all tasks."""
@@ -133,12 +153,23 @@ class MetaA2C(Strategy):
         super().__init__(seed=seed)
         self.p = MetaA2CParams(**params)
         self.settings = EnvSettings.of(self.p.space, self.p.preset, sigma=self.p.sigma,
-                                       max_steps=self.p.max_steps)
+                                       max_steps=self.p.max_steps, max_layers=self.p.max_layers)
+        self._table: TableReward | None = None
+        if self.p.reward.kind == "table":
+            if self.p.reward.table is None:
+                raise ConfigError("meta_a2c: reward kind table needs reward.table: <file>")
+            if self.p.space != "chain":
+                raise ConfigError("meta_a2c: reward tables cover the chain space only")
+            self._table = TableReward(self.p.reward.table)
+            if self.settings.max_layers > self._table.depth:
+                raise ConfigError(f"meta_a2c: max_layers {self.settings.max_layers} exceeds the "
+                                  f"reward table's depth {self._table.depth}")
         self.memory = self.p.memory or ("episode" if self.p.preset == "reference" else "trial")
         self.n_steps = self.p.n_steps or (5 if self.p.space == "chain" else 10)
         self.a2c = A2CSettings(self.p.vf_coef, self.p.ent_coef, self.p.max_grad_norm)
         self._policy_init: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
-        self.obs_dim = int(math.prod(observation((), self.p.space).shape))
+        self.obs_dim = int(math.prod(observation((), self.p.space,
+                                                 self.settings.max_layers).shape))
         self.n_actions = len(actions_of(self.p.space))
         if self.p.policy is not None:
             self._policy_init = load_policy(self.p.policy)
@@ -156,6 +187,8 @@ class MetaA2C(Strategy):
         r = self.p.reward
         if r.kind == "toy":
             return ToyReward(r.target)
+        if self._table is not None:
+            return self._table
         return TrainReward(padding=self.settings.padding, epochs=r.epochs,
                            batch_size=r.batch_size, max_train=r.max_train, dense=r.dense,
                            lr_decay=r.lr_decay, split=self.settings.reward_split, device=device)
@@ -184,6 +217,16 @@ class MetaA2C(Strategy):
     # ----------------------------------------------------------------- loop
     def run(self, ctx: SearchContext) -> None:
         plan = self.schedule(ctx)
+        if self._table is not None:
+            for _, task, _ in plan:
+                self._table.check_task(task)
+        if self.p.n_envs > 1:
+            bad = [n for *_, n in plan if n % self.p.n_envs]
+            if bad:
+                raise ConfigError(f"meta_a2c: n_envs {self.p.n_envs} must divide the steps of "
+                                  f"every task (got {[n for *_, n in plan]})")
+            self._run_vec(ctx, plan)
+            return
         reward_fn = self.reward_fn(ctx.device)  # child training on CUDA when present
         cache = RewardCache(self.p.cache or ctx.run_dir / "reward_cache.sqlite")
         env0 = NasEnvCore(plan[0][1], self.settings, reward_fn, cache, self.seed)
@@ -285,6 +328,178 @@ class MetaA2C(Strategy):
         self.save_policy(ctx.run_dir, policy, obs_dim, env0.n_actions)
         cache.close()
 
+    def _run_vec(self, ctx: SearchContext, plan: list[tuple[str, Task, int]]) -> None:
+        """Synchronous A2C over ``n_envs`` copies of each task's environment: one policy step
+        for the batch of copies, the rewards every copy's action needs trained at once through
+        ``ctx.executor.map_jobs`` (a network two copies need is trained once), then every copy
+        steps (each step a trial, numbered in copy order); one update per ``n_steps``
+        lockstep over the ``n_envs x n_steps`` rollout. Resumable like the one-copy loop (the
+        state is saved after every lockstep, with its ``n_envs`` trials)."""
+        n = self.p.n_envs
+        reward_fn = self.reward_fn(ctx.device)
+        cache = RewardCache(self.p.cache or ctx.run_dir / "reward_cache.sqlite")
+        env0 = NasEnvCore(plan[0][1], self.settings, reward_fn, cache, self.seed)
+        obs_dim = int(math.prod(env0.obs_shape))
+        policy = self.make_policy(obs_dim, env0.n_actions)
+        opt = torch.optim.RMSprop(policy.parameters(), lr=self.p.lr, alpha=self.p.alpha,
+                                  eps=self.p.eps)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "meta_a2c"))
+        st: dict[str, Any] = {"t": 0, "task": -1, "episode": n, "ep_id": list(range(n)),
+                              "ep_step": [0] * n, "prev_a": [-1] * n, "prev_r": [0.0] * n,
+                              "rollout": [], "updates": 0}
+        h = h_start = policy.initial(n)
+        envs: list[NasEnvCore] = []
+        blob = ctx.load_state(STATE_KEY)
+        if blob is not None:
+            saved = _load_bytes(blob)
+            policy.load_state_dict(saved["policy"])
+            opt.load_state_dict(saved["opt"])
+            gen.set_state(saved["rng"])
+            h, h_start = tuple(saved["h"]), tuple(saved["h_start"])
+            st = json.loads(saved["meta"])
+            if st["task"] >= 0:
+                envs = [NasEnvCore(plan[st["task"]][1], self.settings, reward_fn, cache,
+                                   self.seed) for _ in range(n)]
+                for e, es in zip(envs, st["envs"], strict=True):
+                    e.load_state_dict(es)
+            _logger.info("meta_a2c: resumed at step %d", st["t"])
+        bounds = [sum(m for *_, m in plan[: i + 1]) for i in range(len(plan))]
+        total = bounds[-1]
+        max_steps = self.settings.max_steps
+        shared: tuple[RewardFn, Task] | None = None
+        while st["t"] < total:
+            k = next(i for i, b in enumerate(bounds) if st["t"] < b)
+            if k != st["task"]:  # a new trial: new environments, memory reset (RL^2)
+                st.update(task=k, ep_step=[0] * n, prev_a=[-1] * n, prev_r=[0.0] * n,
+                          rollout=[])
+                envs = [NasEnvCore(plan[k][1], self.settings, reward_fn, cache, self.seed)
+                        for _ in range(n)]
+                for e in envs:
+                    e.reset()
+                h = h_start = policy.initial(n)
+            tid, task = plan[k][0], plan[k][1]
+            if shared is None or shared[1] is not task:  # one object per trial: the worker
+                shared = (reward_fn, task)  # pool receives it once, not once per lockstep
+            obs = torch.stack([torch.as_tensor(e.observe()).reshape(-1) for e in envs])
+            mask = torch.stack([torch.as_tensor(e.action_mask()).bool() for e in envs])
+            step_in = torch.tensor([[x / max_steps] for x in st["ep_step"]])
+            with torch.no_grad():
+                logits, _, h = policy.step(obs, torch.tensor(st["prev_a"]),
+                                           torch.tensor(st["prev_r"]), h, step_in)
+                acts = [int(x) for x in MaskedCategorical(logits, mask).sample(gen)]
+            t0 = time.perf_counter()
+            jobs: dict[str, tuple[tuple[Row, ...], int, int]] = {}
+            for i, (e, a) in enumerate(zip(envs, acts, strict=True)):
+                rows_after = e.network_after(a)
+                job = None if rows_after is None else e.reward_job(rows_after)
+                if job is not None and job[0] not in jobs:
+                    jobs[job[0]] = (job[1], job[2], i)
+            keys = list(jobs)
+            if keys:
+                payloads = [(jobs[key][0], jobs[key][1]) for key in keys]
+                for j, (acc, ok) in ctx.executor.map_jobs(_child_reward, shared, payloads):
+                    envs[jobs[keys[j]][2]].put_reward(keys[j], acc, ok)
+            per_step = (time.perf_counter() - t0) / n
+            entry: dict[str, Any] = {"obs": obs.tolist(), "mask": mask.tolist(),
+                                     "prev_a": list(st["prev_a"]), "prev_r": list(st["prev_r"]),
+                                     "step": [float(x[0]) for x in step_in], "a": acts,
+                                     "r": [], "done": [], "reset_after": [0.0] * n}
+            recs: list[Record] = []
+            dones: list[bool] = []
+            for i, (e, a) in enumerate(zip(envs, acts, strict=True)):
+                out = e.step(a)
+                done = out.terminated or out.truncated
+                rows: list[Row] = layer_rows(e.rows)
+                num = st["t"] + i
+                recs.append(Record(
+                    num, Architecture(tuple(v for r in rows for v in r)),
+                    derive_seed(self.seed, "step", num),
+                    Result(status="complete" if out.info["valid"] else "failed",
+                           val_acc=out.reward if out.info["valid"] else math.nan,
+                           train_seconds=per_step,
+                           error=None if out.info["valid"] else "invalid network or pointer",
+                           metrics={"reward": out.reward, "action": out.info["action"],
+                                    "episode": st["ep_id"][i], "episode_step": st["ep_step"][i],
+                                    "nsc_hash": nsc_hash(rows), "cached": e.last_cached,
+                                    "split": self.settings.reward_split, "env": i}),
+                    finished_at=time.time(), task=tid))
+                entry["r"].append(out.reward)
+                entry["done"].append(float(done))
+                st["prev_a"][i], st["prev_r"][i] = a, out.reward
+                st["ep_step"][i] += 1
+                if done:
+                    st["ep_id"][i] = st["episode"]
+                    st["episode"] += 1
+                    st["ep_step"][i] = 0
+                    e.reset()
+                dones.append(done)
+            st["rollout"].append(entry)
+            st["t"] += n
+            trial_over = st["t"] in bounds
+            stats: dict[str, float] | None = None
+            if len(st["rollout"]) >= self.n_steps or trial_over:
+                if self.p.train:
+                    stats = self._update_vec(policy, opt, st, h_start, h, envs, trial_over)
+                st["rollout"] = []
+                h_start = h
+            if self.memory == "episode" and not trial_over and any(dones):
+                keep = torch.tensor([[0.0] if d else [1.0] for d in dones])
+                h = tuple(x * keep for x in h)
+                if st["rollout"]:
+                    st["rollout"][-1]["reset_after"] = [float(d) for d in dones]
+                else:
+                    h_start = h
+            st["envs"] = [e.state_dict() for e in envs]
+            with ctx.transaction():
+                for rec in recs:
+                    ctx.record_trial(rec)
+                if stats is not None:
+                    ctx.log_series("meta_a2c", st["updates"], {**stats, "task": tid})
+                ctx.save_state(STATE_KEY, _save_bytes({
+                    "policy": policy.state_dict(), "opt": opt.state_dict(),
+                    "rng": gen.get_state(), "h": list(h), "h_start": list(h_start),
+                    "meta": json.dumps(st)}))
+            ctx.emit_step(st["t"], total, {"task": tid, "reward": float(sum(entry["r"]) / n)})
+        self.save_policy(ctx.run_dir, policy, obs_dim, env0.n_actions)
+        cache.close()
+
+    def _update_vec(
+        self,
+        policy: RecurrentActorCritic,
+        opt: torch.optim.Optimizer,
+        st: dict[str, Any],
+        h_start: tuple[torch.Tensor, ...],
+        h_now: tuple[torch.Tensor, ...],
+        envs: list[NasEnvCore],
+        trial_over: bool,
+    ) -> dict[str, float]:
+        ro = st["rollout"]
+        n, t_len = len(envs), len(ro)
+        obs = torch.tensor([s["obs"] for s in ro]).transpose(0, 1)  # (N, T, D)
+        prev_a = torch.tensor([s["prev_a"] for s in ro]).T
+        prev_r = torch.tensor([s["prev_r"] for s in ro], dtype=torch.float32).T
+        extra = torch.tensor([s["step"] for s in ro]).T.unsqueeze(-1)
+        reset = torch.zeros(n, t_len)
+        for t in range(1, t_len):
+            reset[:, t] = torch.tensor(ro[t - 1]["reset_after"])
+        logits, values = policy.unroll(obs, prev_a, prev_r, h_start, reset, extra)
+        mask = torch.tensor([s["mask"] for s in ro]).transpose(0, 1)
+        dist = MaskedCategorical(logits.reshape(n * t_len, -1), mask.reshape(n * t_len, -1))
+        act = torch.tensor([s["a"] for s in ro]).T.reshape(-1)
+        rew = torch.tensor([s["r"] for s in ro], dtype=torch.float32)  # (T, N)
+        done = torch.tensor([s["done"] for s in ro])
+        last_v = torch.zeros(n)
+        if not trial_over:
+            with torch.no_grad():
+                obs_now = torch.stack([torch.as_tensor(e.observe()).reshape(-1) for e in envs])
+                step_in = torch.tensor([[x / self.settings.max_steps] for x in st["ep_step"]])
+                _, last_v, _ = policy.step(obs_now, torch.tensor(st["prev_a"]),
+                                           torch.tensor(st["prev_r"]), h_now, step_in)
+        ret = n_step_returns(rew, done, last_v, self.p.gamma).T.reshape(-1)
+        st["updates"] += 1
+        return a2c_update(policy, opt, dist.log_prob(act), dist.entropy(), values.reshape(-1),
+                          ret, self.a2c)
+
     def _update(
         self,
         policy: RecurrentActorCritic,
@@ -342,10 +557,13 @@ class MetaA2C(Strategy):
         (filters 2^(5+i), exponential lr decay) and test each once. The report's architecture
         is the primary (first) task's best; every task's networks are under ``extra.tasks``."""
         f = self.p.final
-        out: dict[str, Any] = {"tasks": {}}
+        out: dict[str, Any] = {"tasks": {}, "task_shapes": {}, "space": self.p.space,
+                               "padding": self.settings.padding}
         lead: tuple[Record, float] | None = None
         tasks = dict(ctx.tasks) or ({ctx.task.name: ctx.task} if ctx.task else {})
         for tid, task in tasks.items():
+            out["task_shapes"][tid] = {"input_shape": list(task.input_shape),
+                                       "num_classes": task.num_classes}
             best: dict[str, Record] = {}
             for r in ctx.records():
                 if r.task not in (tid, None) or not r.ok:

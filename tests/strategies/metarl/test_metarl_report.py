@@ -1,0 +1,71 @@
+"""show / export / plot of a meta_a2c run: per-environment progress and best networks, the
+best network per environment, reward per step per environment and the action distribution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nasforge.cli.main import main
+from nasforge.envs.nsc import NSCNet
+from nasforge.run import Run
+from nasforge.search import search
+from nasforge.strategies.metarl.report import action_info, metarl_summary, reward_info
+
+TASKS = [{"name": "textures", "per_class": 10}, {"name": "textures", "per_class": 10,
+                                                 "data_seed": 1}]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("metarl") / "r"
+    cfg = {"name": "meta", "seed": 0, "budget": 40, "device": "cpu", "tasks": TASKS,
+           "strategy": {"name": "meta_a2c", "hidden": 16, "final": {"top": 1, "epochs": 1},
+                        "reward": {"kind": "toy", "target": ["conv3"]}},
+           "final": {"seeds": 1}}
+    search(cfg, run_dir=d, progress=False)
+    return d
+
+
+def test_summary_per_environment(run_dir: Path) -> None:
+    run = Run(run_dir)
+    doc = run.summary()["metarl"]
+    tids = list(doc["tasks"])
+    assert len(tids) == 2
+    for t in doc["tasks"].values():
+        assert t["steps"] == 20 and sum(t["actions"].values()) == 20
+        assert t["best"] and t["best"][0]["reward"] >= t["mean_reward"]
+        assert t["final"] and "test_acc" in t["final"][0]
+    # the same numbers straight from the trials
+    assert metarl_summary(run.trials, None)["tasks"][tids[0]]["steps"] == 20
+    rew = reward_info(run.trials)
+    assert [len(v) for v in rew.rewards.values()] == [20, 20]
+    act = action_info(run.trials, "chain", window=10)
+    assert len(act.starts) == 4 and len(act.labels) == 8
+    assert all(abs(sum(col) - 1) < 1e-9 for col in zip(*act.shares, strict=True))
+    assert list(act.task_starts.values()) == [0, 20]
+
+
+def test_show_export_plot(run_dir: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "progress per environment" in out and "retrained trial" in out
+    assert main(["show", str(run_dir), "--json"]) == 0
+    assert "metarl" in json.loads(capsys.readouterr().out)
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "exp")]) == 0
+    exp = sorted((tmp_path / "exp").glob("*/architecture.json"))
+    docs = [json.loads(p.read_text()) for p in exp]
+    assert len(docs) == 2 and (tmp_path / "exp" / "policy.pt").is_file()
+    for d in docs:
+        assert d["format"] == "nasforge-nsc/1" and d["test_acc"] is not None
+        net = NSCNet(d["nsc"], tuple(d["input_shape"]), d["num_classes"], d["padding"])
+        assert net is not None
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "exp")]) == 2  # not empty
+    capsys.readouterr()
+    assert main(["plot", str(run_dir), "--out", str(tmp_path / "p.png")]) == 0
+    paths = capsys.readouterr().out.split()
+    assert any(p.endswith("p_meta_a2c.png") for p in paths)
+    assert (tmp_path / "p_meta_a2c.png").stat().st_size > 1000
