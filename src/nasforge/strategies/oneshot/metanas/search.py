@@ -37,6 +37,16 @@ Implementation details and deviations:
       annealing acts on the two meta learning rates (the weight one held during warm-up).
     - PC-DARTS: partial channels only (no edge normalisation, §1.3). P-DARTS is not offered
       in the meta setting yet.
+    - Meta-RL pre-optimisation (§1.4, ``preopt: meta_rl | random``): before the inner loop of
+      a task whose alphas adapt (after warm-up; meta-test tasks too unless
+      ``preopt_settings.at_test`` is off), :meth:`MetaNAS.pre_optimize` runs one trial per
+      cell of :class:`nasforge.rl.preopt.PreOptimizer`; its estimator is one weight step of
+      the live meta-model on the support set (its own batch generator, the inner optimiser
+      states restored at every episode start and afterwards) and the support accuracy. The
+      state after the best estimate starts the next trial and then the inner loop. The agent
+      (policy, Adam state, counters; its sampling is seeded per trial, the GRU reset per
+      trial) is in the checkpoint, so a resumed run is identical; without ``preopt`` nothing
+      changes (records, checkpoint and export are those of a run before the option existed).
 """
 
 from __future__ import annotations
