@@ -3,6 +3,7 @@ the policy stored in the run, exact resume after an interruption, and bad settin
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ FAST = dict(meta_epochs=2, warm_up_epochs=0, eval_freq=1, eval_tasks=2, test_met
             task_train_steps=1, test_task_train_steps=2)
 
 
-def _cfg(policy: str, **kw: Any) -> dict[str, Any]:
-    return config(f"p_{policy}", preopt=policy, preopt_settings={**SMALL, **kw}, **FAST)
+def _cfg(policy: str, epochs: int = 2, **kw: Any) -> dict[str, Any]:
+    return config(f"p_{policy}", preopt=policy, preopt_settings={**SMALL, **kw},
+                  **{**FAST, "meta_epochs": epochs})
 
 
 def _state(run_dir: Path, key: str) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def _state(run_dir: Path, key: str) -> dict[str, Any]:
 
 
 def test_random_policy_run_completes(tmp_path: Path) -> None:
-    run = nasforge.search(_cfg("random", preset="reference"), run_dir=tmp_path / "r",
+    run = nasforge.search(_cfg("random", epochs=1, preset="reference"), run_dir=tmp_path / "r",
                           progress=False)
     final = run.final
     assert final is not None and final.test_acc is not None
@@ -116,3 +118,40 @@ def test_bad_preopt_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
     assert not run_dir.exists()
+
+
+def test_pre_optimize_keeps_optimisers_and_rng(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One task's pre-optimisation: the inner optimiser states and the global torch RNG are as
+    before, and the model holds the state of the last trial's best estimate."""
+    from nasforge.data.base import TASKS
+    from nasforge.spaces import SPACES
+    from nasforge.strategies.oneshot.metanas import search as ms
+    from tests.strategies.oneshot.metanas.test_metanas import SPACE, TINY, _Ctx
+
+    task = TASKS.get("digits_rot")().load()
+    space = SPACES.get("darts")(**{k: v for k, v in SPACE.items() if k != "name"})
+    s = MetaNAS(seed=0, **{**TINY, "preopt": "random", "preopt_settings": SMALL})
+    s.setup(_Ctx(task, space))  # type: ignore[arg-type]
+    s.fresh()
+    s.run_task("train", 0, steps=1, arch_steps=1, batch_size=4, train=True)  # Adam has state
+    opt0 = [copy.deepcopy(o.state_dict()) for o in (s.w_opt, s.a_opt) if o is not None]
+    rng0 = torch.get_rng_state()
+    seen: list[Any] = []
+    orig = ms._Estimator.__init__
+
+    def spy(self: Any, *a: Any, **kw: Any) -> None:
+        orig(self, *a, **kw)
+        seen.append(self)
+
+    monkeypatch.setattr(ms._Estimator, "__init__", spy)
+    ep = s.samplers["train"].episode(1)
+    s.pre_optimize("train", 1, ep.support_x, ep.support_y, 4, True)
+    assert torch.equal(torch.get_rng_state(), rng0)
+    for o, st in zip([o for o in (s.w_opt, s.a_opt) if o is not None], opt0):
+        now = o.state_dict()["state"]
+        assert all(torch.equal(now[i][k], st["state"][i][k]) for i in st["state"]
+                   for k in st["state"][i])
+    assert len(seen) == 2 and all(e.calls >= 2 for e in seen)  # normal, then reduce
+    best = seen[-1].best
+    assert all(torch.equal(v, best[k]) for k, v in s._snapshot().items())
+    assert seen[1].start is not seen[0].start
