@@ -111,7 +111,7 @@ class PreOptimizer:
         self.obs_dim = 3 + es.nodes + 2 + n_ops
         self.n_actions = es.nodes + 2 + n_ops * (1 if es.increase_only else 2)
         self.agent: RecurrentPPOAgent | None = None
-        self.random = RandomMaskedPolicy(self.n_actions)
+        self.random = RandomMaskedPolicy(self.n_actions, self.s.agent)
         if self.s.policy == "meta_rl":
             self.agent = RecurrentPPOAgent(self.obs_dim, self.n_actions, self.s.agent,
                                            seed=derive_seed(seed, "preopt"), device=device)

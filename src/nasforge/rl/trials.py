@@ -129,14 +129,15 @@ class RandomMaskedPolicy:
 
     kind = "random"
 
-    def __init__(self, n_actions: int) -> None:
+    def __init__(self, n_actions: int, settings: RecurrentPPOSettings | None = None) -> None:
         self.n_actions = n_actions
+        self.s = settings or RecurrentPPOSettings()
 
     def run_trial(self, env: TrialEnv, *, seed: int, train: bool = False,
                   on_step: StepHook | None = None) -> TrialResult:
         """Episodes as :meth:`RecurrentPPOAgent.run_trial` plays them (``train`` only sets how
-        many: ``updates x episodes_per_update`` with the default settings, else 4)."""
-        s = RecurrentPPOSettings()
+        many: ``updates x episodes_per_update`` of the settings, else ``test_episodes``)."""
+        s = self.s
         n_ep = s.updates * s.episodes_per_update if train else s.test_episodes
         rng = make_rng(seed, "actions")
         out = TrialResult()

@@ -37,6 +37,16 @@ Implementation details and deviations:
       annealing acts on the two meta learning rates (the weight one held during warm-up).
     - PC-DARTS: partial channels only (no edge normalisation, §1.3). P-DARTS is not offered
       in the meta setting yet.
+    - Meta-RL pre-optimisation (§1.4, ``preopt: meta_rl | random``): before the inner loop of
+      a task whose alphas adapt (after warm-up; meta-test tasks too unless
+      ``preopt_settings.at_test`` is off), :meth:`MetaNAS.pre_optimize` runs one trial per
+      cell of :class:`nasforge.rl.preopt.PreOptimizer`; its estimator is one weight step of
+      the live meta-model on the support set (its own batch generator, the inner optimiser
+      states restored at every episode start and afterwards) and the support accuracy. The
+      state after the best estimate starts the next trial and then the inner loop. The agent
+      (policy, Adam state, counters; its sampling is seeded per trial, the GRU reset per
+      trial) is in the checkpoint, so a resumed run is identical; without ``preopt`` nothing
+      changes (records, checkpoint and export are those of a run before the option existed).
 """
 
 from __future__ import annotations
@@ -56,15 +66,17 @@ from torch import nn
 from nasforge.data.base import Task
 from nasforge.data.fewshot import EpisodeSampler, check_fewshot
 from nasforge.evaluators.base import Result
-from nasforge.exceptions import ConfigError
+from nasforge.exceptions import ConfigError, RunDirError
 from nasforge.logging import get_logger
+from nasforge.rl.preopt import PreOptimizer, PreoptSettings
+from nasforge.rl.trials import RecurrentPPOSettings
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.spaces.darts.space import DartsSpace
 from nasforge.spaces.darts.supernet import Alphas, DartsSupernetSpec, SupernetOptions
 from nasforge.storage.base import Record
 from nasforge.strategies.base import STRATEGIES, SearchContext
-from nasforge.strategies.oneshot.base import OneShotSearch
+from nasforge.strategies.oneshot.base import OneShotSearch, encode_checkpoint
 from nasforge.strategies.oneshot.darts import regularizers as reg
 from nasforge.strategies.oneshot.metanas.meta import (
     Conv4,
@@ -77,12 +89,63 @@ from nasforge.strategies.oneshot.metanas.model import InnerSettings, MetaModel
 
 _logger = get_logger(__name__)
 CHECKPOINT = "metanas"
+PREOPT_STATE = "metanas_preopt"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # the released code where it shaped published numbers (Q1, Q3); environment bugs fixed (Q2)
     "reference": {"alpha_grad_on_frozen_copy": True, "aux_skip_beta": "zero"},
     "default": {"alpha_grad_on_frozen_copy": False, "aux_skip_beta": "linear"},
 }
+
+
+class PreoptAgentParams(BaseModel):
+    """The recurrent PPO agent of ``preopt: meta_rl`` (§1.4; every default the released value).
+    ``updates``, ``episodes_per_update`` and ``test_episodes`` also set the random policy's
+    episodes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hidden: int = Field(default=256, ge=1, description="GRU width")
+    encoder: int = Field(default=256, ge=1, description="Linear+ReLU encoder width")
+    lr: float = Field(default=3e-4, gt=0)
+    epochs: int = Field(default=4, ge=1, description="passes over a block per update")
+    minibatches: int = Field(default=4, ge=1)
+    seq_len: int = Field(default=16, ge=1)
+    updates: int = Field(default=3, ge=1, description="PPO updates per training trial")
+    episodes_per_update: int = Field(default=4, ge=1)
+    test_episodes: int = Field(default=4, ge=1, description="episodes of a meta-test trial")
+    erl2: bool = Field(default=False, description="E-RL2: zero erl2_frac of the value targets")
+    erl2_frac: float = Field(default=0.3, ge=0, lt=1)
+
+    def settings(self) -> RecurrentPPOSettings:
+        return RecurrentPPOSettings(**self.model_dump())
+
+
+class PreoptParams(BaseModel):
+    """``preopt_settings:``: the alpha-editing environment and the agent (§1.4, Q8)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    preset: Literal["reference", "default"] = Field(
+        default="default", description="reference: estimation bonus 0.2 (Q8); default: 0")
+    estimation_bonus: float | None = Field(
+        default=None, ge=0, description="reward per estimation so far; None: the preset's")
+    max_estimations: int = Field(default=5, ge=2, description="per episode, baseline included")
+    max_steps: int = Field(default=200, ge=1, description="steps per episode")
+    increase_only: bool = Field(default=True, description="no decrease actions (12 actions)")
+    alpha_action_masking: bool = True
+    alpha_prob: float = Field(default=0.1, gt=0, lt=1)
+    update_alphas: bool = Field(
+        default=False, description="the estimation step also takes an alpha step "
+        "(env_update_weights_and_alphas)")
+    at_test: bool = Field(default=True, description="also edit meta-test tasks (no update)")
+    agent: PreoptAgentParams = Field(default_factory=PreoptAgentParams)
+
+    def settings(self, policy: str, nodes: int) -> PreoptSettings:
+        env = {"nodes": nodes, "max_estimations": self.max_estimations,
+               "max_steps": self.max_steps, "increase_only": self.increase_only,
+               "alpha_action_masking": self.alpha_action_masking,
+               "alpha_prob": self.alpha_prob, "estimation_bonus": self.estimation_bonus}
+        return PreoptSettings(policy=policy, preset=self.preset, env=env,
+                              agent=self.agent.settings())
 
 
 class MetaNASParams(BaseModel):
@@ -134,9 +197,20 @@ class MetaNASParams(BaseModel):
     pc: reg.PCDartsParams | None = Field(default=None, description="PC-DARTS partial channels")
     sharp: reg.SharpParams | None = None
     tse: reg.TSEParams | None = None
+    preopt: Literal["none", "random", "meta_rl"] = Field(
+        default="none", description="meta-RL pre-optimisation of each task's alphas (§1.4): "
+        "meta_rl (recurrent PPO), random (uniform over the same mask) or none")
+    preopt_settings: PreoptParams | None = Field(
+        default=None, description="the pre-optimiser's environment and agent")
 
     @model_validator(mode="after")
     def _check(self) -> MetaNASParams:
+        if self.preopt != "none" and self.model == "conv4":
+            raise ValueError(f"preopt {self.preopt!r} edits alphas; model conv4 has none "
+                             "(allowed with conv4: preopt none)")
+        if self.preopt == "none" and self.preopt_settings is not None:
+            raise ValueError("preopt_settings given but preopt is none; allowed preopt: "
+                             "meta_rl, random")
         b = self.aux_skip_beta
         if b is not None and b not in ("zero", "linear") and not _fixed_beta(b):
             raise ValueError(f"aux_skip_beta {b!r}; allowed: zero, linear, fixed:<beta>")
@@ -283,6 +357,13 @@ class MetaNAS(OneShotSearch):
             self.frozen = (copy.deepcopy(self.model.net), copy.deepcopy(self.model.alphas))
         self.last_test: float | None = None
         self.evals = 0
+        self.preopt: PreOptimizer | None = None
+        if p.preopt != "none":
+            ps = p.preopt_settings or PreoptParams()
+            self.preopt = PreOptimizer(ps.settings(p.preopt, self.spec.nodes),
+                                       n_ops=len(self.spec.ops), seed=self.seed,
+                                       device=self.device)
+        self.preopt_log: list[dict[str, float]] = []
         return 0
 
     def checkpoint(self, epoch: int) -> dict[str, Any]:
@@ -296,6 +377,7 @@ class MetaNAS(OneShotSearch):
             "frozen": None if self.frozen is None else
             [self.frozen[0].state_dict(), self.frozen[1].state_dict()],
             "torch_rng": torch.get_rng_state(),
+            **({} if self.preopt is None else {"preopt": self.preopt.state_dict()}),
         }
 
     def restore(self, ck: dict[str, Any]) -> int:
@@ -311,6 +393,11 @@ class MetaNAS(OneShotSearch):
             self.frozen[0].load_state_dict(ck["frozen"][0])
             self.frozen[1].load_state_dict(ck["frozen"][1])
         self.evals, self.last_test = int(ck["evals"]), ck["last_test"]
+        if self.preopt is not None:
+            if ck.get("preopt") is None:
+                raise RunDirError("the run's MetaNAS checkpoint has no pre-optimiser state "
+                                  f"but the config asks for preopt {self.p.preopt!r}")
+            self.preopt.load_state_dict(ck["preopt"])
         torch.set_rng_state(ck["torch_rng"])
         return int(ck["next_epoch"])
 
@@ -346,6 +433,9 @@ class MetaNAS(OneShotSearch):
                  batch_size: int, train: bool) -> tuple[float, set[str], list[float]]:
         """Adapt the live model to episode ``index`` of ``split``; its query accuracy."""
         ep = self.samplers[split].episode(index)
+        if self.preopt is not None and arch_steps > 0 and (
+                train or self._preopt_params.at_test):
+            self.pre_optimize(split, index, ep.support_x, ep.support_y, batch_size, train)
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "batches", split, index))
         torch.manual_seed(derive_seed(self.seed, "droppath", split, index))
         self.model.fstate.drop_path = self.p.drop_path_prob if train else 0.0
@@ -355,6 +445,37 @@ class MetaNAS(OneShotSearch):
             hooks=self.hooks, grad_on=self.frozen)
         self.model.fstate.drop_path = 0.0
         return self.model.accuracy(ep.query_x, ep.query_y), touched, losses
+
+    @property
+    def _preopt_params(self) -> PreoptParams:
+        return self.p.preopt_settings or PreoptParams()
+
+    def pre_optimize(self, split: str, index: int, x: torch.Tensor, y: torch.Tensor,
+                     batch_size: int, train: bool) -> None:
+        """§1.4: the policy edits the task's alphas, normal cell then reduce cell (one trial
+        each); the meta-model state of each trial's best estimate (weights and alphas) is
+        loaded as the start of the next trial, the last one as the inner loop's start. The
+        inner optimiser states are as before; the global torch RNG is not used."""
+        m, pp, alphas = self.model, self._preopt_params, self.model.alphas
+        assert self.preopt is not None and alphas is not None
+        opts = [o for o in (self.w_opt, self.a_opt) if o is not None]
+        opt0 = [copy.deepcopy(o.state_dict()) for o in opts]
+        m.fstate.drop_path = 0.0
+        tseed = derive_seed(self.seed, "preopt", split, index)
+        for cell in self.spec.groups:
+            est = _Estimator(self, cell, x, y, batch_size, opts, opt0, pp.update_alphas,
+                             derive_seed(tseed, "batches", cell))
+            start = alphas.logits[cell].detach().cpu().double().numpy()
+            out = self.preopt.run({cell: start}, {cell: est}, seed=tseed, train=train)
+            assert est.best is not None
+            self._load(est.best)
+            trial = out.trials[cell]
+            self.preopt_log.append({
+                "start": est.first, "best": out.accuracy[cell],
+                "return": float(np.mean(trial.returns)), "estimations": est.calls,
+                "train": float(train)})
+        for o, st in zip(opts, opt0):
+            o.load_state_dict(st)
 
     def train_epoch(
         self, ctx: SearchContext, epoch: int
@@ -393,6 +514,8 @@ class MetaNAS(OneShotSearch):
         }
         for h in self.hooks:
             metrics.update(h.epoch_metrics())
+        if self.preopt is not None:
+            metrics.update(self._preopt_metrics("preopt"))
         rec = None
         if (epoch + 1) % p.eval_freq == 0 or epoch == p.meta_epochs - 1:
             acc_test = self.meta_test("test", self.evals * p.test_meta_batch_size,
@@ -401,11 +524,21 @@ class MetaNAS(OneShotSearch):
             metrics["pruned"] = (0 if m.alphas is None else
                                  prune_alphas(m.alphas, p.t_min, p.meta_model_prune_threshold))
             metrics["meta_test_acc"] = self.last_test
+            if self.preopt is not None:
+                metrics.update(self._preopt_metrics("preopt_test"))
             rec = self._record(ctx, epoch, time.perf_counter() - start, metrics)
             self.evals += 1
         seconds = time.perf_counter() - start
         series = self._series(ctx, epoch, metrics, seconds)
         return rec, series
+
+    def _preopt_metrics(self, prefix: str) -> dict[str, float]:
+        """Means over the trials since the last call: start and best estimate, return."""
+        log, self.preopt_log = self.preopt_log, []
+        if not log:
+            return {}
+        return {f"{prefix}_{k}": float(np.mean([d[k] for d in log]))
+                for k in ("start", "best", "return", "estimations")}
 
     def meta_test(self, split: str, first: int, n: int, epoch: int) -> list[float]:
         """Query accuracies of ``n`` episodes from index ``first``; the model and the inner
@@ -504,6 +637,12 @@ class MetaNAS(OneShotSearch):
             "genotype": ctx.space.describe(self.derive()),
             "meta_model": self.export_doc(),
         }
+        if self.preopt is not None:
+            out["preopt"] = {"policy": p.preopt, **self._preopt_metrics("final"),
+                             "agent_trials": getattr(self.preopt.agent, "trials", 0),
+                             "agent_updates": getattr(self.preopt.agent, "updates", 0),
+                             "state_key": PREOPT_STATE}
+            ctx.save_state(PREOPT_STATE, encode_checkpoint(self.preopt.state_dict()))
         _logger.info("final: meta-test accuracy %.4f +- %.4f over %d tasks", mean, ci,
                      len(accs))
         return out
@@ -511,7 +650,8 @@ class MetaNAS(OneShotSearch):
     def export_doc(self) -> dict[str, Any]:
         """What ``nasforge.load`` needs to rebuild the meta model (plain JSON)."""
         p = self.p
-        return {"params": p.model_dump(mode="json"), "seed": self.seed,
+        drop = {"preopt", "preopt_settings"} if p.preopt == "none" else None
+        return {"params": p.model_dump(mode="json", exclude=drop), "seed": self.seed,
                 "settings": self.model.settings.to_json(),
                 "input_shape": list(self.task.input_shape)}
 
@@ -525,6 +665,48 @@ class MetaNAS(OneShotSearch):
 
     def test(self, ctx: SearchContext, model: nn.Module) -> float:  # pragma: no cover
         raise NotImplementedError("MetaNAS is scored by meta-test adaptation")
+
+
+class _Estimator:
+    """The estimation step of one pre-optimisation trial (§1.4): write the cell's logits into
+    the meta-model, one weight step (and, with ``update_alphas``, an architecture step) on the
+    support set, then support accuracy. ``reset()`` (each episode start) restores the trial's
+    start state and inner optimiser states; the state after the best estimate is kept."""
+
+    def __init__(self, s: MetaNAS, cell: str, x: torch.Tensor, y: torch.Tensor,
+                 batch_size: int, opts: list[torch.optim.Optimizer],
+                 opt0: list[dict[str, Any]], update_alphas: bool, seed: int) -> None:
+        self.s, self.cell, self.x, self.y, self.bs = s, cell, x, y, batch_size
+        self.opts, self.opt0, self.update_alphas = opts, opt0, update_alphas
+        self.start = s._snapshot()
+        self.gen = torch.Generator().manual_seed(seed)
+        self.best: dict[str, torch.Tensor] | None = None
+        self.best_acc = -math.inf
+        self.first = math.nan
+        self.calls = 0
+
+    def reset(self) -> None:
+        self.s._load(self.start)
+        for o, st in zip(self.opts, self.opt0):
+            o.load_state_dict(copy.deepcopy(st))
+
+    def __call__(self, logits: np.ndarray) -> float | tuple[float, np.ndarray]:
+        s, m = self.s, self.s.model
+        assert m.alphas is not None
+        with torch.no_grad():
+            m.alphas.logits[self.cell].copy_(torch.as_tensor(logits))
+        m.inner_loop(self.x, self.y, steps=1, arch_steps=1 if self.update_alphas else 0,
+                     batch_size=self.bs, w_opt=s.w_opt, a_opt=s.a_opt, gen=self.gen,
+                     hooks=s.hooks, grad_on=s.frozen)
+        acc = m.accuracy(self.x, self.y)
+        self.calls += 1
+        if self.calls == 1:
+            self.first = acc
+        if acc > self.best_acc:  # the environment's own rule for its best logits
+            self.best_acc, self.best = acc, s._snapshot()
+        if self.update_alphas:
+            return acc, m.alphas.logits[self.cell].detach().cpu().double().numpy()
+        return acc
 
 
 def meta_model_from_doc(space: SearchSpace, doc: dict[str, Any]) -> MetaModel:
@@ -550,5 +732,6 @@ def _uniform_pairs(spec: DartsSupernetSpec) -> list[Any]:
     return [np.ones(len(p)) for p in _node_pairs(spec)]
 
 
-__all__ = ["PRESETS", "MetaNAS", "MetaNASParams", "build_meta_model", "make_spec",
+__all__ = ["PREOPT_STATE", "PRESETS", "MetaNAS", "MetaNASParams", "PreoptAgentParams",
+           "PreoptParams", "build_meta_model", "make_spec",
            "meta_model_from_doc", "resolve"]
