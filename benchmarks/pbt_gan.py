@@ -9,12 +9,17 @@ training images). FIDs are in the features of a small classifier trained on the 
 variant minus random search paired by seed (negative = better than random search), with CPU s and
 wall s per run and the machine's load average.
 
-Presets: ``mnist`` (MNIST-5k padded to 32x32, gan_hard at widths 8, population 4 x 4 rounds) and
-``digits`` (sklearn digits 8x8, a smaller and faster check).
+Presets: ``mnist`` (MNIST-5k padded to 32x32, gan_hard at widths 8, population 4 x 4 rounds of
+40 D batches of 16, G-EMA decay 0.9: a member makes 32 G updates in its life, far inside the
+seed's 0.999 horizon of ~1000, where the EMA generator would stay near its initialisation) and
+``digits`` (sklearn digits 8x8, a smaller and faster check). The FID classifier is kept in
+``--feature-cache`` (trained once for all runs); each run's sample grid is copied to
+``--samples``, and ``--best-grid`` copies PBT-NAS's best one.
 
-Usage (nice, one torch thread per run, two runs at a time)::
+Usage (nice, one torch thread, one run at a time)::
 
-    nice -n 10 .venv/bin/python benchmarks/pbt_gan.py --preset mnist --seeds 0 1 2 --workers 2
+    nice -n 10 .venv/bin/python benchmarks/pbt_gan.py --preset mnist --seeds 0 1 2 --workers 1 \
+        --best-grid docs/img/pbt_gan_mnist5k_grid.png
 
 Results are appended to ``--out`` (JSON lines; finished runs are skipped on a re-run, so a killed
 benchmark resumes), and the table is printed as markdown.
@@ -27,6 +32,7 @@ import concurrent.futures as cf
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "space": {"name": "gan_hard", "resolution": 32, "bottom": 4, "channels": 8,
                   "df_channels": 8, "latent": 15},
         "population": 4, "rounds": 4,
-        "evaluator": {"name": "pbt_gan", "batch_size": 32, "batches_per_unit": 40,
+        "evaluator": {"name": "pbt_gan", "batch_size": 16, "batches_per_unit": 40, "ema": 0.9,
                       "fid_samples": 256, "final_fid_samples": 1000},
     },
     "digits": {
@@ -63,11 +69,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def config(preset: str, variant: str, seed: int) -> dict[str, Any]:
+CACHE = Path(tempfile.gettempdir()) / "nasforge-fid-cache"
+SAMPLES = Path(tempfile.gettempdir()) / "nasforge-pbt-gan-samples"
+
+
+def config(preset: str, variant: str, seed: int, cache: Path | None = None) -> dict[str, Any]:
+    """One run's config; ``cache`` keeps the FID classifier on disk (trained once for all runs:
+    the same seeded classifier, so the FIDs are those of a run without it)."""
     p = PRESETS[preset]
+    ev = {**p["evaluator"], **({"feature_cache": str(cache)} if cache is not None else {})}
     return {
         "name": f"gan_{preset}", "seed": seed, "budget": p["population"] * p["rounds"],
-        "task": p["task"], "space": p["space"], "evaluator": p["evaluator"],
+        "task": p["task"], "space": p["space"], "evaluator": ev,
         "strategy": {"name": "pbt_nas", "population_size": p["population"],
                      **VARIANTS[variant]},
         "executor": {"name": "local", "workers": 1},
@@ -81,17 +94,31 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_one(preset: str, variant: str, seed: int) -> dict[str, Any]:
+def _slug(preset: str, variant: str, seed: int) -> str:
+    v = "".join(c if c.isalnum() else "_" for c in variant.lower()).strip("_")
+    return f"{preset}_{v}_{seed}"
+
+
+def run_one(preset: str, variant: str, seed: int, cache: Path | None = None,
+            samples: Path | None = None) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "src"))
     from nasforge.search import search
 
     t0, c0 = time.perf_counter(), time.process_time()
+    grid = None
     with tempfile.TemporaryDirectory() as tmp:
-        run = search(config(preset, variant, seed), run_dir=Path(tmp) / "r", progress=False)
+        run = search(config(preset, variant, seed, cache), run_dir=Path(tmp) / "r",
+                     progress=False)
         final = run.meta("final") or {}  # the stored report's layout
         fids = [t.result.metrics.get("fid") for t in run.trials]
+        png = Path(tmp) / "r" / "samples.png"
+        if samples is not None and png.is_file():
+            samples.mkdir(parents=True, exist_ok=True)
+            grid = str(samples / f"{_slug(preset, variant, seed)}.png")
+            shutil.copyfile(png, grid)
     return {"preset": preset, "variant": variant, "seed": seed,
             "final_fid": final.get("final_fid"), "fitness_fid": -float(final["val_acc"]),
+            "test_fid": final.get("test_acc"), "samples": grid,
             "round_best_fid": _round_best(fids, PRESETS[preset]["population"]),
             "cpu_s": round(time.process_time() - c0, 1),
             "wall_s": round(time.perf_counter() - t0, 1), "load": os.getloadavg()}
@@ -140,7 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pbt_gan.jsonl")
+    ap.add_argument("--feature-cache", type=Path, default=CACHE,
+                    help="folder keeping the FID classifier across runs (evaluator.feature_cache)")
+    ap.add_argument("--samples", type=Path, default=SAMPLES,
+                    help="folder for each run's sample grid (samples.png)")
+    ap.add_argument("--best-grid", type=Path, default=None,
+                    help="copy the sample grid of PBT-NAS's best run (lowest final FID) here")
+    ap.add_argument("--table-only", action="store_true", help="print the table, run nothing")
     args = ap.parse_args(argv)
+    if args.table_only:
+        print(table(load_done(args.out), args.preset, args.seeds))
+        return 0
     done = load_done(args.out)
     have = {(r["preset"], r["variant"], r["seed"]) for r in done}
     # seeds outermost, so a partial run still has complete pairs
@@ -149,14 +186,26 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker) as ex:
-        futs = [ex.submit(run_one, *t) for t in todo]
+        futs = [ex.submit(run_one, *t, args.feature_cache, args.samples) for t in todo]
         for f in cf.as_completed(futs):
             rec = f.result()
             with args.out.open("a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             print(f"{rec['variant']} seed {rec['seed']}: final FID {rec['final_fid']:.3f} "
                   f"({rec['wall_s']} s, load {rec['load'][0]:.2f})", flush=True)
-    print(table(load_done(args.out), args.preset, args.seeds))
+    records = load_done(args.out)
+    print(table(records, args.preset, args.seeds))
+    if args.best_grid is not None:
+        best = min((r for r in records if r["preset"] == args.preset and r.get("samples")
+                    and r["variant"] == "PBT-NAS (0.4, 0.1)" and r["seed"] in args.seeds),
+                   key=lambda r: float(r["final_fid"]), default=None)
+        if best is None or not Path(best["samples"]).is_file():
+            print("no PBT-NAS sample grid to copy", file=sys.stderr)
+            return 1
+        args.best_grid.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best["samples"], args.best_grid)
+        print(f"best PBT-NAS grid: seed {best['seed']}, final FID {best['final_fid']:.3f} -> "
+              f"{args.best_grid}")
     return 0
 
 

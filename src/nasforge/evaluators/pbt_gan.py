@@ -101,6 +101,13 @@ class PBTGANParams(BaseModel):
     feature_dim: int = Field(default=32, ge=2, le=2048, description="classifier features")
     feature_epochs: int = Field(default=3, ge=1, description="classifier training epochs")
     feature_seed: int = Field(default=0, description="seed of the feature classifier")
+    feature_cache: str | None = Field(
+        default=None, description="folder that keeps the trained feature classifier across runs "
+        "and processes (key: the task's content hash and the feature settings); unset: kept "
+        "in memory for the process only")
+    inception_weights: str | None = Field(
+        default=None, description="features: inception: a local InceptionV3 weights file "
+        "(torch-fidelity's); unset: torch's hub cache")
     full_units: int = Field(default=4, ge=1, description="units of a stand-alone evaluate()")
     threads: int = Field(default=1, ge=1, description="torch threads of every training step")
 
@@ -151,16 +158,26 @@ class PBTGANTrainer(MemberTrainer):
     def _setup_features(self, task: Task) -> None:
         self._feat: nn.Module
         if self.p.features == "inception":
-            self._feat = _InceptionFeatures(inception_features())
+            self._feat = _InceptionFeatures(inception_features(self.p.inception_weights))
             self.feature_train_acc = float("nan")
         else:
             key = (task.content_hash, self.p.feature_dim, self.p.feature_epochs,
                    self.p.feature_seed)
             self._feat, self.feature_train_acc = train_feature_net(
                 self.real, task.train.y.long(), task.num_classes, dim=self.p.feature_dim,
-                epochs=self.p.feature_epochs, seed=self.p.feature_seed, key=key)
+                epochs=self.p.feature_epochs, seed=self.p.feature_seed, key=key,
+                cache_dir=self.p.feature_cache)
         self.train_stats = gaussian_stats(features_of(self._feat, self.real))
         self._test_stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The params that change results: not ``threads`` nor where the classifier is kept;
+        the Inception weights file only when one is named (earlier fingerprints unchanged)."""
+        out = {"name": self.name, **self.p.model_dump(
+            exclude={"threads", "feature_cache", "inception_weights"})}
+        if self.p.inception_weights is not None:
+            out["inception_weights"] = self.p.inception_weights
+        return out
 
     def objectives(self) -> list[str]:
         return ["fid"]
@@ -328,7 +345,10 @@ class _InceptionFeatures(nn.Module):
         x = ((x.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        return self.net(x).reshape(len(x), -1)
+        out = self.net(x)
+        if isinstance(out, (tuple, list)):  # torch-fidelity: one tensor per requested feature
+            out = out[0]
+        return out.reshape(len(x), -1)
 
 
 def grid_image(images: torch.Tensor, cols: int = 8, pad: int = 1) -> np.ndarray:

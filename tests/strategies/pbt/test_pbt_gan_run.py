@@ -114,7 +114,9 @@ def test_resume_after_a_kill_gives_the_same_population(straight: Run, tmp_path: 
 
 
 @pytest.mark.parametrize(("change", "words"), [
-    ({"task": {"name": "moons"}}, "needs an image task"),
+    ({"task": {"name": "moons"}}, "needs an image task"),  # 1-D rows
+    ({"task": {"name": "sklearn", "dataset": "breast_cancer"}}, "needs an image task"),  # a table
+    ({"task": {"name": "sklearn", "dataset": "diabetes"}}, "needs an image task"),  # regression
     ({"budget": 3}, "below population_size 4"),
     ({"evaluator": {"name": "pbt_gan", "feature_dim": 600}}, "at least 1200 training images"),
     ({"space": {"name": "gan_hard"}}, "set space.img_channels 1 and space.resolution 8"),
