@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nasforge.data.base import Split
+from nasforge.evaluators.fit import train_epoch
 from nasforge.exceptions import ConfigError, DataError, RunDirError
 from nasforge.logging import get_logger
 from nasforge.safeload import load_checkpoint, state_dict_of
@@ -203,15 +205,9 @@ def train_feature_net(
         net = FeatureNet(int(x.shape[1]), num_classes, dim)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         g = torch.Generator().manual_seed(int(seed))
-        loss_fn = nn.CrossEntropyLoss()
-        for _ in range(epochs):
-            perm = torch.randperm(len(x), generator=g)
-            for i in range(0, len(x), 128):
-                idx = perm[i:i + 128]
-                loss = loss_fn(net(x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        for epoch in range(1, epochs + 1):
+            train_epoch(net, opt, Split(x, y), batch_size=128, generator=g,
+                        loss_fn=nn.functional.cross_entropy, epoch=epoch)
     net.eval()
     with torch.no_grad():
         acc = float((net(x).argmax(1) == y).float().mean())
