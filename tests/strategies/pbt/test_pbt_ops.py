@@ -89,12 +89,23 @@ def test_transfer_copies_exactly_the_donor_layers(lam: float, gamma: float) -> N
     child_model.load_state_dict(child)  # shapes fit the child architecture
 
 
-def test_transfer_rejects_a_donor_without_the_layer() -> None:
+def test_a_layer_neither_parent_has_starts_fresh_and_one_parent_has_is_inherited() -> None:
+    """Layers that exist only through another gene's value (a GAN block's downsampling layers
+    and its down flag): the parent that has the layer gives it, else it is the fresh one."""
     space = GeneCNNSpace(channels=4, num_layers=2)
     base = _state(space, ("conv3", "relu", "conv3", "relu"), 0)
-    fresh = _state(space, ("conv5", "relu", "conv3", "relu"), 1)
-    with pytest.raises(ValueError, match="donor has no tensor"):
-        ops.transfer_weights(base, base, fresh, ["cells.0"], 0.4, 0.1)
+    donor = _state(space, ("conv3", "relu", "conv5", "relu"), 2)
+    fresh = _state(space, ("conv5", "relu", "conv5", "relu"), 1)
+    child = ops.transfer_weights(base, base, fresh, ["cells.0"], 0.4, 0.1)
+    missing = [k for k in fresh if k not in base or base[k].shape != fresh[k].shape]
+    assert missing and any(k.startswith("cells.0.") for k in missing)
+    for name in missing:  # cell 0's conv5 (owned, the donor lacks it), cell 1's conv5: fresh
+        assert torch.equal(child[name], fresh[name]), name
+    # not owned, missing in the base, present in the donor: the donor's, unchanged
+    child = ops.transfer_weights(base, donor, fresh, ["cells.0"], 0.4, 0.1)
+    for name in fresh:
+        if name.startswith("cells.1.") and name not in base:
+            assert torch.equal(child[name], donor[name]), name
 
 
 def test_select_replaces_exactly_the_bottom_quarter() -> None:

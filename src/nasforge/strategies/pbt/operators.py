@@ -79,21 +79,31 @@ def transfer_weights(
     shrink-perturbed from the donor, every other entry is the base's. ``fresh`` is a freshly
     initialised network of the child's architecture and fixes the child's key set. Owned entries
     for which ``exact(name)`` holds (a GAN's generator EMA, spectral-norm vectors) are the
-    donor's, copied without shrink-perturb."""
+    donor's, copied without shrink-perturb. An entry the parent it should come from lacks (a
+    layer that exists only through another gene's value) is the other parent's, else fresh."""
     out: State = {}
     for name, f in fresh.items():
         if owned_by(name, prefixes):
-            src = donor.get(name)
-            if src is None or src.shape != f.shape:
-                raise ValueError(f"donor has no tensor {name!r} of shape {tuple(f.shape)}")
-            exactly = exact is not None and exact(name)
-            out[name] = src.clone() if exactly else shrink_perturb(src, f, lam, gamma)
+            src = _same(donor, name, f)
+            if src is not None:
+                exactly = exact is not None and exact(name)
+                out[name] = src.clone() if exactly else shrink_perturb(src, f, lam, gamma)
+                continue
+            other = _same(base, name, f)
         else:
-            src = base.get(name)
-            if src is None or src.shape != f.shape:
-                raise ValueError(f"base has no tensor {name!r} of shape {tuple(f.shape)}")
-            out[name] = src.clone()
+            other = _same(base, name, f)
+            if other is None:
+                other = _same(donor, name, f)
+        # a layer whose existence another gene decides (a GAN block's downsampling layers exist
+        # only with its down flag on): the parent that has it, else the fresh initialisation
+        out[name] = (other if other is not None else f).clone()
     return out
+
+
+def _same(state: State, name: str, like: torch.Tensor) -> torch.Tensor | None:
+    """``state[name]`` if it exists with ``like``'s shape, else None."""
+    src = state.get(name)
+    return src if src is not None and src.shape == like.shape else None
 
 
 def child_optimizer_state(
@@ -108,6 +118,7 @@ def child_optimizer_state(
         return {
             k: copy_state(v) for k, v in base_opt.items()
             if k in child_shapes and not owned_by(k, prefixes)
+            and _state_shapes(v) <= {child_shapes[k]}
         }
     if len(base_names) != len(child_names):
         return {}
@@ -116,11 +127,16 @@ def child_optimizer_state(
         st = base_opt.get(bn)
         if st is None:
             continue
-        shapes = {tuple(v.shape) for v in st.values() if torch.is_tensor(v) and v.dim() > 0}
+        shapes = _state_shapes(st)
         if shapes and shapes != {child_shapes[cn]}:
             continue
         out[cn] = copy_state(st)
     return out
+
+
+def _state_shapes(st: dict[str, Any]) -> set[tuple[int, ...]]:
+    """Shapes of one parameter's optimiser state tensors (scalar step counters left out)."""
+    return {tuple(v.shape) for v in st.values() if torch.is_tensor(v) and v.dim() > 0}
 
 
 def copy_state(st: dict[str, Any]) -> dict[str, Any]:
