@@ -247,22 +247,10 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
             f"{str(run.dir)!r} has no trained best model yet; let the search finish "
             "(with final.seeds >= 1) or resume it"
         )
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise RunDirError(f"export --out {str(out)!r} is a file; give a directory")
-    for name in (EXPORT_ARCH, EXPORT_WEIGHTS):
-        if (out / name).exists():
-            raise RunDirError(
-                f"export --out {str(out)!r} already holds {name}; give a new or empty directory"
-            )
+    out = _check_out(out_dir, [EXPORT_ARCH, EXPORT_WEIGHTS])
     # the weights must load as plain tensors before they are exported
     state_dict_of(load_checkpoint(weights, what=repr(str(weights))), repr(str(weights)))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunDirError(
-            f"cannot create export --out {str(out)!r}: {err.strerror or err}"
-        ) from None
+    _make_out(out)
     task = run.meta("task") or {}
     doc = {
         "format": EXPORT_FORMAT,
@@ -295,7 +283,8 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
 NSC_FORMAT = "nasforge-nsc/1"
 
 
-def _fresh_out(out_dir: str | Path, names: list[str]) -> Path:
+def _check_out(out_dir: str | Path, names: list[str]) -> Path:
+    """The export folder, refused if it is a file or already holds one of ``names``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"export --out {str(out)!r} is a file; give a directory")
@@ -304,12 +293,22 @@ def _fresh_out(out_dir: str | Path, names: list[str]) -> Path:
             raise RunDirError(
                 f"export --out {str(out)!r} already holds {name}; give a new or empty directory"
             )
+    return out
+
+
+def _make_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(
             f"cannot create export --out {str(out)!r}: {err.strerror or err}"
         ) from None
+
+
+def _fresh_out(out_dir: str | Path, names: list[str]) -> Path:
+    """A checked export folder, created."""
+    out = _check_out(out_dir, names)
+    _make_out(out)
     return out
 
 

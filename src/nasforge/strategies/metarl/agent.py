@@ -206,6 +206,37 @@ class MetaA2C(Strategy):
                               f"{len(tasks)} tasks")
         return [(tid, t, n) for (tid, t), n in zip(tasks, steps, strict=True)]
 
+    def _parts(
+        self, ctx: SearchContext, plan: list[tuple[str, Task, int]]
+    ) -> tuple[RewardFn, RewardCache, NasEnvCore, int, RecurrentActorCritic,
+               torch.optim.Optimizer, torch.Generator]:
+        """What both training loops start from: the reward (child training on CUDA when
+        present), its cache, a first environment, the policy, its RMSprop and the sampler."""
+        reward_fn = self.reward_fn(ctx.device)
+        cache = RewardCache(self.p.cache or ctx.run_dir / "reward_cache.sqlite")
+        env0 = NasEnvCore(plan[0][1], self.settings, reward_fn, cache, self.seed)
+        obs_dim = int(math.prod(env0.obs_shape))
+        policy = self.make_policy(obs_dim, env0.n_actions)
+        opt = torch.optim.RMSprop(policy.parameters(), lr=self.p.lr, alpha=self.p.alpha,
+                                  eps=self.p.eps)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "meta_a2c"))
+        return reward_fn, cache, env0, obs_dim, policy, opt, gen
+
+    @staticmethod
+    def _restore(
+        ctx: SearchContext, policy: RecurrentActorCritic, opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+    ) -> dict[str, Any] | None:
+        """On resume: the stored checkpoint, with the policy, optimiser and sampler loaded."""
+        blob = ctx.load_state(STATE_KEY)
+        if blob is None:
+            return None
+        saved: dict[str, Any] = _load_bytes(blob)
+        policy.load_state_dict(saved["policy"])
+        opt.load_state_dict(saved["opt"])
+        gen.set_state(saved["rng"])
+        return saved
+
     def make_policy(self, obs_dim: int, n_actions: int) -> RecurrentActorCritic:
         with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
             torch.manual_seed(derive_seed(self.seed, "meta_a2c", "init"))
@@ -227,25 +258,14 @@ class MetaA2C(Strategy):
                                   f"every task (got {[n for *_, n in plan]})")
             self._run_vec(ctx, plan)
             return
-        reward_fn = self.reward_fn(ctx.device)  # child training on CUDA when present
-        cache = RewardCache(self.p.cache or ctx.run_dir / "reward_cache.sqlite")
-        env0 = NasEnvCore(plan[0][1], self.settings, reward_fn, cache, self.seed)
-        obs_dim = int(math.prod(env0.obs_shape))
-        policy = self.make_policy(obs_dim, env0.n_actions)
-        opt = torch.optim.RMSprop(policy.parameters(), lr=self.p.lr, alpha=self.p.alpha,
-                                  eps=self.p.eps)
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "meta_a2c"))
+        reward_fn, cache, env0, obs_dim, policy, opt, gen = self._parts(ctx, plan)
         st: dict[str, Any] = {"t": 0, "task": -1, "episode": 0, "ep_step": 0,
                               "prev_a": -1, "prev_r": 0.0, "rollout": [], "updates": 0}
         h = policy.initial(1)
         h_start = h
         env: NasEnvCore | None = None
-        blob = ctx.load_state(STATE_KEY)
-        if blob is not None:
-            saved = _load_bytes(blob)
-            policy.load_state_dict(saved["policy"])
-            opt.load_state_dict(saved["opt"])
-            gen.set_state(saved["rng"])
+        saved = self._restore(ctx, policy, opt, gen)
+        if saved is not None:
             h, h_start = tuple(saved["h"]), tuple(saved["h_start"])
             st = json.loads(saved["meta"])
             if st["task"] >= 0:
@@ -336,25 +356,14 @@ class MetaA2C(Strategy):
         lockstep over the ``n_envs x n_steps`` rollout. Resumable like the one-copy loop (the
         state is saved after every lockstep, with its ``n_envs`` trials)."""
         n = self.p.n_envs
-        reward_fn = self.reward_fn(ctx.device)
-        cache = RewardCache(self.p.cache or ctx.run_dir / "reward_cache.sqlite")
-        env0 = NasEnvCore(plan[0][1], self.settings, reward_fn, cache, self.seed)
-        obs_dim = int(math.prod(env0.obs_shape))
-        policy = self.make_policy(obs_dim, env0.n_actions)
-        opt = torch.optim.RMSprop(policy.parameters(), lr=self.p.lr, alpha=self.p.alpha,
-                                  eps=self.p.eps)
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "meta_a2c"))
+        reward_fn, cache, env0, obs_dim, policy, opt, gen = self._parts(ctx, plan)
         st: dict[str, Any] = {"t": 0, "task": -1, "episode": n, "ep_id": list(range(n)),
                               "ep_step": [0] * n, "prev_a": [-1] * n, "prev_r": [0.0] * n,
                               "rollout": [], "updates": 0}
         h = h_start = policy.initial(n)
         envs: list[NasEnvCore] = []
-        blob = ctx.load_state(STATE_KEY)
-        if blob is not None:
-            saved = _load_bytes(blob)
-            policy.load_state_dict(saved["policy"])
-            opt.load_state_dict(saved["opt"])
-            gen.set_state(saved["rng"])
+        saved = self._restore(ctx, policy, opt, gen)
+        if saved is not None:
             h, h_start = tuple(saved["h"]), tuple(saved["h_start"])
             st = json.loads(saved["meta"])
             if st["task"] >= 0:
