@@ -305,13 +305,6 @@ def _make_out(out: Path) -> None:
         ) from None
 
 
-def _fresh_out(out_dir: str | Path, names: list[str]) -> Path:
-    """A checked export folder, created."""
-    out = _check_out(out_dir, names)
-    _make_out(out)
-    return out
-
-
 def export_metarl(run: Run, out_dir: str | Path) -> Path:
     """A ``meta_a2c`` run's export: the best network of every environment (task) as
     ``<out>/<task id>/architecture.json`` (NSC rows, the shapes to build it with
@@ -323,7 +316,8 @@ def export_metarl(run: Run, out_dir: str | Path) -> Path:
     best = best_networks(run.trials, extra)
     if not best:
         raise RunDirError(f"{str(run.dir)!r} has no completed environment step to export")
-    out = _fresh_out(out_dir, [*best, "policy.pt", "policy.json"])
+    out = _check_out(out_dir, [*best, "policy.pt", "policy.json"])
+    _make_out(out)
     shapes = extra.get("task_shapes") or {}
     specs = dict(zip(suite_ids(run.config.tasks), run.config.tasks, strict=True)) \
         if run.config.tasks else {}

@@ -21,7 +21,7 @@ from torch import nn
 
 from nasforge.data.base import Split, Task
 from nasforge.envs.nsc import CHAIN_ACTIONS, NSCNet, Padding, Row, nsc_hash, shapes
-from nasforge.evaluators.fit import train_epoch
+from nasforge.evaluators.fit import accuracy, train_epoch
 from nasforge.exceptions import ConfigError, InvalidArchitecture
 
 
@@ -29,16 +29,6 @@ class RewardFn(Protocol):
     protocol: str
 
     def __call__(self, rows: tuple[Row, ...], task: Task, seed: int) -> float: ...
-
-
-def _accuracy(model: nn.Module, split: Split, batch: int) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(split), batch):
-            out = model(split.x[i : i + batch])
-            correct += int((out.argmax(1) == split.y[i : i + batch]).sum())
-    return correct / max(1, len(split))
 
 
 class TrainReward:
@@ -101,7 +91,7 @@ class TrainReward:
             if sched is not None:
                 sched.step()
         split = task.val if self.split == "val" else task.test
-        return _accuracy(model, split.to(self.device), 512)
+        return accuracy(model, split.to(self.device), 512)
 
 
 class ToyReward:
