@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         row: dict[str, Any] = {"preset": preset, "seed": seed, "modal_arch": tokens,
                                "describe": space.describe(arch), "modal_count": count,
                                "tail": tail}
-        final = nasforge.Run(run_dir).final or {}
+        report = nasforge.Run(run_dir).final
+        final = report.to_json() if report else {}
         row["final_arch"] = final.get("describe")
         row["final_test_acc"] = final.get("test_acc")
         if table is not None:

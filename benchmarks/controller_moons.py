@@ -66,7 +66,7 @@ def figures(run_dir: str) -> dict[str, Any]:
         for n, rw in zip(data["trials"], data["rewards"]):
             reward[n] = rw
     rew = [reward[r.number] for r in trials]
-    final = run.final or {}
+    final = run.final.to_json() if run.final else {}
     greedy = final.get("greedy") or {}
     return {
         "trials": len(trials),

@@ -117,15 +117,16 @@ def run_one(part: str, variant: str, seed: int, epochs: int, root: str,
     start = time.perf_counter()
     run = nasforge.search(cfg, run_dir=run_dir)
     recs = run.trials
-    final = run.final or {}
+    final = run.final
     m = [r.result.metrics for r in recs]
     return {
         "part": part, "variant": variant, "seed": seed, "epochs": len(recs),
         "epoch_seconds": statistics.fmean(r.result.train_seconds for r in recs),
         "epoch_cpu_seconds": statistics.fmean(x["epoch_cpu_seconds"] for x in m),
         "search_val_acc": recs[-1].val_acc, "skip_connects": m[-1]["skip_connects"],
-        "arch": list(recs[-1].arch.tokens), "describe": final.get("describe"),
-        "test_acc": final.get("test_acc"), "retrain_val_acc": final.get("val_acc")
+        "arch": list(recs[-1].arch.tokens), "describe": final.describe if final else None,
+        "test_acc": final.test_acc if final else None,
+        "retrain_val_acc": final.val_acc if final else None
         if part == "darts" else None,
         "table_val_acc": None, "table_rank": None, "table_quantile": None, "table_rows": None,
         "table_optimum": None,

@@ -29,7 +29,7 @@ def main() -> None:
             run = nasforge.search(
                 "configs/moons_random.yaml", budget=args.budget, seed=seed, run_dir=Path(tmp) / "r"
             )
-            final = run.final or {}
+            final = run.final.to_json() if run.final else {}
             row = {
                 "seed": seed,
                 "budget": args.budget,

@@ -90,7 +90,7 @@ def run_one(task: str, variant: str, seed: int, overrides: list[str]) -> dict[st
         run = search(config_path(task, variant), seed=seed, run_dir=Path(tmp) / "run",
                      overrides=variant_overrides(task, variant) + overrides)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        final = run.final or {}
+        final = run.final.to_json() if run.final else {}
         pop = [m["fitness"] for m in final.get("population", [])]
         return {
             "task": task, "variant": variant, "seed": seed, "overrides": overrides,

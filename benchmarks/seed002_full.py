@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seconds = time.perf_counter() - start_wall
         cpu = time.process_time() - start_cpu
         trials = run.trials
-        final = run.final or {}
+        final = run.final.to_json() if run.final else {}
         batch_size = (run.meta("controller") or {}).get("batch_size")
     finally:
         if tmp is not None:
