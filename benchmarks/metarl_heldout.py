@@ -225,7 +225,8 @@ def meta_train(table_path: Path, table: TableReward, steps_per_task: int, seed: 
     rdir = work / f"meta_r{rounds}_s{seed}"
     shutil.rmtree(rdir, ignore_errors=True)
     search(_meta_cfg(table_path, table.depth, TRAIN_TASKS * rounds,
-                     steps_per_task * len(TRAIN_TASKS), seed), run_dir=rdir, progress=False)
+                     steps_per_task * len(TRAIN_TASKS), seed, min_tasks=2),
+           run_dir=rdir, progress=False)
     by_task: dict[str, list[float]] = {}
     for tid, r in _run_rewards(rdir):
         by_task.setdefault(str(tid).split("#")[0], []).append(r)

@@ -16,6 +16,7 @@ from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, load_config, read_yaml
 from nasforge.data.base import suite_ids
 from nasforge.engine.final import BEST_MODEL, FinalReport, ranked_distinct
+from nasforge.envs.nsc import NSCNet
 from nasforge.exceptions import NasforgeError, RunDirError
 from nasforge.objectives import Objective
 from nasforge.safeload import load_checkpoint, state_dict_of
@@ -24,7 +25,7 @@ from nasforge.storage.base import Record
 from nasforge.storage.lock import holder
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
 from nasforge.strategies.metarl.report import STRATEGY as METARL
-from nasforge.strategies.metarl.report import best_networks, metarl_summary
+from nasforge.strategies.metarl.report import as_rows, best_networks, metarl_summary
 from nasforge.strategies.oneshot.metanas.model import MetaModel
 from nasforge.strategies.oneshot.metanas.search import meta_model_from_doc
 from nasforge.strategies.pbt.report import pbt_summary
@@ -307,10 +308,12 @@ def _make_out(out: Path) -> None:
 
 def export_metarl(run: Run, out_dir: str | Path) -> Path:
     """A ``meta_a2c`` run's export: the best network of every environment (task) as
-    ``<out>/<task id>/architecture.json`` (NSC rows, the shapes to build it with
+    ``<out>/<task id>/architecture.json`` (NSC rows, the shapes and ``build`` arguments of
     :class:`nasforge.envs.nsc.NSCNet`, its search reward and, after the final retraining, its
-    test accuracy; the search trains children without keeping weights, so none are exported),
-    plus the run's policy (``policy.pt``, ``policy.json``) when it was saved."""
+    test accuracy) with ``model.pt``, the weights of that final retraining (``nasforge.load``
+    of the folder gives the trained network; the search trains children without keeping
+    weights, so a run without the final retraining exports architectures only), plus the
+    run's policy (``policy.pt``, ``policy.json``) when it was saved."""
     final = run.final
     extra = final.extra if final is not None else {}
     best = best_networks(run.trials, extra)
@@ -321,13 +324,23 @@ def export_metarl(run: Run, out_dir: str | Path) -> Path:
     shapes = extra.get("task_shapes") or {}
     specs = dict(zip(suite_ids(run.config.tasks), run.config.tasks, strict=True)) \
         if run.config.tasks else {}
+    models = extra.get("task_models") or {}
     for tid, net in best.items():
+        weights = run.dir / models[tid] if isinstance(models.get(tid), str) else None
+        if weights is not None and (not weights.is_file() or net.get("test_acc") is None
+                                    or not weights.resolve().is_relative_to(run.dir.resolve())):
+            weights = None
+        if weights is not None:  # they must load as plain tensors before they are exported
+            state_dict_of(load_checkpoint(weights, what=repr(str(weights))), repr(str(weights)))
         doc = {"format": NSC_FORMAT, "task_id": tid, "task": specs.get(tid),
                "space": extra.get("space", run.config.strategy.get("space", "chain")),
                "padding": extra.get("padding"), **(shapes.get(tid) or {}), **net,
-               "build": "nasforge.envs.nsc.NSCNet(nsc, input_shape, num_classes, padding)",
+               "build": extra.get("build") or {"padding": extra.get("padding")},
+               "weights": EXPORT_WEIGHTS if weights is not None else None,
                "run_dir": str(run.dir)}
         (out / tid).mkdir(exist_ok=True)
+        if weights is not None:
+            shutil.copyfile(weights, out / tid / EXPORT_WEIGHTS)
         (out / tid / EXPORT_ARCH).write_text(json.dumps(doc, indent=2))
     for name in ("policy.pt", "policy.json"):
         if (run.dir / name).is_file():
@@ -424,6 +437,10 @@ def load(
     if plugins:
         load_plugins(plugins)
     d = Path(model_dir)
+    if (d / EXPORT_ARCH).is_file() and (d / EXPORT_WEIGHTS).is_file():
+        doc = _read_export_doc(d / EXPORT_ARCH)
+        if doc.get("format") == NSC_FORMAT:
+            return _load_nsc(doc, d, map_location)
     if not (d / EXPORT_ARCH).is_file() or not (d / EXPORT_WEIGHTS).is_file():
         raise RunDirError(
             f"{str(d)!r} is not an exported model ({EXPORT_ARCH} + {EXPORT_WEIGHTS})"
@@ -473,6 +490,31 @@ def load(
     return model
 
 
+def _load_nsc(doc: dict[str, Any], d: Path, map_location: str | torch.device) -> LoadedModel:
+    """A ``meta_a2c`` export folder: the task's best NSC network with its final weights."""
+    where = repr(str(d / EXPORT_ARCH))
+    weights = state_dict_of(
+        load_checkpoint(d / EXPORT_WEIGHTS, map_location, repr(str(d / EXPORT_WEIGHTS))),
+        repr(str(d / EXPORT_WEIGHTS)),
+    )
+    try:
+        shape = tuple(int(v) for v in doc["input_shape"])
+        build = dict(doc.get("build") or {})
+        net = NSCNet(as_rows(doc["nsc"]), shape, int(doc["num_classes"]), **build)
+        net.load_state_dict(weights)
+    except NasforgeError as err:
+        raise RunDirError(f"{where} does not describe a valid NSC network: {err}") from None
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise RunDirError(
+            f"{where} does not describe a valid NSC network ({type(err).__name__}: {first})"
+        ) from None
+    model = LoadedModel(net, shape)
+    model.to(map_location)
+    model.eval()
+    return model
+
+
 def _load_meta_model(
     doc: dict[str, Any], weights: dict[str, Any], where: str,
     map_location: str | torch.device,
@@ -501,9 +543,12 @@ def _read_export_doc(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise RunDirError(f"{str(path)!r} must hold a JSON object, got {type(doc).__name__}")
     fmt = doc.get("format")
-    if fmt != EXPORT_FORMAT:
-        raise RunDirError(f"{str(path)!r} has format {fmt!r}; expected {EXPORT_FORMAT!r}")
-    missing = [k for k in ("space", "arch", "input_shape", "num_classes") if doc.get(k) is None]
+    if fmt not in (EXPORT_FORMAT, NSC_FORMAT):
+        raise RunDirError(f"{str(path)!r} has format {fmt!r}; expected {EXPORT_FORMAT!r} "
+                          f"(or {NSC_FORMAT!r}, a meta_a2c task's network)")
+    need = ("nsc", "input_shape", "num_classes") if fmt == NSC_FORMAT else (
+        "space", "arch", "input_shape", "num_classes")
+    missing = [k for k in need if doc.get(k) is None]
     if missing:
         raise RunDirError(f"{str(path)!r} lacks {', '.join(missing)}")
     return doc

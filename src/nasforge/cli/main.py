@@ -28,7 +28,7 @@ from nasforge.exceptions import NasforgeError, WorkerLost
 from nasforge.objectives import Objective
 from nasforge.progress import ProgressCallback
 from nasforge.report import fmt, print_summary
-from nasforge.run import Run, export
+from nasforge.run import EXPORT_ARCH, EXPORT_WEIGHTS, Run, export
 from nasforge.search import search
 from nasforge.spaces.base import SPACES
 from nasforge.strategies.base import STRATEGIES
@@ -301,7 +301,15 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
 
     out = export(args.run_dir, args.out)
-    print(f"exported to {out} (load with nasforge.load({str(out)!r}))")
+    nets = sorted(p.parent for p in out.glob(f"*/{EXPORT_ARCH}")
+                  if (p.parent / EXPORT_WEIGHTS).is_file())
+    if (out / EXPORT_ARCH).is_file():
+        print(f"exported to {out} (load with nasforge.load({str(out)!r}))")
+    elif nets:  # meta_a2c: one network per task
+        print(f"exported to {out}: one trained network per task (load with "
+              f"nasforge.load({str(nets[0])!r}), and likewise for the others)")
+    else:
+        print(f"exported to {out} (architectures only: the run has no final retraining)")
     return 0
 
 

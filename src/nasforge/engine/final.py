@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 _logger = get_logger(__name__)
 BEST_MODEL = "best_model.pt"
+TASK_MODELS = "task_models"
+"""Folder of a multi-task run's best trained network per task (``<i>.pt``, the i-th task of
+the report's ``extra.task_models`` mapping)."""
 
 #: the report's own JSON keys; everything else a family adds is kept in ``extra``
 _CORE = (
@@ -175,6 +178,7 @@ def build_report(
     candidates: Sequence[int] | None = None,
     test_metrics: Mapping[str, float] | None = None,
     model: nn.Module | None = None,
+    task_models: Mapping[str, nn.Module] | None = None,
     extra: Mapping[str, Any] | None = None,
     error: str | None = None,
 ) -> FinalReport:
@@ -182,11 +186,21 @@ def build_report(
 
     ``arch``: the chosen :class:`~nasforge.spaces.base.Architecture` (``None`` with ``error``).
     With ``retrainings`` the test score and its spread are their mean and population std unless
-    given. ``model``: the chosen trained network, saved as ``best_model.pt`` for ``export``.
+    given. ``model``: the chosen trained network, saved as ``best_model.pt`` for ``export``;
+    ``task_models``: a multi-task run's trained network per task id, saved under
+    ``task_models/`` and listed (task id -> file relative to the run) in ``extra.task_models``.
     """
     if arch is None:
         return FinalReport(objective=ctx.objective, error=error or "no trial completed",
                            extra=dict(extra or {}))
+    extra = dict(extra or {})
+    if task_models:
+        (Path(ctx.run_dir) / TASK_MODELS).mkdir(exist_ok=True)
+        files: dict[str, str] = {}
+        for i, (tid, net) in enumerate(task_models.items()):
+            files[tid] = f"{TASK_MODELS}/{i}.pt"
+            torch.save(net.state_dict(), Path(ctx.run_dir) / files[tid])
+        extra["task_models"] = files
     rs = tuple(retrainings)
     if rs and test_acc is None:
         tests = [r.test for r in rs]
@@ -205,7 +219,7 @@ def build_report(
         candidates=None if candidates is None else tuple(candidates),
         test_metrics=None if test_metrics is None else dict(test_metrics),
         error=error,
-        extra=dict(extra or {}),
+        extra=extra,
     )
     if model is not None:
         save_best_model(ctx.run_dir, model)

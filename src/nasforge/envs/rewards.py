@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -66,12 +66,23 @@ class TrainReward:
              "dropout": dropout, "schedule": lr_schedule}, sort_keys=True)
 
     def __call__(self, rows: tuple[Row, ...], task: Task, seed: int) -> float:
+        return self.fit(rows, task, seed)[1]
+
+    def fit(self, rows: tuple[Row, ...], task: Task, seed: int) -> tuple[NSCNet, float]:
+        """The trained network and its accuracy on ``split``."""
         # the caller's global RNG streams (an agent's, SB3's) are left as they were
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self._train(rows, task, seed)
 
-    def _train(self, rows: tuple[Row, ...], task: Task, seed: int) -> float:
+    @property
+    def build_args(self) -> dict[str, Any]:
+        """What :class:`NSCNet` needs besides the rows and shapes to rebuild a trained network."""
+        filters = self.filters if isinstance(self.filters, int) else list(self.filters)
+        return {"padding": self.padding, "filters": filters, "dense": self.dense,
+                "dropout": self.dropout}
+
+    def _train(self, rows: tuple[Row, ...], task: Task, seed: int) -> tuple[NSCNet, float]:
         g = torch.Generator().manual_seed(seed)
         model = NSCNet(rows, task.input_shape, task.num_classes, self.padding, self.filters,
                        self.dense, self.dropout).to(self.device)
@@ -91,7 +102,7 @@ class TrainReward:
             if sched is not None:
                 sched.step()
         split = task.val if self.split == "val" else task.test
-        return accuracy(model, split.to(self.device), 512)
+        return model, accuracy(model, split.to(self.device), 512)
 
 
 class ToyReward:

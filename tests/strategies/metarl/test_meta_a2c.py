@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from nasforge.cli.main import main
 from nasforge.config import load_config
 from nasforge.exceptions import ConfigError
 from nasforge.rl.policies import RecurrentActorCritic
@@ -119,7 +120,25 @@ def test_bad_input_is_a_config_error(tmp_path: Path) -> None:
         search(_cfg(4, policy=str(tmp_path / "nope")), run_dir=tmp_path / "b")
     with pytest.raises(ConfigError, match="steps_per_task sums to 3"):
         search(_cfg(4, steps_per_task=[1, 2]), run_dir=tmp_path / "c")
-    assert not any((tmp_path / n).exists() for n in "abc")
+    # a meta-training config (min_tasks: 2) whose task list was cut to one entry
+    one = [{"name": "textures", "per_class": 10}]
+    with pytest.raises(ConfigError, match=r"needs at least 2 tasks .*the run has 1 \(textures\)"):
+        search(_cfg(4, one, min_tasks=2), run_dir=tmp_path / "d")
+    assert not any((tmp_path / n).exists() for n in "abcd")
+
+
+def test_cli_refuses_a_meta_training_config_with_one_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "one.yaml"
+    text = Path("configs/metarl/chain_default.yaml").read_text()
+    head, _, rest = text.partition("tasks:\n")
+    rest = rest[rest.index("strategy:"):]
+    cfg.write_text(head + "tasks:\n  - {name: textures, per_class: 10}\n" + rest)
+    assert main(["search", str(cfg), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "meta-training needs at least 2 tasks" in err[0], err
+    assert not (tmp_path / "r").exists()
 
 
 def test_real_child_training_and_final_retraining(tmp_path: Path) -> None:

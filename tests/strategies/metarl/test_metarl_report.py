@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from nasforge.cli.main import main
+from nasforge.config import build_component
+from nasforge.data import TASKS as TASKS_REG
 from nasforge.envs.nsc import NSCNet
-from nasforge.run import Run
+from nasforge.evaluators.fit import accuracy
+from nasforge.run import Run, load
 from nasforge.search import search
 from nasforge.strategies.metarl.report import action_info, metarl_summary, reward_info
 
@@ -59,10 +62,19 @@ def test_show_export_plot(run_dir: Path, tmp_path: Path,
     exp = sorted((tmp_path / "exp").glob("*/architecture.json"))
     docs = [json.loads(p.read_text()) for p in exp]
     assert len(docs) == 2 and (tmp_path / "exp" / "policy.pt").is_file()
-    for d in docs:
+    run = Run(run_dir)
+    for p, d in zip(exp, docs, strict=True):
         assert d["format"] == "nasforge-nsc/1" and d["test_acc"] is not None
-        net = NSCNet(d["nsc"], tuple(d["input_shape"]), d["num_classes"], d["padding"])
-        assert net is not None
+        assert d["weights"] == "model.pt" and d["build"]["padding"] == d["padding"]
+        # the exported weights are the final retraining's: load gives that trained network,
+        # which scores the recorded test accuracy on the task's test split again
+        model = load(p.parent)
+        assert isinstance(model.net, NSCNet) and not model.training
+        task = build_component(TASKS_REG, "task", d["task"]).load()
+        assert accuracy(model.net, task.test, 512) == pytest.approx(d["test_acc"], abs=1e-6)
+        assert tuple(model.net.rows) == tuple(tuple(r) for r in d["nsc"])
+    assert run.final is not None and set(run.final.extra["task_models"]) == set(
+        run.summary()["metarl"]["tasks"])
     assert main(["export", str(run_dir), "--out", str(tmp_path / "exp")]) == 2  # not empty
     capsys.readouterr()
     assert main(["plot", str(run_dir), "--out", str(tmp_path / "p.png")]) == 0

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from nasforge.data.base import Task
 from nasforge.engine.final import FinalReport, build_report
@@ -100,6 +101,10 @@ class MetaA2CParams(BaseModel):
                                   "default: trial, episode for the reference preset")
     policy: str | None = Field(default=None, description="saved policy: a run dir or policy.pt")
     train: bool = True
+    min_tasks: int = Field(
+        default=1, ge=1,
+        description="the fewest tasks the run must have: meta-training configs set 2, so a task "
+        "list cut down to one entry is refused instead of training from scratch unnoticed")
     reward: RewardParams = Field(default_factory=RewardParams)
     final: FinalParams = Field(default_factory=FinalParams)
     cache: str | None = Field(default=None, description="reward cache sqlite file; default: in "
@@ -557,6 +562,11 @@ class MetaA2C(Strategy):
     ) -> None:
         if not tasks:
             raise ConfigError("meta_a2c needs a task or tasks: [...]")
+        if len(tasks) < self.p.min_tasks:
+            raise ConfigError(
+                f"meta_a2c: meta-training needs at least {self.p.min_tasks} tasks (min_tasks), "
+                f"the run has {len(tasks)} ({', '.join(tasks)}); list more under tasks:, or set "
+                "min_tasks: 1 to train on one task from scratch")
         if self.p.steps_per_task is not None and sum(self.p.steps_per_task) != budget:
             raise ConfigError(f"meta_a2c: steps_per_task sums to {sum(self.p.steps_per_task)}"
                               f", the budget is {budget}")
@@ -570,6 +580,12 @@ class MetaA2C(Strategy):
                                "padding": self.settings.padding}
         lead: tuple[Record, float] | None = None
         tasks = dict(ctx.tasks) or ({ctx.task.name: ctx.task} if ctx.task else {})
+        widths = [min(f.max_filters, 2 ** (5 + i)) for i in range(10)]
+        final = TrainReward(padding=self.settings.padding, epochs=f.epochs, dense=f.dense,
+                            filters=widths, lr_schedule="exp", split="test",
+                            max_train=self.p.reward.max_train, device=ctx.device)
+        out["build"] = final.build_args  # NSCNet(nsc, input_shape, num_classes, **build)
+        models: dict[str, nn.Module] = {}
         for tid, task in tasks.items():
             out["task_shapes"][tid] = {"input_shape": list(task.input_shape),
                                        "num_classes": task.num_classes}
@@ -586,12 +602,9 @@ class MetaA2C(Strategy):
                 toks = list(r.arch.tokens)
                 rows = tuple(tuple(int(v) for v in toks[i : i + 5])
                              for i in range(0, len(toks), 5))
-                widths = [min(f.max_filters, 2 ** (5 + i)) for i in range(10)]
-                final = TrainReward(padding=self.settings.padding, epochs=f.epochs,
-                                    dense=f.dense, filters=widths, lr_schedule="exp",
-                                    split="test", max_train=self.p.reward.max_train,
-                                    device=ctx.device)
-                test = final(rows, task, derive_seed(self.seed, "final", r.number))  # type: ignore[arg-type]
+                net, test = final.fit(rows, task, derive_seed(self.seed, "final", r.number))  # type: ignore[arg-type]
+                if not res:  # the task's best network: its weights go with the export
+                    models[tid] = net.cpu()
                 res.append({"trial": r.number, "nsc": [list(x) for x in rows],
                             "search_reward": r.val_acc, "test_acc": test})
             out["tasks"][tid] = res
@@ -601,4 +614,5 @@ class MetaA2C(Strategy):
             return build_report(ctx, error="no trial completed", extra=out)
         rec, test = lead
         return build_report(ctx, arch=rec.arch, trial=rec.number, val_acc=rec.val_acc,
-                            params=rec.result.params, test_acc=test, extra=out)
+                            params=rec.result.params, test_acc=test, task_models=models,
+                            extra=out)
