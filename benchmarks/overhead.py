@@ -22,6 +22,7 @@ import os
 import platform
 import resource
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def time_strategy(spec: dict[str, Any], budget: int, seed: int) -> dict[str, Any]:
+def time_strategy(spec: dict[str, Any], budget: int, seed: int,
+                  on_disk: bool = False) -> dict[str, Any]:
     import nasforge.strategies  # noqa: F401
     from nasforge.bench import run_in_memory
     from nasforge.config import build_component
@@ -84,7 +86,7 @@ def time_strategy(spec: dict[str, Any], budget: int, seed: int) -> dict[str, Any
     ev.evaluate(next(iter(space.enumerate())), seed=0)  # load the table outside the timing
     evals.clear()
     t0, c0, w0 = CLOCK(), _cpu(), time.perf_counter()
-    recs = run_in_memory(strat, space, ev, seed=seed, budget=budget)
+    recs = run_in_memory(strat, space, ev, seed=seed, budget=budget, on_disk=on_disk)
     spent, cpu, wall = CLOCK() - t0, _cpu() - c0, time.perf_counter() - w0
     n = len(recs)
     ask_s = sum(t for _, t in asks)
@@ -100,8 +102,9 @@ def time_strategy(spec: dict[str, Any], budget: int, seed: int) -> dict[str, Any
     }
 
 
-def time_optuna(budget: int, seed: int) -> dict[str, Any]:
-    """Optuna's own TPE on the same table: the time of everything but the table look-ups."""
+def time_optuna(budget: int, seed: int, storage: str | None = None) -> dict[str, Any]:
+    """Optuna's own TPE on the same table: the time of everything but the table look-ups.
+    ``storage``: an Optuna storage URL (e.g. its SQLite ``RDBStorage``); default in memory."""
     import optuna
 
     from nasforge.evaluators.table import TabularEvaluator
@@ -112,7 +115,7 @@ def time_optuna(budget: int, seed: int) -> dict[str, Any]:
     space = make_space({"name": "nb201"})
     ev = TabularEvaluator(space=space, table="nb201/cifar10", seed_mode="sample")
     ev.evaluate(next(iter(space.enumerate())), seed=0)
-    study = optuna.create_study(direction="maximize",
+    study = optuna.create_study(direction="maximize", storage=storage,
                                 sampler=make_sampler("TPESampler", {}, seed))
     steps = space.max_steps()
     table_s = 0.0
@@ -141,8 +144,15 @@ def main() -> None:
                     help="Optuna comparison: the median ratio over this many paired runs")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                     help="time CPU seconds of this process (default) or wall seconds")
+    ap.add_argument("--store", choices=["memory", "file"], default="memory",
+                    help="nasforge's run store in memory (default) or a file in a temporary "
+                    "folder, as a real run keeps it")
+    ap.add_argument("--optuna-sqlite", action="store_true",
+                    help="Optuna comparison: also time Optuna with its own SQLite storage "
+                    "(RDBStorage on a file), the durable counterpart of a file store")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    on_disk = args.store == "file"
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     try:
@@ -153,41 +163,56 @@ def main() -> None:
         pass
     rows: list[dict[str, Any]] = []
     cpu = platform.processor() or platform.machine()
-    print(f"seed {args.seed}; load {os.getloadavg()}; {cpu}; clock {args.clock}")
+    print(f"seed {args.seed}; load {os.getloadavg()}; {cpu}; clock {args.clock}; "
+          f"store {args.store}")
     print("| strategy | trials | ask ms/trial | ask ms (median, last 10 %) | tell ms/trial | "
           "store ms/trial | wall s | cpu s |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.strategies:
         for b in args.budgets:
-            r = {"strategy": name, **time_strategy(STRATEGIES[name], b, args.seed)}
+            r = {"strategy": name, **time_strategy(STRATEGIES[name], b, args.seed, on_disk)}
             rows.append(r)
             print(f"| {name} | {r['trials']} | {r['ask_ms']:.2f} | "
                   f"{r['ask_median_last10pct_ms']:.2f} | {r['tell_ms']:.2f} | "
                   f"{r['store_ms']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |", flush=True)
     cmp: list[dict[str, Any]] = []
     if args.optuna:
+        sq = " | Optuna with its SQLite storage ms/trial (nasforge's ratio)" \
+            if args.optuna_sqlite else ""
         print(f"\n| trials | Optuna TPESampler ms/trial | nasforge tpe ask + tell ms/trial "
-              f"(ratio) | with the run store ms/trial | ratio (median of {args.repeats}) |")
-        print("|---|---|---|---|---|")
+              f"(ratio) | with the run store ms/trial | ratio (median of {args.repeats}){sq} |")
+        print("|---|---|---|---|---|" + ("---|" if sq else ""))
         for b in args.optuna_budgets:
             pairs = []
+            sqlite_ms: list[float] = []
             for _ in range(args.repeats):  # paired, alternating, so drifting load hits both
                 o = time_optuna(b, args.seed)["ms_per_trial"]
-                ours = time_strategy(STRATEGIES["tpe"], b, args.seed)
+                ours = time_strategy(STRATEGIES["tpe"], b, args.seed, on_disk)
                 pairs.append((o, ours["ask_ms"] + ours["tell_ms"], ours["store_ms"]))
+                if args.optuna_sqlite:
+                    with tempfile.TemporaryDirectory(prefix="nfov") as tmp:
+                        url = f"sqlite:///{tmp}/optuna.db"
+                        sqlite_ms.append(time_optuna(b, args.seed, url)["ms_per_trial"])
             o_ms = statistics.median(o for o, _, _ in pairs)
             strat = statistics.median(a for _, a, _ in pairs)
             mine = statistics.median(a + st for _, a, st in pairs)
             r_strat = statistics.median(a / o for o, a, _ in pairs)
             ratio = statistics.median((a + st) / o for o, a, st in pairs)
-            cmp.append({"trials": b, "optuna_ms": o_ms, "strategy_ms": strat, "nasforge_ms": mine,
-                        "strategy_ratio": r_strat, "ratio": ratio, "pairs": pairs})
+            row = {"trials": b, "optuna_ms": o_ms, "strategy_ms": strat, "nasforge_ms": mine,
+                   "strategy_ratio": r_strat, "ratio": ratio, "pairs": pairs}
+            cell = ""
+            if sqlite_ms:
+                sq_ms = statistics.median(sqlite_ms)
+                row.update(optuna_sqlite_ms=sq_ms, optuna_sqlite_runs=sqlite_ms)
+                cell = f" {sq_ms:.2f} ({mine / sq_ms:.2f}x) |"
+            cmp.append(row)
             print(f"| {b} | {o_ms:.2f} | {strat:.2f} ({r_strat:.2f}x) | {mine:.2f} | "
-                  f"{ratio:.2f}x |", flush=True)
+                  f"{ratio:.2f}x |{cell}", flush=True)
     print(f"load after: {os.getloadavg()}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"seed": args.seed, "clock": args.clock, "rows": rows,
+        args.out.write_text(json.dumps({"seed": args.seed, "clock": args.clock,
+                                        "store": args.store, "rows": rows,
                                         "optuna": cmp,
                                         "load_after": os.getloadavg()}, indent=1))
 

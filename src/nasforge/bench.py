@@ -122,14 +122,16 @@ def run_in_memory(
     budget: int,
     config: RunConfig | None = None,
     pick: dict[str, Any] | None = None,
+    on_disk: bool = False,
 ) -> list[Any]:
     """Run an ask/tell ``strategy`` through its real loop on an in-memory store; its records.
 
-    ``pick``: a dict that receives the strategy's pick (``meta.pick``)."""
+    ``pick``: a dict that receives the strategy's pick (``meta.pick``). ``on_disk``: use a run
+    store file in a temporary folder (as a real run does) instead of memory."""
 
     cfg = config or RunConfig(name="in_memory", seed=seed, budget=budget)
     with tempfile.TemporaryDirectory(prefix="nfb") as tmp:
-        store = SQLiteRunStore(":memory:", create=True)
+        store = SQLiteRunStore(tmp if on_disk else ":memory:", create=True)
         ctx = SearchContext(
             config=cfg, space=space, task=None, evaluator=evaluator,
             executor=LocalExecutor(workers=1), store=store, budget=budget, seed=seed,
