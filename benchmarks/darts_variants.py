@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -43,6 +44,11 @@ TABLE = "digits-nb201"
 TABLE_CONFIG = "configs/tables/digits_nb201.yaml"
 
 
+
+def _run_name(label: str) -> str:
+    """A variant label as a run name (letters, digits, '.', '_', '-')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
+
 def darts_config(variant: str, seed: int, epochs: int) -> dict[str, Any]:
     ops = "sharp" if variant == "sharpdarts" else "darts_small"
     strategy: dict[str, Any] = {
@@ -52,7 +58,7 @@ def darts_config(variant: str, seed: int, epochs: int) -> dict[str, Any]:
         **VARIANTS[variant],
     }
     return {
-        "name": f"bench_{variant}", "seed": seed, "device": "cpu",
+        "name": _run_name(f"bench_{variant}"), "seed": seed, "device": "cpu",
         "task": {"name": "digits", "seed": 0},
         "space": {"name": "darts", "ops": ops, "nodes": 3, "channels": 12, "layers": 5,
                   "reductions": [1, 3]},
@@ -80,7 +86,7 @@ def table_config(variant: str, seed: int, epochs: int, table: str) -> dict[str, 
     space, task = table_space(table)
     extra = NB201_PDARTS if variant == "p-darts" else VARIANTS[variant]
     return {
-        "name": f"bench_nb201_{variant}", "seed": seed, "device": "cpu", "task": task,
+        "name": _run_name(f"bench_nb201_{variant}"), "seed": seed, "device": "cpu", "task": task,
         "space": space,
         "strategy": {"name": "darts", "threads": 1, "epochs": epochs, "batch_size": 64,
                      "w_lr": 0.05, "alpha_lr": 0.003, **extra},
