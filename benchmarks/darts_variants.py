@@ -219,7 +219,8 @@ def main() -> None:
             for r in doc["rows"]:
                 merged[(r["part"], r["variant"], r["seed"])] = r
         order = {v: i for i, v in enumerate(VARIANTS)}
-        rows = sorted(merged.values(), key=lambda r: (r["part"], order[r["variant"]], r["seed"]))
+        rows: list[dict[str, Any]] = sorted(
+            merged.values(), key=lambda r: (r["part"], order[r["variant"]], r["seed"]))
         rank_rows(rows, args.table)
         out = Path(args.out)
         out.write_text(json.dumps({"merged": sources, "rows": rows}, indent=1))
@@ -229,7 +230,7 @@ def main() -> None:
         return
     jobs = [(part, v, s, args.epochs if part == "darts" else args.table_epochs)
             for part in args.parts for v in args.variants for s in args.seeds]
-    rows: list[dict[str, Any]] = []
+    rows = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="darts_bench_") as root, ProcessPoolExecutor(
         args.workers, mp_context=get_context("spawn")

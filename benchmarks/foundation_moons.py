@@ -22,14 +22,15 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = ap.parse_args()
-    accs = []
+    accs: list[float] = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             run = nasforge.search(
                 "configs/moons_random.yaml", budget=args.budget, seed=seed, run_dir=Path(tmp) / "r"
             )
-            final = run.final.to_json() if run.final else {}
+            report = run.final
+            final = report.to_json() if report else {}
             row = {
                 "seed": seed,
                 "budget": args.budget,
@@ -39,9 +40,12 @@ def main() -> None:
                 "test_accs": final.get("test_accs"),
                 "seconds": round(time.perf_counter() - start, 1),
             }
-            accs.append(final.get("test_acc"))
+            if report is not None and report.test_acc is not None:
+                accs.append(report.test_acc)
             print(json.dumps(row), flush=True)
-    print(json.dumps({"mean_test_acc": statistics.fmean(accs), "seeds": args.seeds}))
+    # a seed without a test score (no report, or a search that failed) leaves the mean unknown
+    mean = statistics.fmean(accs) if len(accs) == len(args.seeds) else None
+    print(json.dumps({"mean_test_acc": mean, "seeds": args.seeds}))
 
 
 if __name__ == "__main__":

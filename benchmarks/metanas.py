@@ -15,12 +15,13 @@ is resumed, so a killed benchmark continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from nasforge.search import search  # noqa: E402
+from nasforge.spaces.darts import DartsSpace  # noqa: E402
 
 SPACE = {"name": "darts", "ops": "fewshot", "nodes": 3, "channels": 8, "layers": 2,
          "reductions": [1], "channel_growth": 1}
@@ -54,6 +56,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+class _Size(TypedDict):
+    """One network size timed by ``--time-step``."""
+
+    channels: int
+    layers: int
+    reductions: list[int]
+    n_way: int
+    nodes: int
+
+
 def time_step(reps: int) -> None:
     from nasforge.data.base import TASKS
     from nasforge.strategies.oneshot.metanas import MetaNAS
@@ -61,14 +73,12 @@ def time_step(reps: int) -> None:
     task = TASKS.get("triple_mnist")(per_class=2).load()
     x = torch.rand(20, 1, 28, 28)
     for label, size in (("seed (C=28, 4 cells, 28x28, batch 20, 20-way)",
-                         dict(channels=28, layers=4, reductions=[1, 3], n_way=20, nodes=3)),
+                         _Size(channels=28, layers=4, reductions=[1, 3], n_way=20, nodes=3)),
                         ("cpu preset (C=8, 2 cells, 28x28, batch 20, 5-way)",
-                         dict(channels=8, layers=2, reductions=[1], n_way=5, nodes=3))):
-        from nasforge.spaces import SPACES
-
-        space = SPACES.get("darts")(ops="fewshot", nodes=size["nodes"], channel_growth=1,
-                                    channels=size["channels"], layers=size["layers"],
-                                    reductions=size["reductions"])
+                         _Size(channels=8, layers=2, reductions=[1], n_way=5, nodes=3))):
+        space = DartsSpace(ops="fewshot", nodes=size["nodes"], channel_growth=1,
+                           channels=size["channels"], layers=size["layers"],
+                           reductions=size["reductions"])
         s = MetaNAS(seed=0, n_way=size["n_way"], channels=size["channels"],
                     layers=size["layers"], reductions=size["reductions"], k_shot=1,
                     train_shots=1, q_query=1)
@@ -82,12 +92,13 @@ def time_step(reps: int) -> None:
         s.fresh()
         y = torch.randint(size["n_way"], (20,))
         s.model.fstate.drop_path = 0.2
-        kw = dict(steps=1, arch_steps=1, batch_size=20, w_opt=s.w_opt, a_opt=s.a_opt,
-                  gen=torch.Generator().manual_seed(0))
-        s.model.inner_loop(x, y, **kw)  # warm-up
+        inner_step = functools.partial(
+            s.model.inner_loop, x, y, steps=1, arch_steps=1, batch_size=20, w_opt=s.w_opt,
+            a_opt=s.a_opt, gen=torch.Generator().manual_seed(0))
+        inner_step()  # warm-up
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(reps):
-            s.model.inner_loop(x, y, **kw)
+            inner_step()
         wall, cpu = (time.perf_counter() - t0) / reps, (time.process_time() - c0) / reps
         print(f"{label}: one inner step (alpha + weight) {wall * 1000:.0f} ms wall, "
               f"{cpu * 1000:.0f} ms CPU, torch threads {torch.get_num_threads()}")
@@ -96,9 +107,10 @@ def time_step(reps: int) -> None:
 def run_one(variant: str, way: int, seed: int, scale: str, work: Path) -> dict[str, Any]:
     strategy = {"name": "metanas", **SCALES[scale], "n_way": way, "k_shot": 1,
                 **VARIANTS[variant]}
-    cfg = {"name": f"{variant}_{way}w_s{seed}", "seed": seed,
-           "task": {"name": "triple_mnist", "per_class": 10, "size": 14, "seed": 0},
-           "space": SPACE, "strategy": strategy}
+    cfg: dict[str, Any] = {
+        "name": f"{variant}_{way}w_s{seed}", "seed": seed,
+        "task": {"name": "triple_mnist", "per_class": 10, "size": 14, "seed": 0},
+        "space": SPACE, "strategy": strategy}
     rdir = work / cfg["name"]
     t0, c0 = time.perf_counter(), time.process_time()
     search(cfg, run_dir=rdir, resume=(rdir / "run.sqlite").exists(), progress=False)

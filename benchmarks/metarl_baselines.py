@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from nasforge.data.base import Split, Task
 from nasforge.envs.nas_env import NasEnv
@@ -51,9 +52,11 @@ def dummy_task() -> Task:
 def run_random(env: NasEnv, steps: int, seed: int) -> list[float]:
     rng = np.random.default_rng(seed)
     out: list[float] = []
+    actions = env.action_space
+    assert isinstance(actions, spaces.Discrete)  # NasEnv's actions are Discrete(n)
     env.reset(seed=seed)
     for _ in range(steps):
-        _, r, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+        _, r, term, trunc, _ = env.step(int(rng.integers(actions.n)))
         out.append(float(r))
         if term or trunc:
             env.reset()
@@ -68,8 +71,8 @@ class _Log:
         self.rewards: list[float] = []
         self._step = env.step
 
-        def step(a: Any) -> Any:
-            res = self._step(a)
+        def step(action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+            res = self._step(action)
             self.rewards.append(float(res[1]))
             return res
 

@@ -179,8 +179,8 @@ def run_dqn(table: TableReward, task_name: str, steps: int, seed: int) -> list[f
     rewards: list[float] = []
     step = env.step
 
-    def logged(a: Any) -> Any:
-        res = step(a)
+    def logged(action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        res = step(action)
         rewards.append(float(res[1]))
         return res
 

@@ -55,11 +55,11 @@ LABELS = {"none": "no pre-optimisation", "random": "random policy",
 
 
 def run_one(variant: str, seed: int, eval_tasks: int, work: Path) -> dict[str, Any]:
-    cfg = {"name": f"preopt_{variant}_s{seed}", "seed": seed,
-           "task": {"name": "triple_mnist", "per_class": 10, "size": 14, "seed": 0},
-           "space": SPACE,
-           "strategy": {"name": "metanas", **TINY, "eval_tasks": eval_tasks,
-                        **VARIANTS[variant]}}
+    cfg: dict[str, Any] = {
+        "name": f"preopt_{variant}_s{seed}", "seed": seed,
+        "task": {"name": "triple_mnist", "per_class": 10, "size": 14, "seed": 0},
+        "space": SPACE,
+        "strategy": {"name": "metanas", **TINY, "eval_tasks": eval_tasks, **VARIANTS[variant]}}
     rdir = work / cfg["name"]
     t0, c0 = time.perf_counter(), time.process_time()
     search(cfg, run_dir=rdir, resume=(rdir / "run.sqlite").exists(), progress=False)

@@ -144,7 +144,7 @@ def main() -> None:
             space, ev = table_parts(table, Path(tmpdir))
             t0, c0 = time.perf_counter(), _cpu()
             res: dict[str, dict[str, list[float]]] = {}
-            opt = {str(b): [] for b in args.budgets}
+            opt: dict[str, list[float]] = {str(b): [] for b in args.budgets}
             for seed in range(args.seeds):
                 obs, true = optuna_run(space, ev, seed, max(args.budgets))
                 for b in args.budgets:
@@ -153,7 +153,7 @@ def main() -> None:
             res["optuna_tpe"] = opt
             for label in args.strategies:
                 spec = STRATEGIES[label]
-                per = {str(b): [] for b in args.budgets}
+                per: dict[str, list[float]] = {str(b): [] for b in args.budgets}
                 for seed in range(args.seeds):
                     for b in args.budgets:
                         r = run_one(space, ev, spec, seed, b)
