@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/metanas.py --time-step                 # one inner step, seed vs CPU size
+    python benchmarks/metanas.py --time-parallel [--reps 2]  # one meta-epoch, 1 vs 2 workers
     python benchmarks/metanas.py --out benchmarks/results/metanas.jsonl \
         [--variants metanas conv4 tse sharp ...] [--seeds 1 2] [--ways 5] [--scale cpu|tiny]
 
@@ -28,8 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from nasforge.data.base import TASKS  # noqa: E402
+from nasforge.executors.local import LocalExecutor  # noqa: E402
 from nasforge.search import search  # noqa: E402
 from nasforge.spaces.darts import DartsSpace  # noqa: E402
+from nasforge.strategies.oneshot.metanas import MetaNAS  # noqa: E402
 
 SPACE = {"name": "darts", "ops": "fewshot", "nodes": 3, "channels": 8, "layers": 2,
          "reductions": [1], "channel_growth": 1}
@@ -66,10 +70,60 @@ class _Size(TypedDict):
     nodes: int
 
 
-def time_step(reps: int) -> None:
-    from nasforge.data.base import TASKS
-    from nasforge.strategies.oneshot.metanas import MetaNAS
+def _tree_cpu() -> float:
+    """CPU seconds of this process and its live child processes (the executor's workers)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
 
+
+class _Ctx:
+    def __init__(self, task: Any, space: Any, executor: LocalExecutor) -> None:
+        self.task, self.space, self.executor = task, space, executor
+        self.device = torch.device("cpu")
+
+    def records(self) -> list[Any]:
+        return []
+
+
+def time_parallel(reps: int) -> None:
+    """Meta-epochs of the CPU preset (5-way, arch steps on) with ``parallel_tasks`` through the
+    local executor, 1 vs 2 workers (1 torch thread each): the first epoch (worker start-up
+    included) and the mean of the next ``reps`` (wall, CPU of driver + workers, load)."""
+    task = TASKS.get("triple_mnist")(per_class=10, size=14, seed=0).load()
+    space = DartsSpace(ops="fewshot", nodes=3, channels=8, layers=2, reductions=[1],
+                       channel_growth=1)  # SPACE
+    params = {**SCALES["cpu"], "n_way": 5, "k_shot": 1, "warm_up_epochs": 0,
+              "eval_freq": 10**6, "parallel_tasks": True}
+    for workers in (1, 2):
+        ex = LocalExecutor(workers=workers, threads_per_worker=1)
+        ctx = _Ctx(task, space, ex)
+        s = MetaNAS(seed=1, **params)
+        s.setup(ctx)  # type: ignore[arg-type]
+        s.fresh()
+        t0, c0 = time.perf_counter(), _tree_cpu()
+        s.train_epoch(ctx, 0)  # type: ignore[arg-type]
+        first = time.perf_counter() - t0
+        t1, c1 = time.perf_counter(), _tree_cpu()
+        for e in range(1, reps + 1):
+            s.train_epoch(ctx, e)  # type: ignore[arg-type]
+        wall, cpu = (time.perf_counter() - t1) / reps, (_tree_cpu() - c1) / reps
+        print(f"workers {workers}: first meta-epoch {first:.2f} s wall (start-up included, "
+              f"{_tree_cpu() - c0 - cpu * reps:.2f} s CPU); then {wall:.2f} s wall, {cpu:.2f} s "
+              f"CPU per meta-epoch ({params['meta_batch_size']} tasks x "
+              f"{params['task_train_steps']} steps); load {os.getloadavg()}")
+        ex.close()
+
+
+def time_step(reps: int) -> None:
     task = TASKS.get("triple_mnist")(per_class=2).load()
     x = torch.rand(20, 1, 28, 28)
     for label, size in (("seed (C=28, 4 cells, 28x28, batch 20, 20-way)",
@@ -128,6 +182,7 @@ def run_one(variant: str, way: int, seed: int, scale: str, work: Path) -> dict[s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time-step", action="store_true")
+    ap.add_argument("--time-parallel", action="store_true")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/metanas.jsonl")
     ap.add_argument("--work", type=Path, default=Path("/tmp/nasforge_metanas_bench"))
@@ -138,6 +193,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.time_step:
         time_step(a.reps)
+        return
+    if a.time_parallel:
+        time_parallel(a.reps)
         return
     done = set()
     if a.out.is_file():

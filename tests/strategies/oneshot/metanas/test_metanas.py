@@ -1,9 +1,11 @@
 """MetaNAS: temperature, pruning, pairwise discretisation, Reptile (Q2), presets, a tiny run
-above chance, resume, and the regularizer schedules in meta-train vs meta-test."""
+above chance, resume, the regularizer schedules in meta-train vs meta-test, P-DARTS stages in
+the meta setting and executor-parallel meta-batches."""
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,14 @@ import pytest
 import torch
 
 from nasforge.data.base import TASKS
-from nasforge.exceptions import NasforgeError
+from nasforge.exceptions import ConfigError, NasforgeError
+from nasforge.executors.local import LocalExecutor
 from nasforge.spaces import SPACES
 from nasforge.spaces.darts.supernet import Alphas
 from nasforge.strategies.oneshot.metanas import (
     MetaNAS,
     discretize_pairwise,
+    merge_adam_states,
     prune_alphas,
     reptile_update,
     temperature,
@@ -122,6 +126,10 @@ def parts():  # type: ignore[no-untyped-def]
 class _Ctx:
     def __init__(self, task: Any, space: Any) -> None:
         self.task, self.space, self.device = task, space, torch.device("cpu")
+        self.executor = LocalExecutor(workers=1, threads_per_worker=1)
+
+    def records(self) -> list[Any]:
+        return []
 
 
 def _strategy(parts: Any, **kw: Any) -> MetaNAS:
@@ -271,34 +279,49 @@ def _state(s: MetaNAS) -> list[torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("preset", ["default", "reference"])
-def test_resume_is_exact(parts: Any, preset: str) -> None:
+def _epochs(s: MetaNAS, parts: Any, first: int, last: int) -> list[Any]:
+    """Meta-epochs ``first..last-1`` as the one-shot loop runs them; their records."""
+    recs = []
+    for e in range(first, last):
+        s.before_epoch(e)
+        recs.append(s.train_epoch(_Ctx(*parts), e)[0])  # type: ignore[arg-type]
+    return recs
+
+
+PDARTS: dict[str, Any] = {"stages": 2, "keep": [3], "layers": [2, 3],
+                          "skip_dropout": [0.2, 0.4]}
+
+
+@pytest.mark.parametrize(("preset", "extra"), [
+    ("default", {}), ("reference", {}), ("reference", {"pdarts": PDARTS}),
+    ("default", {"pdarts": {**PDARTS, "reset_alphas": False}, "parallel_tasks": True}),
+])
+def test_resume_is_exact(parts: Any, preset: str, extra: dict[str, Any]) -> None:
     """Checkpoint after meta-epoch 1 (through the torch.save / weights-only codec), restore
     into a new strategy, continue: identical to the uninterrupted run (meta state, optimiser
-    states, pruning masks, frozen copy, evaluation counter)."""
+    states, pruning masks, frozen copy, evaluation counter). With P-DARTS the restored run
+    starts at the stage boundary (top-k masks, a deeper supernet, the frozen copy re-made)."""
     from nasforge.strategies.oneshot.base import decode_checkpoint, encode_checkpoint
 
-    kw = dict(preset=preset, meta_epochs=4, warm_up_epochs=1, eval_freq=2, darts_minus=True)
-
-    class Ctx(_Ctx):
-        def records(self) -> list[Any]:
-            return []
-
+    kw = dict(preset=preset, meta_epochs=4, warm_up_epochs=1, eval_freq=2, darts_minus=True,
+              **extra)
     a = _strategy(parts, **kw)
-    for e in range(4):
-        a.train_epoch(Ctx(*parts), e)  # type: ignore[arg-type]
+    _epochs(a, parts, 0, 4)
     b = _strategy(parts, **kw)
-    for e in range(2):
-        b.train_epoch(Ctx(*parts), e)  # type: ignore[arg-type]
+    _epochs(b, parts, 0, 2)
     blob = encode_checkpoint(b.checkpoint(1))
     c = MetaNAS(seed=0, **{**TINY, **kw})
     c.setup(_Ctx(*parts))  # type: ignore[arg-type]
     start = c.restore(decode_checkpoint(blob))
     assert start == 2 and c.evals == 1
-    for e in range(start, 4):
-        c.train_epoch(Ctx(*parts), e)  # type: ignore[arg-type]
+    _epochs(c, parts, start, 4)
     assert c.evals == a.evals == 2 and c.last_test == a.last_test
     assert all(torch.equal(x, y) for x, y in zip(_state(a), _state(c), strict=True))
+    if "pdarts" in extra:
+        assert a.stage == c.stage == 1 and len(c.model.net.cells) == 3
+        assert c.model.alphas is not None
+        assert all(int(r.sum()) <= 3 for g in ("normal", "reduce")
+                   for r in c.model.alphas.mask(g))
 
 
 @pytest.mark.parametrize("kw", [{"tse": {}}, {"pc": {"k": 2}}, {"model": "conv4"},
@@ -312,12 +335,144 @@ def test_variants_take_a_meta_step(parts: Any, kw: dict[str, Any]) -> None:
     a0 = [] if s.model.alphas is None else [q.detach().clone()
                                             for q in s.model.alphas.parameters()]
 
-    class Ctx(_Ctx):
-        def records(self) -> list[Any]:
-            return []
-
-    rec, series = s.train_epoch(Ctx(*parts), 0)  # type: ignore[arg-type]
+    rec, series = s.train_epoch(_Ctx(*parts), 0)  # type: ignore[arg-type]
     assert rec is not None and 0.0 <= rec.val_acc <= 1.0
     assert any(not torch.equal(q, w) for q, w in zip(s.model.net.parameters(), w0))
     if s.model.alphas is not None:
         assert all(not torch.equal(q, a) for q, a in zip(s.model.alphas.parameters(), a0))
+
+
+# ----------------------------------------------------------------- P-DARTS in the meta setting
+def test_pdarts_stages_over_meta_epochs(parts: Any) -> None:
+    """Stages split the meta-epochs; at the boundary every edge keeps its top-k ops and the
+    supernet gains a cell; skip dropout follows the stage base in meta-train and is off in
+    meta-test adaptation; records carry the stage and the skips the limit removed."""
+    s = _strategy(parts, warm_up_epochs=0, eval_freq=2, pdarts=PDARTS)
+    seen: list[tuple[bool, float]] = []
+    net0 = s.model.net
+    orig = s.model.inner_loop
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        seen.append((s.model.fstate.drop_path > 0, s.model.fstate.skip_dropout))
+        return orig(*args, **kw)
+
+    s.model.inner_loop = spy  # type: ignore[method-assign]
+    recs = _epochs(s, parts, 0, 2)
+    assert len(s.model.net.cells) == 2 and s.model.net is net0
+    train = [d for tr, d in seen if tr]
+    test = [d for tr, d in seen if not tr]
+    r1 = pytest.approx(0.2 * math.exp(-0.2))  # stage 0 base 0.2, decayed per meta-epoch
+    assert train == [0.2, 0.2, r1, r1] and test == [0.0] * 3
+    assert recs[1] is not None and recs[1].result.metrics["stage"] == 0
+    assert "skips_removed" in recs[1].result.metrics
+    a = s.model.alphas
+    assert a is not None and all(bool(r.all()) for r in a.mask("normal"))
+    recs = _epochs(s, parts, 2, 4)
+    assert s.stage == 1 and len(s.model.net.cells) == 3
+    assert all(int(r.sum()) == 3 for g in ("normal", "reduce") for r in a.mask(g))
+    assert recs[1] is not None and recs[1].result.metrics["stage"] == 1
+    assert recs[0] is None
+    assert s.model.fstate.skip_dropout == pytest.approx(0.4 * math.exp(-0.2))
+
+
+def test_pdarts_skip_limit_on_the_pairwise_genotype(parts: Any) -> None:
+    """Alphas that favour skip everywhere: without a limit every normal edge is a skip; the
+    limit keeps at most ``skip_limit`` (counted on the pairwise genotype) and reports the rest
+    as removed."""
+    for limit, want in ((None, 4), (1, 1), (0, 0)):
+        s = _strategy(parts, pdarts={"stages": 1, "skip_limit": limit})
+        a = s.model.alphas
+        assert a is not None
+        with torch.no_grad():
+            a.logits["normal"][:, s.spec.ops.index("skip_connect")] = 5.0
+        arch, removed = s._derive()
+        assert s.spec.skip_count(arch) == want and removed == 4 - want
+        assert s.derive() == arch
+
+
+@pytest.mark.parametrize(("kw", "msg"), [
+    ({"pdarts": {"stages": 5}}, "pdarts.stages (5) exceeds meta_epochs (4); allowed: 1 to 4"),
+    ({"pdarts": {"stages": 2, "layers": [2, 3, 4]}}, "pdarts.layers needs 2 values"),
+    ({"pdarts": {"stages": 3, "keep": [5]}}, "pdarts.keep needs 2 values"),
+    ({"pdarts": {"stages": 2, "skip_dropout": [0.1]}}, "pdarts.skip_dropout needs 2 values"),
+    ({"pdarts": {}, "model": "conv4"}, "model conv4 has none"),
+    ({"parallel_tasks": True, "preopt": "random"}, "parallel_tasks with preopt 'random'"),
+])
+def test_bad_stage_plans_are_one_line_config_errors(
+    tmp_path: Path, kw: dict[str, Any], msg: str
+) -> None:
+    from nasforge.search import search
+
+    with pytest.raises(ConfigError, match=re.escape(msg)) as err:
+        search(config(**kw), run_dir=tmp_path / "bad", progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------ executor-parallel meta-batches
+def test_merge_adam_states_means_moments_over_tasks() -> None:
+    def st(v: float, step: float, keys: tuple[int, ...] = (0, 1)) -> dict[str, Any]:
+        return {"state": {k: {"step": torch.tensor(step), "exp_avg": torch.full((2,), v),
+                              "exp_avg_sq": torch.full((2,), v * v)} for k in keys},
+                "param_groups": [{"lr": 0.1, "params": [0, 1]}]}
+
+    out = merge_adam_states([st(1.0, 3.0), st(3.0, 3.0), st(5.0, 4.0, keys=(0,))])
+    assert out["state"][0]["exp_avg"].tolist() == [3.0, 3.0]
+    assert out["state"][0]["exp_avg_sq"].tolist() == pytest.approx([35 / 3] * 2)
+    assert float(out["state"][0]["step"]) == 4.0
+    assert out["state"][1]["exp_avg"].tolist() == [2.0, 2.0]  # only the tasks that hold it
+    assert out["param_groups"] == [{"lr": 0.1, "params": [0, 1]}]
+    with pytest.raises(ValueError):
+        merge_adam_states([])
+
+
+def test_parallel_single_task_equals_serial(parts: Any) -> None:
+    """A meta-batch of one task: the parallel path (a job on a copy of the strategy's state,
+    its optimiser state carried back) reproduces the serial run exactly."""
+    kw = dict(meta_batch_size=1, test_meta_batch_size=1, warm_up_epochs=1, eval_freq=2,
+              darts_minus=True)
+    a = _strategy(parts, **kw)
+    b = _strategy(parts, parallel_tasks=True, **kw)
+    ra, rb = _epochs(a, parts, 0, 3), _epochs(b, parts, 0, 3)
+    assert all(torch.equal(x, y) for x, y in zip(_state(a), _state(b), strict=True))
+    assert ra[1] is not None and rb[1] is not None and ra[1].val_acc == rb[1].val_acc
+
+
+def _untimed(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in m.items() if "second" not in k}
+
+
+def test_parallel_tasks_same_with_one_or_two_workers(tmp_path: Path) -> None:
+    """``parallel_tasks`` through the local executor: 1 worker (in the driver) and 2 worker
+    processes store the same trials, series and meta state (weights, alphas, both Adam
+    states)."""
+    import sqlite3
+
+    import nasforge
+    from nasforge.strategies.oneshot.base import decode_checkpoint
+
+    runs = []
+    for w in (1, 2):
+        cfg = {**config(f"par{w}", parallel_tasks=True, meta_epochs=2, eval_freq=2,
+                        warm_up_epochs=1, eval_tasks=4, pdarts={"stages": 2, "keep": [4]}),
+               "executor": {"name": "local", "workers": w, "threads_per_worker": 1}}
+        runs.append(nasforge.search(cfg, run_dir=tmp_path / f"w{w}", progress=False))
+    a, b = (r.trials for r in runs)
+    assert len(a) == len(b) == 1
+    assert [_untimed(r.result.metrics) for r in a] == [_untimed(r.result.metrics) for r in b]
+    assert [r.arch for r in a] == [r.arch for r in b] and a[0].val_acc == b[0].val_acc
+    assert runs[0].final is not None and runs[1].final is not None
+    assert runs[0].final.test_acc == runs[1].final.test_acc
+    states = []
+    for w in (1, 2):
+        con = sqlite3.connect(tmp_path / f"w{w}" / "run.sqlite")
+        (blob,) = con.execute("SELECT blob FROM state WHERE key = 'metanas'").fetchone()
+        con.close()
+        states.append(decode_checkpoint(blob))
+    sa, sb = states
+    for key in ("net", "alphas"):
+        assert all(torch.equal(sa[key][k], sb[key][k]) for k in sa[key])
+    for key in ("w_opt", "a_opt"):
+        oa, ob = sa[key]["state"], sb[key]["state"]
+        assert oa.keys() == ob.keys() and all(
+            torch.equal(oa[i][k], ob[i][k]) for i in oa for k in oa[i])

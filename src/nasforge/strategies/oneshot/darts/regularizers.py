@@ -101,6 +101,19 @@ class TSEParams(_Params):
     steps: int = Field(default=1, ge=1, description="weight steps unrolled per alpha step")
 
 
+def check_pdarts(p: PDartsParams, epochs: int, epochs_field: str) -> None:
+    """The stage plan must fit the search: ``stages`` at most ``epochs`` (the field named
+    ``epochs_field``), one ``layers`` / ``skip_dropout`` value per stage and one ``keep`` value
+    per stage boundary. Raises ``ValueError`` with one line (a ConfigError once validated)."""
+    for key, n in (("layers", p.stages), ("skip_dropout", p.stages), ("keep", p.stages - 1)):
+        v = getattr(p, key)
+        if v is not None and len(v) != n:
+            raise ValueError(f"pdarts.{key} needs {n} values for {p.stages} stages, got {len(v)}")
+    if p.stages > epochs:
+        raise ValueError(f"pdarts.stages ({p.stages}) exceeds {epochs_field} ({epochs}); "
+                         f"allowed: 1 to {epochs}")
+
+
 # ----------------------------------------------------------- pure schedules
 def aux_beta(p: DartsMinusParams, step: int, total_steps: int) -> float:
     """DARTS- auxiliary skip weight at global search step ``step`` of ``total_steps``."""

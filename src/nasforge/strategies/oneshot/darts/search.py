@@ -111,15 +111,8 @@ class DartsParams(BaseModel):
     def _check(self) -> DartsParams:
         if self.tse is not None and self.order == 2:
             raise ValueError("tse replaces the alpha gradient; use order: 1 with tse")
-        pd = self.pdarts
-        if pd is not None:
-            for key, n in (("layers", pd.stages), ("skip_dropout", pd.stages),
-                           ("keep", pd.stages - 1)):
-                v = getattr(pd, key)
-                if v is not None and len(v) != n:
-                    raise ValueError(f"pdarts.{key} needs {n} values for {pd.stages} stages")
-            if pd.stages > self.epochs:
-                raise ValueError(f"pdarts.stages ({pd.stages}) exceeds epochs ({self.epochs})")
+        if self.pdarts is not None:
+            reg.check_pdarts(self.pdarts, self.epochs, "epochs")
         return self
 
 

@@ -4,6 +4,7 @@ DARTS family's regularizers in the meta setting and a Conv-4 Reptile baseline.""
 from nasforge.strategies.oneshot.metanas.meta import (
     Conv4,
     discretize_pairwise,
+    merge_adam_states,
     prune_alphas,
     reptile_update,
     sparse_params,
@@ -13,5 +14,5 @@ from nasforge.strategies.oneshot.metanas.model import InnerSettings, MetaModel
 from nasforge.strategies.oneshot.metanas.search import PRESETS, MetaNAS, MetaNASParams
 
 __all__ = ["PRESETS", "Conv4", "InnerSettings", "MetaModel", "MetaNAS", "MetaNASParams",
-           "discretize_pairwise", "prune_alphas", "reptile_update", "sparse_params",
-           "temperature"]
+           "discretize_pairwise", "merge_adam_states", "prune_alphas", "reptile_update",
+           "sparse_params", "temperature"]

@@ -3,8 +3,10 @@ sparse parameter count, and the Conv-4 baseline network (``ALGORITHMS.md`` §1.1
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +42,30 @@ def reptile_update(
         p.add_(delta, alpha=lr)
         moved.append(name)
     return moved
+
+
+@torch.no_grad()
+def merge_adam_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One Adam ``state_dict`` from the ones tasks adapted in parallel ended with (all from
+    the same start): per parameter, the task-wise mean of every moment over the tasks holding
+    a state for it, and the largest step count; ``param_groups`` of the first. Independent of
+    the order the tasks finished in (they are given in task order)."""
+    if not states:
+        raise ValueError("merge_adam_states needs at least one state")
+    keys = sorted({k for st in states for k in st["state"]})
+    merged: dict[Any, dict[str, Any]] = {}
+    for k in keys:
+        have = [st["state"][k] for st in states if k in st["state"]]
+        entry: dict[str, Any] = {}
+        for name, first in have[0].items():
+            vals = [h[name] for h in have]
+            if name == "step":
+                entry[name] = (torch.stack(vals).amax(0) if isinstance(first, torch.Tensor)
+                               else max(vals))
+            else:
+                entry[name] = torch.stack(vals).mean(0)
+        merged[k] = entry
+    return {"state": merged, "param_groups": copy.deepcopy(list(states[0]["param_groups"]))}
 
 
 @torch.no_grad()
@@ -151,5 +177,5 @@ class Conv4(nn.Module):
         return out
 
 
-__all__ = ["Conv4", "discretize_pairwise", "prune_alphas", "reptile_update", "sparse_params",
-           "temperature"]
+__all__ = ["Conv4", "discretize_pairwise", "merge_adam_states", "prune_alphas",
+           "reptile_update", "sparse_params", "temperature"]

@@ -157,14 +157,16 @@ class MetaModel(nn.Module):
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Query top-1 accuracy, BatchNorm on the query batch's statistics (transductive, as
-        the running statistics of a supernet adapted in a few steps are meaningless)."""
+        the running statistics of a supernet adapted in a few steps are meaningless); no
+        DropPath, no skip dropout."""
         self.net.train()
-        drop = self.fstate.drop_path
-        self.fstate.drop_path = 0.0
+        st = self.fstate
+        drop, skip = st.drop_path, st.skip_dropout
+        st.drop_path = st.skip_dropout = 0.0
         try:
             return float((self(x).argmax(1) == y).float().mean())
         finally:
-            self.fstate.drop_path = drop
+            st.drop_path, st.skip_dropout = drop, skip
 
     def adapt(
         self, support_x: torch.Tensor, support_y: torch.Tensor, *, steps: int = 50,

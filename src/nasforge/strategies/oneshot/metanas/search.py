@@ -29,14 +29,37 @@ Implementation details and deviations:
     - Query accuracy uses BatchNorm batch statistics (transductive).
     - Reptile averages the task deltas over all tasks of the meta-batch (0 for a task that did
       not touch a weight) and applies them to the weights touched by at least one task.
-    - The tasks of a meta-batch run in sequence (the shared inner optimiser state makes them
-      sequential in the reference code).
+    - The tasks of a meta-batch run in sequence by default, as in the reference code: the two
+      inner Adam optimisers (β1 = 0) are shared, so task t starts from the second moments and
+      step counts task t - 1 ended with; only (w, α, β) are restored between tasks.
+    - ``parallel_tasks: true`` (an explicit option; not the serial result): the tasks of a
+      meta-batch, and the episodes of a meta-test and of the final evaluation, adapt
+      independently through the run's executor (``ctx.executor.map_jobs``; the strategy is
+      the shared object, sent to each worker once per P-DARTS stage, the meta state and the
+      optimiser states go with every job). Every task starts from the meta state θ *and* the
+      optimiser states the meta-batch started with; afterwards the carried state is the
+      task-wise mean of the Adam moments (largest step count, :func:`merge_adam_states`), so
+      the result does not depend on the order the tasks finish in nor on the worker count
+      (local executor with 1 or 2 workers: the same records and meta state, tested). A
+      meta-test restores the saved states afterwards in both modes. Not with ``preopt`` (its
+      agent learns from task to task).
     - DARTS- in the meta setting: β_aux decays linearly over the inner steps of each phase
       (``1 - s / (S - 1)``: the DARTS hook's schedule); ``reference`` holds it at 0 (Q3).
     - SharpDARTS: ``max_w`` weighting, the ``sharp`` ops come from the space; cosine power
       annealing acts on the two meta learning rates (the weight one held during warm-up).
-    - PC-DARTS: partial channels only (no edge normalisation, §1.3). P-DARTS is not offered
-      in the meta setting yet.
+    - PC-DARTS: partial channels only (no edge normalisation, §1.3).
+    - P-DARTS (``pdarts:``, the DARTS family's :class:`~reg.PDartsParams` and
+      :class:`~reg.PDartsHook`): the stages split the *meta-epochs* (the released code runs
+      its 3 stages inside every task's inner loop instead, 3 x ``task_train_steps``); at the
+      first meta-epoch of a stage each edge keeps its top-k ops (per cell type, Q5 default;
+      masked for good like meta-model pruning), the meta alphas are re-drawn if
+      ``reset_alphas`` and, where ``pdarts.layers`` grows, the supernet gets its new cells
+      (weights re-initialised, a new weight optimiser; the space's default reduction
+      placement) and the frozen copy (Q1) is re-made. Skip dropout on the identity skip at
+      ``base[stage] * exp(-dropout_decay * meta-epoch in stage)``, meta-train only (off in
+      meta-test adaptation and in query accuracy). The skip limit acts at discretisation,
+      counted on the pairwise genotype (Q7 default). The stage is in the checkpoint; a resumed
+      run rebuilds the stage's supernet before loading it.
     - Meta-RL pre-optimisation (§1.4, ``preopt: meta_rl | random``): before the inner loop of
       a task whose alphas adapt (after warm-up; meta-test tasks too unless
       ``preopt_settings.at_test`` is off), :meth:`MetaNAS.pre_optimize` runs one trial per
@@ -55,7 +78,8 @@ import copy
 import math
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -67,6 +91,7 @@ from nasforge.data.base import Task
 from nasforge.data.fewshot import EpisodeSampler, check_fewshot
 from nasforge.evaluators.base import Result
 from nasforge.exceptions import ConfigError, RunDirError
+from nasforge.executors.base import Executor
 from nasforge.logging import get_logger
 from nasforge.rl.preopt import PreOptimizer, PreoptSettings
 from nasforge.rl.trials import RecurrentPPOSettings
@@ -81,6 +106,7 @@ from nasforge.strategies.oneshot.darts import regularizers as reg
 from nasforge.strategies.oneshot.metanas.meta import (
     Conv4,
     discretize_pairwise,
+    merge_adam_states,
     prune_alphas,
     reptile_update,
     sparse_params,
@@ -197,6 +223,13 @@ class MetaNASParams(BaseModel):
     pc: reg.PCDartsParams | None = Field(default=None, description="PC-DARTS partial channels")
     sharp: reg.SharpParams | None = None
     tse: reg.TSEParams | None = None
+    pdarts: reg.PDartsParams | None = Field(
+        default=None, description="P-DARTS: stages over the meta-epochs, top-k ops per edge "
+        "between stages, skip dropout (meta-train only), skip limit at discretisation")
+    parallel_tasks: bool = Field(
+        default=False, description="adapt the tasks of a meta-batch (and of a meta-test) "
+        "independently through the run's executor: each from the same inner optimiser states, "
+        "the task-wise mean carried on (not the serial result; see the module)")
     preopt: Literal["none", "random", "meta_rl"] = Field(
         default="none", description="meta-RL pre-optimisation of each task's alphas (§1.4): "
         "meta_rl (recurrent PPO), random (uniform over the same mask) or none")
@@ -216,6 +249,14 @@ class MetaNASParams(BaseModel):
             raise ValueError(f"aux_skip_beta {b!r}; allowed: zero, linear, fixed:<beta>")
         if self.t_min > self.t_max:
             raise ValueError(f"t_min ({self.t_min}) exceeds t_max ({self.t_max})")
+        if self.pdarts is not None:
+            if self.model == "conv4":
+                raise ValueError("pdarts edits alphas; model conv4 has none (allowed with "
+                                 "conv4: no pdarts)")
+            reg.check_pdarts(self.pdarts, self.meta_epochs, "meta_epochs")
+        if self.parallel_tasks and self.preopt != "none":
+            raise ValueError(f"parallel_tasks with preopt {self.preopt!r}: the pre-optimiser "
+                             "learns from task to task (allowed with parallel_tasks: preopt none)")
         return self
 
 
@@ -244,6 +285,8 @@ def build_hooks(p: MetaNASParams) -> list[reg.RegularizerHook]:
               else reg.DartsMinusParams(schedule="fixed",
                                         beta=0.0 if b == "zero" else float(_fixed_beta(b) or 0)))
         hooks.append(reg.DartsMinusHook(dm))
+    if p.pdarts is not None:
+        hooks.append(reg.PDartsHook(p.pdarts))
     if p.sharp is not None:
         hooks.append(reg.SharpHook(p.sharp, p.w_meta_lr, p.sharp.alpha_lr_min, p.a_meta_lr))
     return hooks
@@ -273,15 +316,26 @@ def make_spec(space: SearchSpace, p: MetaNASParams) -> DartsSupernetSpec:
     return DartsSupernetSpec(space, opts)
 
 
+def stage_layers(p: MetaNASParams, spec: DartsSupernetSpec, stage: int) -> int | None:
+    """The supernet's cells in P-DARTS stage ``stage`` (``pdarts.layers``), or None where they
+    are the spec's own (then its ``reductions`` hold; otherwise the default placement)."""
+    pd = p.pdarts
+    if pd is None or pd.layers is None or pd.layers[stage] == spec.opts.layers:
+        return None
+    return pd.layers[stage]
+
+
 def build_meta_model(spec: DartsSupernetSpec, p: MetaNASParams, input_shape: tuple[int, ...],
-                     seed: int, hooks: list[reg.RegularizerHook]) -> MetaModel:
-    """A fresh meta model (weights and alphas seeded by ``seed``)."""
+                     seed: int, hooks: list[reg.RegularizerHook],
+                     layers: int | None = None) -> MetaModel:
+    """A fresh meta model (weights and alphas seeded by ``seed``; ``layers`` cells instead of
+    the spec's)."""
     torch.manual_seed(derive_seed(seed, "metanas-init"))
     if p.model == "conv4":
         net: nn.Module = Conv4(input_shape[0], p.n_way, p.conv4_channels, input_shape[-1])
         alphas: Alphas | None = None
     else:
-        net = spec.new_supernet(input_shape, p.n_way)
+        net = spec.new_supernet(input_shape, p.n_way, layers=layers)
         alphas = spec.new_alphas(torch.Generator().manual_seed(derive_seed(seed, "alphas")))
         net.state.weighting = "max_w" if any(h.weighting == "max_w" for h in hooks) \
             else "softmax"
@@ -304,6 +358,7 @@ class MetaNAS(OneShotSearch):
         super().__init__(seed=seed)
         self.p = resolve(MetaNASParams(**params))
         self.hooks = build_hooks(self.p)
+        self._pdarts = next((h for h in self.hooks if isinstance(h, reg.PDartsHook)), None)
 
     @property
     def epochs(self) -> int:
@@ -349,12 +404,12 @@ class MetaNAS(OneShotSearch):
 
     def fresh(self) -> int:
         p = self.p
+        self.stage = 0
+        self._shared: _TaskShared | None = None
         self.model = build_meta_model(self.spec, p, self.task.input_shape, self.seed,
-                                      self.hooks).to(self.device)
+                                      self.hooks, stage_layers(p, self.spec, 0)).to(self.device)
         self.w_opt, self.a_opt = self.model.optimizers()
-        self.frozen: tuple[nn.Module, Alphas] | None = None
-        if p.alpha_grad_on_frozen_copy and self.model.alphas is not None:
-            self.frozen = (copy.deepcopy(self.model.net), copy.deepcopy(self.model.alphas))
+        self._sync_frozen()
         self.last_test: float | None = None
         self.evals = 0
         self.preopt: PreOptimizer | None = None
@@ -366,9 +421,61 @@ class MetaNAS(OneShotSearch):
         self.preopt_log: list[dict[str, float]] = []
         return 0
 
+    def _sync_frozen(self) -> None:
+        """Q1: the copy the first-order alpha gradient is taken on (reference preset), made
+        now from the live model."""
+        self.frozen: tuple[nn.Module, Alphas] | None = None
+        if self.p.alpha_grad_on_frozen_copy and self.model.alphas is not None:
+            self.frozen = (copy.deepcopy(self.model.net), copy.deepcopy(self.model.alphas))
+
+    def _opts(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.w_opt, self.a_opt) if o is not None]
+
+    # ------------------------------------------------------- P-DARTS stages
+    def _stages(self) -> list[tuple[int, int]]:
+        return (self._pdarts.stages(self.p.meta_epochs) if self._pdarts is not None
+                else None) or [(0, self.p.meta_epochs)]
+
+    def _stage_of(self, epoch: int) -> int:
+        return max(s for s, (first, _) in enumerate(self._stages()) if first <= epoch)
+
+    def _new_net(self, stage: int) -> None:
+        """Cells added for ``stage``: a new supernet (weights seeded by the stage, as DARTS'
+        P-DARTS re-initialises them) on the same alphas, a new weight optimiser."""
+        m = self.model
+        torch.manual_seed(derive_seed(self.seed, "metanas-init", stage))
+        net = self.spec.new_supernet(self.task.input_shape, self.p.n_way,
+                                     layers=stage_layers(self.p, self.spec, stage))
+        net.state.weighting = m.fstate.weighting
+        self.model = MetaModel(net, m.alphas, m.settings).to(self.device)
+        self.w_opt = self.model.optimizers()[0]
+
+    def before_epoch(self, epoch: int) -> None:
+        """P-DARTS search-space approximation at the first meta-epoch of a stage: each edge
+        cut to the top-k ops (per cell type, masks kept for good), the alphas re-drawn with
+        ``reset_alphas``, cells added where ``pdarts.layers`` grows; the frozen copy (Q1) is
+        re-made from the new meta model."""
+        stage = self._stage_of(epoch)
+        if stage == 0 or epoch != self._stages()[stage][0]:
+            return
+        pd, hook, a = self.p.pdarts, self._pdarts, self.model.alphas
+        assert pd is not None and hook is not None and a is not None
+        keep = hook.keep(len(self.spec.ops), stage)
+        for g in self.spec.groups:
+            a.set_mask(g, reg.topk_mask(a.numpy_weights(g), a.mask(g).cpu().numpy(),
+                                        self.spec.ops, keep))
+        if pd.reset_alphas:
+            a.reset(torch.Generator().manual_seed(derive_seed(self.seed, "alphas", stage)))
+        if stage_layers(self.p, self.spec, stage) != stage_layers(self.p, self.spec, stage - 1):
+            self._new_net(stage)
+        self._sync_frozen()
+        self.stage, self._shared = stage, None
+        _logger.info("P-DARTS stage %d from meta-epoch %d: %d ops per edge", stage, epoch, keep)
+
     def checkpoint(self, epoch: int) -> dict[str, Any]:
         m = self.model
         return {
+            **({} if self._pdarts is None else {"stage": self.stage}),
             "next_epoch": epoch + 1, "evals": self.evals, "last_test": self.last_test,
             "net": m.net.state_dict(),
             "alphas": None if m.alphas is None else m.alphas.state_dict(),
@@ -382,6 +489,10 @@ class MetaNAS(OneShotSearch):
 
     def restore(self, ck: dict[str, Any]) -> int:
         self.fresh()
+        self.stage = int(ck.get("stage", 0))
+        if stage_layers(self.p, self.spec, self.stage) != stage_layers(self.p, self.spec, 0):
+            self._new_net(self.stage)
+            self._sync_frozen()
         m = self.model
         m.net.load_state_dict(ck["net"])
         if m.alphas is not None:
@@ -438,12 +549,15 @@ class MetaNAS(OneShotSearch):
             self.pre_optimize(split, index, ep.support_x, ep.support_y, batch_size, train)
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "batches", split, index))
         torch.manual_seed(derive_seed(self.seed, "droppath", split, index))
-        self.model.fstate.drop_path = self.p.drop_path_prob if train else 0.0
+        st = self.model.fstate
+        skip = st.skip_dropout
+        st.drop_path = self.p.drop_path_prob if train else 0.0
+        st.skip_dropout = skip if train else 0.0  # P-DARTS skip dropout: meta-train only
         touched, losses = self.model.inner_loop(
             ep.support_x, ep.support_y, steps=steps, arch_steps=arch_steps,
             batch_size=batch_size, w_opt=self.w_opt, a_opt=self.a_opt, gen=gen,
             hooks=self.hooks, grad_on=self.frozen)
-        self.model.fstate.drop_path = 0.0
+        st.drop_path, st.skip_dropout = 0.0, skip
         return self.model.accuracy(ep.query_x, ep.query_y), touched, losses
 
     @property
@@ -484,24 +598,31 @@ class MetaNAS(OneShotSearch):
         start, cpu0 = time.perf_counter(), time.process_time()
         w_mlr, a_mlr = self.meta_lrs(epoch)
         arch_on = epoch >= p.warm_up_epochs and m.alphas is not None
+        stage = self._stage_of(epoch)
+        e_in = epoch - self._stages()[stage][0]
+        for h in self.hooks:  # per meta-epoch: P-DARTS skip dropout rate, DARTS- log reset
+            h.on_epoch(m.fstate, e_in, stage)
         theta = self._snapshot()
         w_names = [n for n, _ in m.net.named_parameters()]
-        task_w: list[dict[str, torch.Tensor]] = []
-        task_a: list[dict[str, torch.Tensor]] = []
-        touched: set[str] = set()
-        accs, losses = [], []
-        for t in range(p.meta_batch_size):
-            acc, tt, ls = self.run_task(
-                "train", epoch * p.meta_batch_size + t, steps=p.task_train_steps,
-                arch_steps=p.task_train_steps if arch_on else 0, batch_size=p.batch_size,
-                train=True)
-            accs.append(acc)
-            losses += ls
-            touched |= tt
-            task_w.append({n: q.detach().clone() for n, q in m.net.named_parameters()})
-            if m.alphas is not None:
-                task_a.append({n: q.detach().clone() for n, q in m.alphas.named_parameters()})
-            self._load(theta)
+        jobs = [TaskJob("train", epoch * p.meta_batch_size + t, p.task_train_steps,
+                        p.task_train_steps if arch_on else 0, p.batch_size, True, e_in, stage)
+                for t in range(p.meta_batch_size)]
+        if p.parallel_tasks:
+            outs = self._adapt_parallel(ctx.executor, jobs, theta)
+            for o, states in zip(self._opts(), zip(*(out.opt_states for out in outs))):
+                o.load_state_dict(merge_adam_states(states))
+            hook_metrics = outs[-1].metrics
+        else:
+            outs = []
+            for job in jobs:
+                outs.append(_adapted(self, job))
+                self._load(theta)
+            hook_metrics = {k: v for h in self.hooks for k, v in h.epoch_metrics().items()}
+        accs = [out.acc for out in outs]
+        losses = [v for out in outs for v in out.losses]
+        touched = set().union(*(out.touched for out in outs))
+        task_w = [out.weights for out in outs]
+        task_a = [out.alphas for out in outs if out.alphas is not None]
         moved = reptile_update(dict(m.net.named_parameters()), task_w, touched, w_mlr)
         if arch_on and m.alphas is not None:
             reptile_update(dict(m.alphas.named_parameters()), task_a,
@@ -512,14 +633,16 @@ class MetaNAS(OneShotSearch):
             "arch_steps": arch_on, "weights_moved": len(moved), "weights": len(w_names),
             "epoch_cpu_seconds": time.process_time() - cpu0,
         }
-        for h in self.hooks:
-            metrics.update(h.epoch_metrics())
+        metrics.update(hook_metrics)
+        if self._pdarts is not None:
+            metrics.update(stage=stage, skip_dropout=m.fstate.skip_dropout)
         if self.preopt is not None:
             metrics.update(self._preopt_metrics("preopt"))
         rec = None
         if (epoch + 1) % p.eval_freq == 0 or epoch == p.meta_epochs - 1:
             acc_test = self.meta_test("test", self.evals * p.test_meta_batch_size,
-                                      p.test_meta_batch_size, epoch)
+                                      p.test_meta_batch_size, epoch,
+                                      ctx.executor if p.parallel_tasks else None)
             self.last_test = statistics.fmean(acc_test)
             metrics["pruned"] = (0 if m.alphas is None else
                                  prune_alphas(m.alphas, p.t_min, p.meta_model_prune_threshold))
@@ -540,28 +663,75 @@ class MetaNAS(OneShotSearch):
         return {f"{prefix}_{k}": float(np.mean([d[k] for d in log]))
                 for k in ("start", "best", "return", "estimations")}
 
-    def meta_test(self, split: str, first: int, n: int, epoch: int) -> list[float]:
+    def meta_test(self, split: str, first: int, n: int, epoch: int,
+                  executor: Executor | None = None) -> list[float]:
         """Query accuracies of ``n`` episodes from index ``first``; the model and the inner
-        optimiser states are the same afterwards."""
+        optimiser states are the same afterwards. With ``executor`` (``parallel_tasks``) the
+        episodes adapt independently through it, each from the saved optimiser states."""
         p, m = self.p, self.model
         steps = p.test_task_train_steps
         arch = round(p.test_adapt_steps * steps) \
             if epoch >= p.warm_up_epochs and m.alphas is not None else 0
+        stage = self._stage_of(min(epoch, p.meta_epochs - 1))
+        jobs = [TaskJob(split, first + i, steps, arch, p.batch_size_test, False,
+                        min(epoch, p.meta_epochs - 1) - self._stages()[stage][0], stage)
+                for i in range(n)]
         theta = self._snapshot()
-        opt_states = [copy.deepcopy(o.state_dict()) for o in (self.w_opt, self.a_opt)
-                      if o is not None]
-        accs = []
-        for i in range(n):
-            acc, _, _ = self.run_task(split, first + i, steps=steps, arch_steps=arch,
-                                      batch_size=p.batch_size_test, train=False)
-            accs.append(acc)
-            self._load(theta)
-        for o, s in zip([o for o in (self.w_opt, self.a_opt) if o is not None], opt_states):
+        opt_states = [copy.deepcopy(o.state_dict()) for o in self._opts()]
+        if executor is not None:
+            accs = [out.acc for out in self._adapt_parallel(executor, jobs, theta)]
+        else:
+            accs = []
+            for job in jobs:
+                accs.append(self.run_task(job.split, job.index, steps=job.steps,
+                                          arch_steps=job.arch_steps,
+                                          batch_size=job.batch_size, train=False)[0])
+                self._load(theta)
+        for o, s in zip(self._opts(), opt_states):
             o.load_state_dict(s)
         return accs
 
+    def _adapt_parallel(self, executor: Executor, jobs: Sequence[TaskJob],
+                        theta: dict[str, torch.Tensor]) -> list[TaskOut]:
+        """``parallel_tasks``: every job adapts from ``theta`` and the current inner optimiser
+        states through ``executor.map_jobs`` (this strategy is the shared object, sent once per
+        P-DARTS stage); the outputs in job order, the live model back at ``theta``."""
+        if self._shared is None:
+            self._shared = _TaskShared(self)
+        opt0 = [copy.deepcopy(o.state_dict()) for o in self._opts()]
+        payloads = [_Payload(job, theta, opt0) for job in jobs]
+        outs: dict[int, TaskOut] = {}
+        for i, out in executor.map_jobs(adapt_task, self._shared, payloads,
+                                        threads=self.p.threads or None):
+            outs[i] = out
+        self._load(theta)  # workers: 1 ran the jobs on the live model
+        for o, st in zip(self._opts(), opt0):
+            o.load_state_dict(st)
+        return [outs[i] for i in range(len(jobs))]
+
     # --------------------------------------------------------- records
     def derive(self) -> Architecture:
+        """The meta model's discretised architecture (P-DARTS: skip limit applied)."""
+        return self._derive()[0]
+
+    def _derive(self) -> tuple[Architecture, int]:
+        """The architecture and the skips the P-DARTS limit removed."""
+        a = self.model.alphas
+        if self._pdarts is None or a is None:
+            return self._discretize(), 0
+        old = a.temperature
+        a.temperature = self.p.t_min
+        try:
+            weights = {g: a.numpy_weights(g) for g in self.spec.groups}
+            view: reg.OneShotSpec = self.spec if not a.pairwise else _PairwiseView(
+                self.spec, {g: [w.detach().cpu().double().numpy() for w in a.pair_weights(g)]
+                            for g in self.spec.groups}, a.node_pairs)
+            derived = self._pdarts.derive(view, weights, {g: None for g in self.spec.groups})
+        finally:
+            a.temperature = old
+        return derived or (self._discretize(), 0)
+
+    def _discretize(self) -> Architecture:
         m = self.model
         if m.alphas is None:
             g = discretize_pairwise({"normal": _uniform(self.spec), "reduce": _uniform(self.spec)},
@@ -592,10 +762,12 @@ class MetaNAS(OneShotSearch):
 
     def _record(self, ctx: SearchContext, epoch: int, seconds: float,
                 metrics: dict[str, Any]) -> Record:
-        arch = self.derive()
+        arch, removed = self._derive()
         self.space.validate(arch)
         metrics = {**metrics, "model": self.p.model,
                    "skip_connects": self.spec.skip_count(arch)}
+        if self._pdarts is not None:
+            metrics["skips_removed"] = removed
         return Record(self.evals, arch, self.seed, Result(
             status="complete", val_acc=float(metrics["meta_test_acc"]),
             params=self.sparse_params(), train_seconds=seconds, epochs=epoch + 1,
@@ -623,7 +795,9 @@ class MetaNAS(OneShotSearch):
     # ------------------------------------------------------------ final
     def report_extras(self, ctx: SearchContext, last: Record) -> dict[str, Any]:
         p = self.p
-        accs = self.meta_test("final", 0, p.eval_tasks, p.meta_epochs) if p.eval_tasks else []
+        accs = self.meta_test("final", 0, p.eval_tasks, p.meta_epochs,
+                              ctx.executor if p.parallel_tasks else None) \
+            if p.eval_tasks else []
         mean = statistics.fmean(accs) if accs else math.nan
         ci = 1.96 * statistics.stdev(accs) / math.sqrt(len(accs)) if len(accs) > 1 else math.nan
         recs = ctx.records()
@@ -650,7 +824,12 @@ class MetaNAS(OneShotSearch):
     def export_doc(self) -> dict[str, Any]:
         """What ``nasforge.load`` needs to rebuild the meta model (plain JSON)."""
         p = self.p
-        drop = {"preopt", "preopt_settings"} if p.preopt == "none" else None
+        # options left at their defaults are left out: the export of a run without them is
+        # the one it had before they existed
+        drop = {k for k, off in (("preopt", p.preopt == "none"),
+                                 ("preopt_settings", p.preopt == "none"),
+                                 ("pdarts", p.pdarts is None),
+                                 ("parallel_tasks", not p.parallel_tasks)) if off}
         return {"params": p.model_dump(mode="json", exclude=drop), "seed": self.seed,
                 "settings": self.model.settings.to_json(),
                 "input_shape": list(self.task.input_shape)}
@@ -713,10 +892,106 @@ def meta_model_from_doc(space: SearchSpace, doc: dict[str, Any]) -> MetaModel:
     """The (untrained) :class:`MetaModel` an export's ``meta_model`` entry describes; load the
     exported weights into it."""
     p = MetaNASParams(**doc["params"])
-    model = build_meta_model(make_spec(space, p), p, tuple(doc["input_shape"]),
-                             int(doc["seed"]), build_hooks(p))
+    spec = make_spec(space, p)
+    last = p.pdarts.stages - 1 if p.pdarts is not None else 0
+    model = build_meta_model(spec, p, tuple(doc["input_shape"]), int(doc["seed"]),
+                             build_hooks(p), stage_layers(p, spec, last))
     model.settings = InnerSettings.from_json(doc["settings"])
     return model
+
+
+@dataclass(frozen=True)
+class TaskJob:
+    """One task adaptation: episode ``index`` of ``split``, the inner-loop sizes, and the
+    meta-epoch's place in its P-DARTS stage (``e_in``, ``stage``) for the hooks."""
+
+    split: str
+    index: int
+    steps: int
+    arch_steps: int
+    batch_size: int
+    train: bool
+    e_in: int
+    stage: int
+
+
+@dataclass(frozen=True)
+class _Payload:
+    job: TaskJob
+    theta: dict[str, torch.Tensor]
+    opt_states: list[dict[str, Any]]
+
+
+@dataclass
+class TaskOut:
+    """What a task adaptation returns: query accuracy, the weights that got a gradient, the
+    train losses, the task solution (weights, alphas), the inner optimiser states it ended
+    with and the hooks' metrics."""
+
+    acc: float
+    touched: set[str]
+    losses: list[float]
+    weights: dict[str, torch.Tensor]
+    alphas: dict[str, torch.Tensor] | None
+    opt_states: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
+class _TaskShared:
+    """The object ``map_jobs`` sends to each worker once: the strategy (model, samplers,
+    hooks, frozen copy) as it stands at the start of a P-DARTS stage."""
+
+    def __init__(self, strategy: MetaNAS) -> None:
+        self.strategy = strategy
+
+
+def _adapted(s: MetaNAS, job: TaskJob) -> TaskOut:
+    """Run ``job`` on ``s``'s live model and optimisers; its solution copied out."""
+    acc, touched, losses = s.run_task(job.split, job.index, steps=job.steps,
+                                      arch_steps=job.arch_steps, batch_size=job.batch_size,
+                                      train=job.train)
+    m = s.model
+    return TaskOut(
+        acc, touched, losses, {n: q.detach().clone() for n, q in m.net.named_parameters()},
+        None if m.alphas is None else
+        {n: q.detach().clone() for n, q in m.alphas.named_parameters()},
+        [copy.deepcopy(o.state_dict()) for o in s._opts()],
+        {k: v for h in s.hooks for k, v in h.epoch_metrics().items()})
+
+
+def adapt_task(shared: _TaskShared, payload: _Payload) -> TaskOut:
+    """A ``map_jobs`` job: load the meta state and optimiser states of ``payload``, set the
+    hooks for the meta-epoch, adapt (:meth:`MetaNAS.run_task`)."""
+    s, job = shared.strategy, payload.job
+    s._load(payload.theta)
+    for o, st in zip(s._opts(), payload.opt_states):
+        o.load_state_dict(copy.deepcopy(st))  # Adam keeps the tensors it is given
+    for h in s.hooks:
+        h.on_epoch(s.model.fstate, job.e_in, job.stage)
+    return _adapted(s, job)
+
+
+class _PairwiseView:
+    """The discretiser the P-DARTS skip limit re-derives with when the alphas have input
+    pairs (argmax pair, then argmax op: :func:`discretize_pairwise`), so skips are counted and
+    removed on the genotype MetaNAS reports (Q7 default: the active discretiser)."""
+
+    def __init__(self, spec: DartsSupernetSpec, pairs: dict[str, list[np.ndarray]],
+                 node_pairs: Sequence[Sequence[tuple[int, int]]]) -> None:
+        self.spec, self.pairs, self.node_pairs = spec, pairs, node_pairs
+        self.ops, self.skip_group = spec.ops, spec.skip_group
+
+    def discretize_weights(self, weights: dict[str, np.ndarray],
+                           edges: dict[str, np.ndarray | None]) -> Architecture:
+        g = discretize_pairwise(weights, self.pairs, self.node_pairs, self.spec.ops,
+                                self.spec.nodes)
+        return Architecture(g.to_tokens())
+
+    def chosen_edges(self, arch: Architecture, group: str) -> list[tuple[int, str]]:
+        return self.spec.chosen_edges(arch, group)
+
+    def skip_count(self, arch: Architecture) -> int:
+        return self.spec.skip_count(arch)
 
 
 def _uniform(spec: DartsSupernetSpec) -> Any:
@@ -733,5 +1008,5 @@ def _uniform_pairs(spec: DartsSupernetSpec) -> list[Any]:
 
 
 __all__ = ["PREOPT_STATE", "PRESETS", "MetaNAS", "MetaNASParams", "PreoptAgentParams",
-           "PreoptParams", "build_meta_model", "make_spec",
-           "meta_model_from_doc", "resolve"]
+           "PreoptParams", "TaskJob", "TaskOut", "adapt_task", "build_meta_model", "make_spec",
+           "meta_model_from_doc", "resolve", "stage_layers"]
