@@ -326,12 +326,8 @@ def export_metarl(run: Run, out_dir: str | Path) -> Path:
         if run.config.tasks else {}
     models = extra.get("task_models") or {}
     for tid, net in best.items():
-        weights = run.dir / models[tid] if isinstance(models.get(tid), str) else None
-        if weights is not None and (not weights.is_file() or net.get("test_acc") is None
-                                    or not weights.resolve().is_relative_to(run.dir.resolve())):
-            weights = None
-        if weights is not None:  # they must load as plain tensors before they are exported
-            state_dict_of(load_checkpoint(weights, what=repr(str(weights))), repr(str(weights)))
+        weights = _task_weights(run.dir, models.get(tid)) \
+            if net.get("test_acc") is not None else None
         doc = {"format": NSC_FORMAT, "task_id": tid, "task": specs.get(tid),
                "space": extra.get("space", run.config.strategy.get("space", "chain")),
                "padding": extra.get("padding"), **(shapes.get(tid) or {}), **net,
@@ -346,6 +342,18 @@ def export_metarl(run: Run, out_dir: str | Path) -> Path:
         if (run.dir / name).is_file():
             shutil.copyfile(run.dir / name, out / name)
     return out
+
+
+def _task_weights(run_dir: Path, rel: Any) -> Path | None:
+    """A task's final-retraining weights named by the run's report (a file inside the run),
+    checked to load as plain tensors; None where there are none."""
+    if not isinstance(rel, str):
+        return None
+    path = run_dir / rel
+    if not path.is_file() or not path.resolve().is_relative_to(run_dir.resolve()):
+        return None
+    state_dict_of(load_checkpoint(path, what=repr(str(path))), repr(str(path)))
+    return path
 
 
 def _finite(doc: dict[str, Any]) -> bool:
@@ -437,15 +445,13 @@ def load(
     if plugins:
         load_plugins(plugins)
     d = Path(model_dir)
-    if (d / EXPORT_ARCH).is_file() and (d / EXPORT_WEIGHTS).is_file():
-        doc = _read_export_doc(d / EXPORT_ARCH)
-        if doc.get("format") == NSC_FORMAT:
-            return _load_nsc(doc, d, map_location)
     if not (d / EXPORT_ARCH).is_file() or not (d / EXPORT_WEIGHTS).is_file():
         raise RunDirError(
             f"{str(d)!r} is not an exported model ({EXPORT_ARCH} + {EXPORT_WEIGHTS})"
         )
     doc = _read_export_doc(d / EXPORT_ARCH)
+    if doc.get("format") == NSC_FORMAT:
+        return _load_nsc(doc, d, map_location)
     where = repr(str(d / EXPORT_ARCH))
     sname = (doc.get("space") or {}).get("name") if isinstance(doc.get("space"), dict) else None
     if sname not in SPACES:

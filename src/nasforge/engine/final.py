@@ -156,11 +156,11 @@ class FinalReport:
         )
 
 
-def save_best_model(run_dir: Path, model: nn.Module) -> Path:
-    """The one place a run's best model is written: its ``state_dict`` (tensors only, so
-    ``export`` and ``load`` read it with ``weights_only=True``). Called by :func:`build_report`
-    only."""
-    path = Path(run_dir) / BEST_MODEL
+def save_best_model(run_dir: Path, model: nn.Module, name: str = BEST_MODEL) -> Path:
+    """The one place a run's trained models are written: the ``state_dict`` (tensors only, so
+    ``export`` and ``load`` read it with ``weights_only=True``) as ``name`` in the run (the best
+    model, or a task's under ``task_models/``). Called by :func:`build_report` only."""
+    path = Path(run_dir) / name
     torch.save(model.state_dict(), path)
     return path
 
@@ -199,7 +199,7 @@ def build_report(
         files: dict[str, str] = {}
         for i, (tid, net) in enumerate(task_models.items()):
             files[tid] = f"{TASK_MODELS}/{i}.pt"
-            torch.save(net.state_dict(), Path(ctx.run_dir) / files[tid])
+            save_best_model(ctx.run_dir, net, files[tid])
         extra["task_models"] = files
     rs = tuple(retrainings)
     if rs and test_acc is None:
