@@ -30,8 +30,9 @@ cache (``cached_from``) and does not count against the budget. ``reevaluate: tru
 either. After ``MAX_IDLE_BATCHES`` batches in a row without a new evaluation the search stops.
 
 The pick: with ``reeval_share`` > 0 the last share of the budget re-evaluates the
-``reeval_top`` best candidates (by the strategy's model estimate where it has one, else their
-mean observation) round-robin with fresh seeds, and the pick is the best mean. Without it,
+``reeval_top`` best candidates, or as many as there are re-evaluations if fewer (by the
+strategy's model estimate where it has one, else their mean observation) round-robin with fresh
+seeds, and the pick is the best mean. Without it,
 model-based strategies (:meth:`AskTellStrategy.estimate`) pick by their estimate and the others
 by the best mean observation. The pick and how it was made are stored in ``meta.pick``.
 """
@@ -197,7 +198,9 @@ def _reeval_phase(strategy: AskTell, ctx: SearchContext, plan: bytes | None, lef
     if plan is None:
         obs = _observations(ctx)
         ids, _, how = _ranked(strategy, obs)
-        top = ids[: strategy.reeval_top]
+        # no more candidates than re-evaluations: each one compared by its mean has had a
+        # fresh draw (a candidate left with its first, possibly lucky, draw would be favoured)
+        top = ids[: max(1, min(strategy.reeval_top, left))]
         doc = {"archs": [obs[k][0].arch.to_json() for k in top], "ranked_by": how,
                "first": ctx.count_trials()}
         with ctx.transaction():

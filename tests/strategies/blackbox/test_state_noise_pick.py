@@ -193,6 +193,21 @@ def test_reeval_share_re_evaluates_the_top_and_picks_by_mean() -> None:
     assert pick["arch_id"] == best
 
 
+def test_reeval_phase_shorter_than_its_top_re_evaluates_every_candidate_it_compares() -> None:
+    # budget 20 x share 0.1: 2 re-evaluations for a top 5; only 2 candidates are compared, each
+    # with a fresh draw (the other 3 would compete with their single, possibly lucky, first draw)
+    space = toy_space(4, 4)
+    ev = ToyTableEvaluator(ToyTable(4, 4, seed=1), space=space, noise=0.05)
+    strat = RegularizedEvolution(seed=0, reeval_share=0.1, reeval_top=5)
+    recs = run_in_memory(strat, space, ev, seed=0, budget=20)
+    assert len(recs) == 20
+    tail = recs[18:]
+    assert len({r.arch_id for r in tail}) == 2
+    pick = strat.picked
+    assert pick is not None and "top 2 " in pick["how"] and pick["arch_id"] in {
+        r.arch_id for r in tail}
+
+
 def test_model_based_pick_uses_the_posterior_mean() -> None:
     space = toy_space(4, 4)
     ev = ToyTableEvaluator(ToyTable(4, 4, seed=2), space=space, noise=0.05)
