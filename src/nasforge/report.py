@@ -90,9 +90,10 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
             console.print(f"  samples: {final['samples']} in the run directory")
     pick = summary.get("pick")
     if pick:
+        mean = Objective.from_json(obj).score(pick.get("mean_val_acc"))
         console.print(
-            f"  picked by {pick['how']}; mean validation score "
-            f"{fmt(pick.get('mean_val_acc'))} over {pick.get('evaluations')} evaluation(s)"
+            f"  the search's pick (first candidate of the retraining): {pick['how']}; mean "
+            f"{name} {fmt(mean, nd)} over {pick.get('evaluations')} evaluation(s)"
         )
     if best.get("test_metrics") and name != "val_acc":
         cells = ", ".join(f"{k} {fmt(v)}" for k, v in best["test_metrics"].items())

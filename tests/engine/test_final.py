@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import nasforge
 from nasforge.engine.final import FinalReport, Retraining
 from nasforge.objectives import DEFAULT, Objective
+from nasforge.report import print_summary
 from tests.conftest import tiny_config
 
 
@@ -50,3 +53,15 @@ def test_a_run_reads_back_the_report_its_strategy_built(tmp_path: Path) -> None:
     assert len(rep.retrainings) == 2 and rep.test_acc is not None
     assert run.meta("final") == rep.to_json()
     assert run.summary()["best"]["test_score"] == rep.test_score
+
+
+def test_the_printed_pick_of_a_minimised_objective_is_in_its_units(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = nasforge.search(tiny_config(budget=3, objective="val_loss"), run_dir=tmp_path / "r",
+                          progress=False)
+    print_summary(run.summary())
+    out = " ".join(capsys.readouterr().out.split())
+    pick = run.meta("pick")
+    assert pick["mean_val_acc"] < 0  # stored as a utility
+    assert f"mean val_loss {-pick['mean_val_acc']:.4f}" in out
