@@ -190,6 +190,21 @@ def test_a_huge_label_never_sizes_a_layer(tmp_path: Path) -> None:
     assert t.num_classes == 1 and t.kind == "regression"
 
 
+def test_auto_kind_takes_many_distinct_integers_for_a_numeric_target(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3)).astype(np.float32)
+    y = np.round(300 + 40 * x[:, 0]).astype(np.float64)  # integer-valued, like diabetes
+    np.savez(tmp_path / "num.npz", x=x, y=y)
+    assert len(np.unique(y)) > 20
+    t = make_task({"name": "file", "path": str(tmp_path / "num.npz")})
+    assert t.kind == "regression"
+    t = make_task({"name": "file", "path": str(tmp_path / "num.npz"), "kind": "classification"})
+    assert t.kind == "classification"
+    x5, y5 = _blobs(60)  # few integer classes stay classes
+    np.savez(tmp_path / "cls.npz", x=x5, y=y5)
+    assert make_task({"name": "file", "path": str(tmp_path / "cls.npz")}).kind == "classification"
+
+
 def test_regression_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(150, 4)) * 3 + 7

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.data.base import TASKS, Task, TaskFactory, TaskKind, split_arrays
 from nasforge.exceptions import DataError
+from nasforge.logging import get_logger
+
+_logger = get_logger(__name__)
 
 
 class SplitParams(BaseModel):
@@ -241,7 +244,8 @@ class FileParams(BaseModel):
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     kind: Literal["auto", "classification", "regression"] = Field(
         default="auto",
-        description="auto: regression when the labels are non-integer numbers, else classes",
+        description="auto: regression when the labels are non-integer numbers, or integers "
+        "with over 20 distinct values and under 5 rows per value; else classes",
     )
     standardize: bool | None = Field(
         default=None,
@@ -568,6 +572,12 @@ def _labels(
     integral = bool(np.all(yf == np.round(yf)))
     if kind == "regression" or (kind == "auto" and not integral):
         return "regression", yf, None
+    if kind == "auto" and _looks_numeric(yf):
+        _logger.info(
+            "%s: %d distinct integer labels over %d rows: a numeric target, so a regression "
+            "(set task.kind: classification for classes)", path, len(np.unique(yf)), len(yf),
+        )
+        return "regression", yf, None
     if not integral:
         row = int(np.flatnonzero(yf != np.round(yf))[0])
         raise DataError(
@@ -589,6 +599,17 @@ def _labels(
             f"{path}: only one class ({int(present[0])}); classification needs at least 2"
         )
     return "classification", yi, None
+
+
+AUTO_MAX_CLASSES = 20
+"""``kind: auto`` takes integer labels with more distinct values than this, and fewer than
+five rows per value on average, for a numeric target (e.g. sklearn's diabetes: 214 values over
+442 rows) rather than classes."""
+
+
+def _looks_numeric(y: np.ndarray) -> bool:
+    n = len(np.unique(y))
+    return n > AUTO_MAX_CLASSES and n * 5 > len(y)
 
 
 def _input_shape(path: Path, x: np.ndarray, given: list[int] | None) -> tuple[int, ...]:

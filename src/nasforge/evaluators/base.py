@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from nasforge.exceptions import ConfigError
-from nasforge.objectives import DEFAULT, Objective
+from nasforge.objectives import BUILTIN, DEFAULT, Objective
 from nasforge.registry import Registry
 from nasforge.spaces.base import Architecture
 
@@ -92,9 +92,19 @@ class Evaluator(ABC):
     def set_objective(self, objective: Objective) -> None:
         """Score under ``objective``; :class:`ConfigError` naming the allowed ones if unknown."""
         if objective.name not in self.objectives():
+            task = getattr(self, "task", None)
+            kinds = BUILTIN.get(objective.name, (None, None, ()))[2]
+            hint = ""
+            if task is not None and kinds and task.kind not in kinds:
+                hint = (
+                    f" (task {task.name!r} is a {task.kind} task with {task.num_classes} "
+                    "classes; for a numeric target set task.kind: regression)"
+                    if task.kind == "classification" else
+                    f" (task {task.name!r} is a {task.kind} task)"
+                )
             raise ConfigError(
                 f"evaluator {self.name!r} cannot score objective {objective.name!r} on this "
-                f"task; allowed: {', '.join(self.objectives())}"
+                f"task{hint}; allowed: {', '.join(self.objectives())}"
             )
         self.objective = objective
 
