@@ -30,11 +30,12 @@ cache (``cached_from``) and does not count against the budget. ``reevaluate: tru
 either. After ``MAX_IDLE_BATCHES`` batches in a row without a new evaluation the search stops.
 
 The pick: with ``reeval_share`` > 0 the last share of the budget re-evaluates the
-``reeval_top`` best candidates, or as many as there are re-evaluations if fewer (by the
-strategy's model estimate where it has one, else their mean observation) round-robin with fresh
-seeds, and the pick is the best mean. Without it,
-model-based strategies (:meth:`AskTellStrategy.estimate`) pick by their estimate and the others
-by the best mean observation. The pick and how it was made are stored in ``meta.pick``.
+``reeval_top`` best candidates (by the strategy's model estimate where it has one, else their
+mean observation) round-robin with fresh seeds, and the pick is the best mean; a share that
+gives fewer re-evaluations than ``reeval_top`` (a short run) goes to the search instead.
+Without it, model-based strategies (:meth:`AskTellStrategy.estimate`) pick by their estimate
+and the others by the best mean observation. The pick and how it was made are stored in
+``meta.pick``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,15 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
         strategy.rebuild([r for r in records if r.number < cut], pending[1] if pending else [])
     phase = ctx.load_state("reeval_plan")
     extra = 0 if strategy.reeval_share <= 0 else max(1, round(strategy.reeval_share * ctx.budget))
+    if 0 < extra < strategy.reeval_top and phase is None:
+        # fewer re-evaluations than candidates: one more draw for some of them says little,
+        # and the search makes better use of the evaluations
+        _logger.info(
+            "reeval_share %.2f of budget %d gives %d re-evaluation(s) for a top %d; no "
+            "re-evaluation phase (the search gets them)", strategy.reeval_share, ctx.budget,
+            extra, strategy.reeval_top,
+        )
+        extra = 0
     search_budget = max(1, ctx.budget - extra) if extra else ctx.budget
     cut = pending[0] if pending is not None else math.inf
     evaluated = sum(1 for r in records if r.cached_from is None and r.number < cut)

@@ -80,7 +80,8 @@ class AskTellParams(BaseModel):
     reeval_share: float = Field(
         default=0.0, ge=0.0, lt=1.0,
         description="share of the budget spent at the end re-evaluating the top candidates with "
-        "fresh seeds; the pick is then the best mean (0: no re-evaluation phase)",
+        "fresh seeds; the pick is then the best mean (0: no re-evaluation phase; a share "
+        "giving fewer evaluations than reeval_top goes to the search)",
     )
     reeval_top: int = Field(default=5, ge=1, description="candidates of the re-evaluation phase")
 

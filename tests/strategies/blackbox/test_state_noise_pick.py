@@ -193,19 +193,21 @@ def test_reeval_share_re_evaluates_the_top_and_picks_by_mean() -> None:
     assert pick["arch_id"] == best
 
 
-def test_reeval_phase_shorter_than_its_top_re_evaluates_every_candidate_it_compares() -> None:
-    # budget 20 x share 0.1: 2 re-evaluations for a top 5; only 2 candidates are compared, each
-    # with a fresh draw (the other 3 would compete with their single, possibly lucky, first draw)
+def test_a_reeval_share_shorter_than_its_top_goes_to_the_search() -> None:
+    # budget 20 x share 0.1: 2 re-evaluations for a top 5 would compare 5 candidates of which 3
+    # kept their single, possibly lucky, first draw; the 2 evaluations go to the search instead
     space = toy_space(4, 4)
     ev = ToyTableEvaluator(ToyTable(4, 4, seed=1), space=space, noise=0.05)
-    strat = RegularizedEvolution(seed=0, reeval_share=0.1, reeval_top=5)
-    recs = run_in_memory(strat, space, ev, seed=0, budget=20)
-    assert len(recs) == 20
-    tail = recs[18:]
-    assert len({r.arch_id for r in tail}) == 2
-    pick = strat.picked
-    assert pick is not None and "top 2 " in pick["how"] and pick["arch_id"] in {
-        r.arch_id for r in tail}
+    short = RegularizedEvolution(seed=0, reeval_share=0.1, reeval_top=5)
+    recs = run_in_memory(short, space, ev, seed=0, budget=20)
+    plain = RegularizedEvolution(seed=0)
+    ref = run_in_memory(plain, space, ev, seed=0, budget=20)
+    assert [r.arch_id for r in recs] == [r.arch_id for r in ref]
+    assert short.picked is not None and "re-evaluat" not in short.picked["how"]
+    two = RegularizedEvolution(seed=0, reeval_share=0.1, reeval_top=2)
+    recs = run_in_memory(two, space, ev, seed=0, budget=20)
+    assert len({r.arch_id for r in recs[18:]}) == 2
+    assert two.picked is not None and "top 2 " in two.picked["how"]
 
 
 def test_model_based_pick_uses_the_posterior_mean() -> None:
