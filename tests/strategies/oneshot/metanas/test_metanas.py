@@ -476,3 +476,34 @@ def test_parallel_tasks_same_with_one_or_two_workers(tmp_path: Path) -> None:
         oa, ob = sa[key]["state"], sb[key]["state"]
         assert oa.keys() == ob.keys() and all(
             torch.equal(oa[i][k], ob[i][k]) for i in oa for k in oa[i])
+
+
+def _opt_fingerprint(s: MetaNAS) -> list[float]:
+    return [float(t.double().sum()) for o in s._opts()
+            for st in o.state_dict()["state"].values() for t in st.values()]
+
+
+@pytest.mark.parametrize(("split", "independent"), [("final", True), ("test", False)])
+def test_final_eval_tasks_start_from_the_same_optimiser_state(
+    parts: Any, monkeypatch: pytest.MonkeyPatch, split: str, independent: bool
+) -> None:
+    """The final evaluation restores the inner optimiser states after every task (the
+    reference's ``evaluate``), so each task adapts from the meta state and the same optimiser
+    state; the periodic meta-test carries them from task to task (the reference's meta-test).
+    Either way they are back to their start afterwards."""
+    s = _strategy(parts, warm_up_epochs=0, eval_freq=100)
+    _epochs(s, parts, 0, 1)  # some optimiser state to carry
+    seen: list[list[float]] = []
+    run = s.run_task
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.append(_opt_fingerprint(s))
+        return run(*a, **kw)
+
+    monkeypatch.setattr(s, "run_task", spy)
+    before = _opt_fingerprint(s)
+    accs = s.meta_test(split, 0, 3, s.p.meta_epochs)
+    assert len(accs) == 3 and _opt_fingerprint(s) == before
+    assert (seen == [before] * 3) is independent
+    if independent:  # a task's accuracy does not depend on the tasks evaluated before it
+        assert s.meta_test(split, 2, 1, s.p.meta_epochs) == accs[2:]

@@ -666,8 +666,13 @@ class MetaNAS(OneShotSearch):
     def meta_test(self, split: str, first: int, n: int, epoch: int,
                   executor: Executor | None = None) -> list[float]:
         """Query accuracies of ``n`` episodes from index ``first``; the model and the inner
-        optimiser states are the same afterwards. With ``executor`` (``parallel_tasks``) the
-        episodes adapt independently through it, each from the saved optimiser states."""
+        optimiser states are the same afterwards. The periodic meta-test (split ``test``)
+        carries the optimiser states from task to task, as the reference code does; the final
+        evaluation (split ``final``) restores them after every task, as the reference code's
+        ``evaluate`` does, so each final task adapts from the meta state alone and its
+        accuracy does not depend on the tasks evaluated before it. With ``executor``
+        (``parallel_tasks``) the episodes adapt independently through it, each from the saved
+        optimiser states."""
         p, m = self.p, self.model
         steps = p.test_task_train_steps
         arch = round(p.test_adapt_steps * steps) \
@@ -687,6 +692,9 @@ class MetaNAS(OneShotSearch):
                                           arch_steps=job.arch_steps,
                                           batch_size=job.batch_size, train=False)[0])
                 self._load(theta)
+                if split == "final":
+                    for o, st in zip(self._opts(), opt_states):
+                        o.load_state_dict(copy.deepcopy(st))
         for o, s in zip(self._opts(), opt_states):
             o.load_state_dict(s)
         return accs
