@@ -234,14 +234,22 @@ def machine() -> dict[str, str]:
     """What float results depend on: the CPU model and torch's build. Fingerprints recorded on
     another CPU (its vector kernels round differently) are expected to differ."""
     cpu = platform.processor() or platform.machine()
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model", "flags") and key not in info:
+                info[key] = value.strip()
     except OSError:
         pass
-    return {"cpu": cpu, "torch": torch.__version__}
+    cpu = info.get("model name", cpu)
+    if "cpu family" in info:  # the model name alone ("AMD EPYC") covers several generations
+        cpu += f" (family {info['cpu family']}, model {info.get('model', '?')})"
+    out = {"cpu": cpu, "torch": torch.__version__}
+    if "flags" in info:  # the vector instruction sets pick the float kernels
+        out["cpu_flags_sha1"] = hashlib.sha1(info["flags"].encode()).hexdigest()[:12]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
