@@ -540,6 +540,12 @@ def _check_features(path: Path, x: np.ndarray) -> np.ndarray:
     return x
 
 
+AUTO_MAX_CLASSES = 20
+"""``kind: auto`` takes integer labels with more distinct values than this, and fewer than
+five rows per value on average, for a numeric target (e.g. sklearn's diabetes: 214 values over
+442 rows) rather than classes."""
+
+
 def _labels(
     path: Path, y: np.ndarray, kind: str, max_classes: int
 ) -> tuple[TaskKind, np.ndarray, list[Any] | None]:
@@ -572,10 +578,11 @@ def _labels(
     integral = bool(np.all(yf == np.round(yf)))
     if kind == "regression" or (kind == "auto" and not integral):
         return "regression", yf, None
-    if kind == "auto" and _looks_numeric(yf):
+    n_values = len(np.unique(yf))
+    if kind == "auto" and n_values > AUTO_MAX_CLASSES and n_values * 5 > len(yf):
         _logger.info(
             "%s: %d distinct integer labels over %d rows: a numeric target, so a regression "
-            "(set task.kind: classification for classes)", path, len(np.unique(yf)), len(yf),
+            "(set task.kind: classification for classes)", path, n_values, len(yf),
         )
         return "regression", yf, None
     if not integral:
@@ -599,17 +606,6 @@ def _labels(
             f"{path}: only one class ({int(present[0])}); classification needs at least 2"
         )
     return "classification", yi, None
-
-
-AUTO_MAX_CLASSES = 20
-"""``kind: auto`` takes integer labels with more distinct values than this, and fewer than
-five rows per value on average, for a numeric target (e.g. sklearn's diabetes: 214 values over
-442 rows) rather than classes."""
-
-
-def _looks_numeric(y: np.ndarray) -> bool:
-    n = len(np.unique(y))
-    return n > AUTO_MAX_CLASSES and n * 5 > len(y)
 
 
 def _input_shape(path: Path, x: np.ndarray, given: list[int] | None) -> tuple[int, ...]:

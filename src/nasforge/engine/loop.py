@@ -208,9 +208,7 @@ def _reeval_phase(strategy: AskTell, ctx: SearchContext, plan: bytes | None, lef
     if plan is None:
         obs = _observations(ctx)
         ids, _, how = _ranked(strategy, obs)
-        # no more candidates than re-evaluations: each one compared by its mean has had a
-        # fresh draw (a candidate left with its first, possibly lucky, draw would be favoured)
-        top = ids[: max(1, min(strategy.reeval_top, left))]
+        top = ids[: strategy.reeval_top]  # run_ask_tell gives the phase >= reeval_top draws
         doc = {"archs": [obs[k][0].arch.to_json() for k in top], "ranked_by": how,
                "first": ctx.count_trials()}
         with ctx.transaction():
