@@ -57,6 +57,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "darts_minus": True, "aux_skip_beta": "fixed:0.7"},
     "pc_darts_minus": {"darts_minus": True, "pc": {"k": 2}},
     "sharp": {"sharp": {}}, "tse": {"tse": {}}, "tse_sharp": {"tse": {}, "sharp": {}},
+    # P-DARTS in the meta setting: 3 stages over the meta-epochs, keep 5 then 3 ops per edge,
+    # skip dropout 0 / 0.3 / 0.6, at most 2 skips in the normal cell
+    "pdarts": {"pdarts": {}},
+    # the seed's best combination on TripleMNIST (max_w + power-cosine + skip dropout + skip
+    # limit, 0.978 / 0.974 in its results): SharpDARTS' weighting and lr annealing with one
+    # P-DARTS stage (no op dropping) for the skip dropout and the skip limit
+    "seed_best": {"sharp": {}, "pdarts": {"stages": 1, "skip_dropout": [0.3]}},
 }
 
 

@@ -203,14 +203,20 @@ def _meta_cfg(table: Path, depth: int, tasks: list[str], budget: int, seed: int,
 
 
 def _run_rewards(run_dir: Path) -> list[tuple[str | None, float]]:
-    return [(r.task, float(r.result.metrics["reward"])) for r in Run(run_dir).trials]
+    """Each step's reward as the seed defines it (the network's accuracy; ``base_reward``, the
+    same as ``reward`` unless ``revisit_reward`` reshaped what the agent learned from)."""
+    return [(r.task, float(r.result.metrics.get("base_reward", r.result.metrics["reward"])))
+            for r in Run(run_dir).trials]
 
 
 def run_a2c(table_path: Path, table: TableReward, task_name: str, steps: int, seed: int,
-            work: Path, policy: Path | None = None) -> list[float]:
-    rdir = work / f"{'frozen' if policy else 'a2c'}_{task_name}_s{seed}"
+            work: Path, policy: Path | None = None, revisit: float | None = None
+            ) -> list[float]:
+    rdir = work / f"{'frozen' if policy else 'a2c'}{_suffix(revisit)}_{task_name}_s{seed}"
     shutil.rmtree(rdir, ignore_errors=True)
     extra: dict[str, Any] = {} if policy is None else {"policy": str(policy), "train": False}
+    if revisit is not None:
+        extra["revisit_reward"] = revisit
     search(_meta_cfg(table_path, table.depth, [task_name], steps, seed, **extra),
            run_dir=rdir, progress=False)
     rs = [r for _, r in _run_rewards(rdir)]
@@ -218,14 +224,20 @@ def run_a2c(table_path: Path, table: TableReward, task_name: str, steps: int, se
     return rs
 
 
+def _suffix(revisit: float | None) -> str:
+    return "" if revisit is None else f"_rv{revisit:g}"
+
+
 def meta_train(table_path: Path, table: TableReward, steps_per_task: int, seed: int,
-               work: Path, rounds: int = 1) -> tuple[Path, dict[str, list[float]]]:
+               work: Path, rounds: int = 1, revisit: float | None = None
+               ) -> tuple[Path, dict[str, list[float]]]:
     """One meta-training run: the three training tasks in order (``rounds`` times over, each
     visit ``steps_per_task // rounds`` steps, the policy carried across every visit)."""
-    rdir = work / f"meta_r{rounds}_s{seed}"
+    rdir = work / f"meta_r{rounds}{_suffix(revisit)}_s{seed}"
     shutil.rmtree(rdir, ignore_errors=True)
+    extra: dict[str, Any] = {} if revisit is None else {"revisit_reward": revisit}
     search(_meta_cfg(table_path, table.depth, TRAIN_TASKS * rounds,
-                     steps_per_task * len(TRAIN_TASKS), seed, min_tasks=2),
+                     steps_per_task * len(TRAIN_TASKS), seed, min_tasks=2, **extra),
            run_dir=rdir, progress=False)
     by_task: dict[str, list[float]] = {}
     for tid, r in _run_rewards(rdir):
@@ -244,9 +256,12 @@ def run_all(args: argparse.Namespace) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
+    rv = args.revisit_reward
     have = {(d["kind"], d.get("method"), d.get("task"), d["seed"]) for d in _read_jsonl(out)
-            if d["kind"] == "deploy" or d.get("meta_rounds", 1) == args.meta_rounds}
+            if d["kind"] == "deploy" or (d.get("meta_rounds", 1) == args.meta_rounds
+                                          and d.get("revisit_reward") == rv)}
     frozen = "frozen_meta" if args.meta_rounds == 1 else f"frozen_meta_r{args.meta_rounds}"
+    frozen += _suffix(rv)
 
     def unit(kind: str, method: str | None, task: str | None, seed: int, fn: Any) -> Any:
         c0, w0 = _cpu(), time.perf_counter()
@@ -254,7 +269,8 @@ def run_all(args: argparse.Namespace) -> None:
         doc = {"kind": kind, "method": method, "task": task, "seed": seed, **res,
                "cpu_s": _cpu() - c0, "wall_s": time.perf_counter() - w0,
                "load1": os.getloadavg()[0], "steps": args.steps, "depth": table.depth,
-               "meta_steps": args.meta_steps, "meta_rounds": args.meta_rounds}
+               "meta_steps": args.meta_steps, "meta_rounds": args.meta_rounds,
+               "revisit_reward": rv}
         _append(out, doc)
         print(f"{kind} {method} {task} seed {seed}: "
               f"{ {k: v for k, v in res.items() if k == 'best_at'} } "
@@ -267,7 +283,7 @@ def run_all(args: argparse.Namespace) -> None:
         policy: Path | None = None
         need_frozen = any(("deploy", frozen, t, seed) not in have for t in TEST_TASKS)
         if need_frozen:
-            meta_dir = work / f"meta_r{args.meta_rounds}_s{seed}"
+            meta_dir = work / f"meta_r{args.meta_rounds}{_suffix(rv)}_s{seed}"
             if ("meta_train", None, None, seed) in have and (meta_dir / "policy.pt").is_file():
                 policy = meta_dir
             else:
@@ -275,7 +291,7 @@ def run_all(args: argparse.Namespace) -> None:
 
                 def mt(seed: int = seed, holder: dict[str, Any] = holder) -> dict[str, Any]:
                     d, by_task = meta_train(table_path, table, args.meta_steps, seed, work,
-                                            args.meta_rounds)
+                                            args.meta_rounds, rv)
                     holder["dir"] = d
                     return {"rewards_by_task": by_task}
 
@@ -284,11 +300,12 @@ def run_all(args: argparse.Namespace) -> None:
         for task in TEST_TASKS:
             todo: list[tuple[str, Any]] = [
                 ("random", lambda t=task, s=seed: run_random(table, t, args.steps, s)),
-                ("a2c_scratch",
-                 lambda t=task, s=seed: run_a2c(table_path, table, t, args.steps, s, work)),
+                ("a2c_scratch" + _suffix(rv),
+                 lambda t=task, s=seed: run_a2c(table_path, table, t, args.steps, s, work,
+                                                None, rv)),
                 (frozen,
                  lambda t=task, s=seed, p=policy: run_a2c(table_path, table, t, args.steps, s,
-                                                          work, p)),
+                                                          work, p, rv)),
                 ("dqn", lambda t=task, s=seed: run_dqn(table, t, args.steps, s)),
             ]
             for method, fn in todo:
@@ -336,11 +353,31 @@ def live(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------- report
-METHODS = ("frozen_meta", "frozen_meta_r5", "a2c_scratch", "dqn", "random")
+METHODS = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0", "a2c_scratch",
+           "a2c_scratch_rv0", "dqn", "random")
+FROZEN = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0")
 LABELS = {"frozen_meta": "meta-A2C, frozen (meta-trained on 3 tables, one pass)",
           "frozen_meta_r5": "meta-A2C, frozen (meta-trained on 3 tables, 5 passes)",
-          "a2c_scratch": "A2C-LSTM from scratch", "dqn": "SB3 DQN from scratch",
-          "random": "random search"}
+          "frozen_meta_rv0": "meta-A2C, frozen, `revisit_reward: 0` (meta-trained so, one pass)",
+          "a2c_scratch": "A2C-LSTM from scratch",
+          "a2c_scratch_rv0": "A2C-LSTM from scratch, `revisit_reward: 0`",
+          "dqn": "SB3 DQN from scratch", "random": "random search"}
+
+
+def _transfer_bound(table: dict[str, Any], task: str) -> str:
+    """What the training tables alone say about ``task``: the best accuracy on ``task`` among
+    the k networks ranked highest on the training tables (mean z-score over the three), i.e.
+    what a searcher that only transfers the training tasks' ranking finds in k networks."""
+    rewards = {t: table["tasks"][t]["rewards"] for t in [*TRAIN_TASKS, task]}
+    keys = sorted(set.intersection(*(set(v) for v in rewards.values())))
+    score = np.zeros(len(keys))
+    for t in TRAIN_TASKS:
+        v = np.array([rewards[t][k] for k in keys], dtype=float)
+        score += (v - v.mean()) / (v.std() or 1.0)
+    target = np.array([rewards[task][k] for k in keys], dtype=float)[np.argsort(-score)]
+    ks = (5, 10, 25, 50)
+    return ("training tasks' top-k networks reach " + " / ".join(
+        f"{target[:k].max():.4f}" for k in ks) + f" at k = {' / '.join(map(str, ks))}")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -354,7 +391,7 @@ def report(args: argparse.Namespace) -> None:
     for task in TEST_TASKS:
         t = table["tasks"][task]
         lines.append(f"**{task}** (table: {t['n']} networks, optimum {t['best']:.4f}, "
-                     f"mean {t['mean']:.4f})\n")
+                     f"mean {t['mean']:.4f}; {_transfer_bound(table, task)})\n")
         lines.append("| method | " + " | ".join(f"{k} steps" for k in CHECKPOINTS)
                      + " | first-50 mean reward | seeds |")
         lines.append("|---|" + "---|" * (len(CHECKPOINTS) + 2))
@@ -372,8 +409,8 @@ def report(args: argparse.Namespace) -> None:
                 cells.append(_mse(v))
             cells.append(_mse([r["first50_mean"] for r in runs]))
             lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + f" | {len(runs)} |")
-        for fname, other in [(f, o) for f in ("frozen_meta", "frozen_meta_r5")
-                             for o in ("random", "a2c_scratch", "dqn")]:
+        for fname, other in [(f, o) for f in FROZEN
+                             for o in ("random", "a2c_scratch", "a2c_scratch_rv0", "dqn")]:
             fm = per.get(fname, {})
             od = per.get(other, {})
             common = sorted(set(fm) & set(od))
@@ -404,9 +441,13 @@ def report(args: argparse.Namespace) -> None:
                         f"{bool(np.allclose(tab, lv['rewards'], atol=1e-6))}")
                      + ".")
     meta = [d for d in docs if d["kind"] == "meta_train"]
-    for rounds in sorted({d.get("meta_rounds", 1) for d in meta}):
-        mr = [d for d in meta if d.get("meta_rounds", 1) == rounds]
-        lines.append(f"Meta-training ({rounds} pass(es)): {len(mr)} seeds x "
+    for rounds, rv in sorted({(d.get("meta_rounds", 1), d.get("revisit_reward"))
+                              for d in meta}, key=str):
+        mr = [d for d in meta if (d.get("meta_rounds", 1), d.get("revisit_reward"))
+              == (rounds, rv)]
+        lines.append(f"Meta-training ({rounds} pass(es)"
+                     + ("" if rv is None else f", revisit_reward {rv:g}")
+                     + f"): {len(mr)} seeds x "
                      f"{mr[0]['meta_steps']} steps per task; mean CPU "
                      f"{np.mean([d['cpu_s'] for d in mr]):.0f} s, wall "
                      f"{np.mean([d['wall_s'] for d in mr]):.0f} s per seed.")
@@ -495,6 +536,9 @@ def main() -> None:
     r.add_argument("--meta-rounds", type=int, default=1,
                    help="passes over the training tasks (each visit meta-steps / rounds)")
     r.add_argument("--only", nargs="*", help="methods to run (default all)")
+    r.add_argument("--revisit-reward", type=float, default=None,
+                   help="meta_a2c's revisit_reward for meta-training, the frozen policy and "
+                        "A2C from scratch (their methods get a _rv<value> suffix)")
     lv = sub.add_parser("live")
     lv.add_argument("--table", default=str(DEFAULT_TABLE))
     lv.add_argument("--out", default=str(DEFAULT_OUT))

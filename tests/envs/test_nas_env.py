@@ -160,6 +160,28 @@ def test_episode_ends_at_max_steps() -> None:
     assert not any(o.truncated for o in outs[:-1])
 
 
+def test_revisit_reward_pays_only_networks_new_to_the_trial() -> None:
+    fn = Counting()
+    env = NasEnvCore(image_task(), EnvSettings.of("chain", "default", revisit_reward=0.0), fn)
+    env.reset()
+    first = [env.step(a) for a in (0, 1, 7)]  # conv1, conv3, terminal (same network again)
+    assert [o.reward for o in first[:2]] == [o.info["base_reward"] for o in first[:2]]
+    assert first[2].reward == 0.0 and first[2].info["revisit"]
+    assert first[2].info["base_reward"] == pytest.approx(first[1].reward)
+    env.reset()  # a new episode of the same trial: the prefix conv1 was seen
+    again = env.step(0)
+    assert again.reward == 0.0 and again.info["base_reward"] == pytest.approx(first[0].reward)
+    new = env.step(2)  # conv1, conv5: new
+    assert new.reward == new.info["base_reward"] > 0 and not new.info["revisit"]
+    resumed = NasEnvCore(image_task(), env.s, fn)
+    resumed.load_state_dict(env.state_dict())  # a resumed trial remembers what it saw
+    assert resumed.step(7).reward == 0.0
+    plain = NasEnvCore(image_task(), EnvSettings.of("chain", "default"), fn)
+    plain.reset()
+    outs = [plain.step(a) for a in (0, 1, 7)]
+    assert outs[2].reward == outs[1].reward > 0 and "seen" not in plain.state_dict()
+
+
 def test_reward_cache_persists_and_keys_on_task_content(tmp_path: Path) -> None:
     path = tmp_path / "rewards.sqlite"
     fn = Counting()

@@ -16,6 +16,14 @@ Presets (quirks L1-L5, docs/algorithms.md):
   below 1 px and pointer moves out of bounds (an agent that ignores the mask and takes such an
   action gets reward 0 and the episode ends, as in ``reference``), reward on val, ``max_steps``
   10 (chain) or 20 (multi-branch).
+
+``revisit_reward`` (off in both presets; the seed rewards every step with the network's
+accuracy): when set, a step whose network was already rewarded since this environment was made
+(one trial, over all its episodes) gets this reward instead. With the seed's reward, repeating
+the best network found is what pays most, so an RL^2 policy learns to rebuild one network; with
+``revisit_reward: 0`` only networks new to the trial pay, which is what a search wants. The
+unshaped reward is in ``info["base_reward"]`` either way, and ``info["revisit"]`` says whether
+the rule applied.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class EnvSettings:
     max_layers: int = MAX_LAYERS
     sigma: float = 0.5
     reward_split: Literal["val", "test"] = "val"
+    revisit_reward: float | None = None
 
     @classmethod
     def of(cls, space: str, preset: str, **over: Any) -> EnvSettings:
@@ -120,6 +129,7 @@ class NasEnvCore:
         self.done = False
         self.last_cached = False
         self._fresh: set[str] = set()  # rewards put_reward stored, not yet stepped on
+        self.seen: set[str] = set()  # networks rewarded in this trial (for revisit_reward)
 
     # ------------------------------------------------------------------ state
     @property
@@ -138,13 +148,18 @@ class NasEnvCore:
         return observation(self.rows, self.s.space, self.s.max_layers)
 
     def state_dict(self) -> JSONDict:
-        return {"rows": [list(r) for r in self.rows], "p1": self.p1, "p2": self.p2,
-                "steps": self.steps, "done": self.done}
+        st: JSONDict = {"rows": [list(r) for r in self.rows], "p1": self.p1, "p2": self.p2,
+                        "steps": self.steps, "done": self.done}
+        if self.s.revisit_reward is not None:
+            st["seen"] = sorted(self.seen)
+        return st
 
     def load_state_dict(self, st: JSONDict) -> None:
         self.rows = [tuple(int(v) for v in r) for r in st["rows"]]  # type: ignore[misc]
         self.p1, self.p2 = int(st["p1"]), int(st["p2"])
         self.steps, self.done = int(st["steps"]), bool(st["done"])
+        seen = st.get("seen", [])
+        self.seen = {str(k) for k in seen} if isinstance(seen, list) else set()
 
     @property
     def current(self) -> int:
@@ -273,13 +288,22 @@ class NasEnvCore:
                 terminated = (not ok) or len(self.rows) >= self.s.max_layers
         truncated = not terminated and self.steps >= self.s.max_steps
         self.done = terminated or truncated
+        key = nsc_hash(layer_rows(self.rows))
+        base, revisit = float(reward), False
+        if self.s.revisit_reward is not None and ok:
+            revisit = key in self.seen
+            self.seen.add(key)
+            if revisit:
+                reward = self.s.revisit_reward
         info = {
             "action_mask": self.action_mask() if not self.done else np.ones(self.n_actions,
                                                                             dtype=np.int8),
             "nsc": [list(r) for r in self.rows],
-            "nsc_hash": nsc_hash(layer_rows(self.rows)),
+            "nsc_hash": key,
             "action": a.label,
             "valid": ok,
+            "base_reward": base,
+            "revisit": revisit,
         }
         self.last_cached = cached  # not in info: a replayed step must give the same info
         return StepOutcome(self.observe(), float(reward), terminated, truncated, info)

@@ -102,8 +102,11 @@ class _Kill(Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_after_interruption_loses_and_repeats_no_step(tmp_path: Path) -> None:
-    cfg = _cfg(26, n_steps=4)
+@pytest.mark.parametrize("extra", [{}, {"revisit_reward": 0.0}])
+def test_resume_after_interruption_loses_and_repeats_no_step(
+    tmp_path: Path, extra: dict[str, Any]
+) -> None:
+    cfg = _cfg(26, n_steps=4, **extra)
     search(cfg, run_dir=tmp_path / "ref")
     for at in (7, 15):  # mid-rollout, then across the task boundary (13)
         with pytest.raises(KeyboardInterrupt):
@@ -111,6 +114,20 @@ def test_resume_after_interruption_loses_and_repeats_no_step(tmp_path: Path) -> 
         assert len(_rewards(tmp_path / "cut")) == at
     search(cfg, run_dir=tmp_path / "cut", resume=True)
     assert _rewards(tmp_path / "cut") == _rewards(tmp_path / "ref")
+
+
+def test_revisit_reward_shapes_the_reward_not_the_recorded_accuracy(tmp_path: Path) -> None:
+    run = search(_cfg(40, revisit_reward=0.0), run_dir=tmp_path / "r")
+    seen: dict[str | None, set[str]] = {}
+    revisits = 0
+    for r in run.trials:
+        m = r.result.metrics
+        assert r.val_acc == m["base_reward"]  # the network's accuracy, as the seed records it
+        again = m["nsc_hash"] in seen.setdefault(r.task, set())
+        seen[r.task].add(m["nsc_hash"])
+        assert m["reward"] == (0.0 if again else m["base_reward"])
+        revisits += again
+    assert revisits > 0  # 40 steps over two tasks of the toy reward do rebuild networks
 
 
 def test_bad_input_is_a_config_error(tmp_path: Path) -> None:

@@ -80,6 +80,10 @@ class MetaA2CParams(BaseModel):
     preset: Literal["default", "reference"] = "default"
     sigma: float | None = Field(default=None, ge=0, le=1, description="pointer discount")
     max_steps: int | None = Field(default=None, ge=1)
+    revisit_reward: float | None = Field(
+        default=None, description="reward of a step whose network was already rewarded in "
+        "this task's trial (0: only new networks pay); default: the network's accuracy, as the "
+        "seed")
     max_layers: int | None = Field(default=None, ge=1, le=10,
                                    description="layers per network (10; a table's depth)")
     steps_per_task: list[int] | None = Field(
@@ -158,7 +162,8 @@ class MetaA2C(Strategy):
         super().__init__(seed=seed)
         self.p = MetaA2CParams(**params)
         self.settings = EnvSettings.of(self.p.space, self.p.preset, sigma=self.p.sigma,
-                                       max_steps=self.p.max_steps, max_layers=self.p.max_layers)
+                                       max_steps=self.p.max_steps, max_layers=self.p.max_layers,
+                                       revisit_reward=self.p.revisit_reward)
         self._table: TableReward | None = None
         if self.p.reward.kind == "table":
             if self.p.reward.table is None:
@@ -309,10 +314,11 @@ class MetaA2C(Strategy):
                 derive_seed(self.seed, "step", st["t"]),
                 Result(
                     status="complete" if out.info["valid"] else "failed",
-                    val_acc=out.reward if out.info["valid"] else math.nan,
+                    val_acc=out.info["base_reward"] if out.info["valid"] else math.nan,
                     train_seconds=time.perf_counter() - t0,
                     error=None if out.info["valid"] else "invalid network or pointer",
-                    metrics={"reward": out.reward, "action": out.info["action"],
+                    metrics={"reward": out.reward, "base_reward": out.info["base_reward"],
+                             "action": out.info["action"],
                              "episode": st["episode"], "episode_step": st["ep_step"],
                              "nsc_hash": nsc_hash(rows), "cached": env.last_cached,
                              "split": self.settings.reward_split},
@@ -429,10 +435,11 @@ class MetaA2C(Strategy):
                     num, Architecture(tuple(v for r in rows for v in r)),
                     derive_seed(self.seed, "step", num),
                     Result(status="complete" if out.info["valid"] else "failed",
-                           val_acc=out.reward if out.info["valid"] else math.nan,
+                           val_acc=out.info["base_reward"] if out.info["valid"] else math.nan,
                            train_seconds=per_step,
                            error=None if out.info["valid"] else "invalid network or pointer",
-                           metrics={"reward": out.reward, "action": out.info["action"],
+                           metrics={"reward": out.reward, "base_reward": out.info["base_reward"],
+                                    "action": out.info["action"],
                                     "episode": st["ep_id"][i], "episode_step": st["ep_step"][i],
                                     "nsc_hash": nsc_hash(rows), "cached": e.last_cached,
                                     "split": self.settings.reward_split, "env": i}),
