@@ -353,12 +353,13 @@ def live(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------- report
-METHODS = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0", "a2c_scratch",
+METHODS = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0", "frozen_meta_r5_rv0", "a2c_scratch",
            "a2c_scratch_rv0", "dqn", "random")
-FROZEN = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0")
+FROZEN = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0", "frozen_meta_r5_rv0")
 LABELS = {"frozen_meta": "meta-A2C, frozen (meta-trained on 3 tables, one pass)",
           "frozen_meta_r5": "meta-A2C, frozen (meta-trained on 3 tables, 5 passes)",
-          "frozen_meta_rv0": "meta-A2C, frozen, `revisit_reward: 0` (meta-trained so, one pass)",
+          "frozen_meta_rv0": "meta-A2C, frozen, `revisit_reward: 0` (trained so, one pass)",
+          "frozen_meta_r5_rv0": "meta-A2C, frozen, `revisit_reward: 0` (trained so, 5 passes)",
           "a2c_scratch": "A2C-LSTM from scratch",
           "a2c_scratch_rv0": "A2C-LSTM from scratch, `revisit_reward: 0`",
           "dqn": "SB3 DQN from scratch", "random": "random search"}
