@@ -209,6 +209,10 @@ def _run_rewards(run_dir: Path) -> list[tuple[str | None, float]]:
             for r in Run(run_dir).trials]
 
 
+def _suffix(revisit: float | None) -> str:
+    return "" if revisit is None else f"_rv{revisit:g}"
+
+
 def run_a2c(table_path: Path, table: TableReward, task_name: str, steps: int, seed: int,
             work: Path, policy: Path | None = None, revisit: float | None = None
             ) -> list[float]:
@@ -222,10 +226,6 @@ def run_a2c(table_path: Path, table: TableReward, task_name: str, steps: int, se
     rs = [r for _, r in _run_rewards(rdir)]
     shutil.rmtree(rdir, ignore_errors=True)
     return rs
-
-
-def _suffix(revisit: float | None) -> str:
-    return "" if revisit is None else f"_rv{revisit:g}"
 
 
 def meta_train(table_path: Path, table: TableReward, steps_per_task: int, seed: int,

@@ -36,7 +36,7 @@ from torch import nn
 from nasforge.data.base import Task
 from nasforge.engine.final import FinalReport, build_report
 from nasforge.envs.core import EnvSettings, NasEnvCore
-from nasforge.envs.nsc import Row, actions_of, layer_rows, nsc_hash, observation
+from nasforge.envs.nsc import Row, actions_of, layer_rows, observation
 from nasforge.envs.rewards import RewardCache, RewardFn, TableReward, ToyReward, TrainReward
 from nasforge.evaluators.base import Result
 from nasforge.exceptions import ConfigError, InvalidArchitecture
@@ -320,7 +320,7 @@ class MetaA2C(Strategy):
                     metrics={"reward": out.reward, "base_reward": out.info["base_reward"],
                              "action": out.info["action"],
                              "episode": st["episode"], "episode_step": st["ep_step"],
-                             "nsc_hash": nsc_hash(rows), "cached": env.last_cached,
+                             "nsc_hash": out.info["nsc_hash"], "cached": env.last_cached,
                              "split": self.settings.reward_split},
                 ),
                 finished_at=time.time(),
@@ -441,7 +441,7 @@ class MetaA2C(Strategy):
                            metrics={"reward": out.reward, "base_reward": out.info["base_reward"],
                                     "action": out.info["action"],
                                     "episode": st["ep_id"][i], "episode_step": st["ep_step"][i],
-                                    "nsc_hash": nsc_hash(rows), "cached": e.last_cached,
+                                    "nsc_hash": out.info["nsc_hash"], "cached": e.last_cached,
                                     "split": self.settings.reward_split, "env": i}),
                     finished_at=time.time(), task=tid))
                 entry["r"].append(out.reward)
