@@ -31,6 +31,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "random": {"name": "random", "batch_size": 1},
     "evolution": {"name": "evolution"},
     "tpe": {"name": "tpe"},
+    "tpe_norep": {"name": "tpe", "avoid_repeats": False},
     "bo_evolution": {"name": "bo_evolution"},
     "reinforce": {"name": "reinforce"},
 }
@@ -150,6 +151,10 @@ def main() -> None:
     ap.add_argument("--optuna-sqlite", action="store_true",
                     help="Optuna comparison: also time Optuna with its own SQLite storage "
                     "(RDBStorage on a file), the durable counterpart of a file store")
+    ap.add_argument("--tpe-variant", default="tpe",
+                    choices=[k for k in STRATEGIES if k.startswith("tpe")],
+                    help="Optuna comparison: the nasforge strategy timed against it "
+                    "(tpe_norep: avoid_repeats false)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     on_disk = args.store == "file"
@@ -187,7 +192,7 @@ def main() -> None:
             sqlite_ms: list[float] = []
             for _ in range(args.repeats):  # paired, alternating, so drifting load hits both
                 o = time_optuna(b, args.seed)["ms_per_trial"]
-                ours = time_strategy(STRATEGIES["tpe"], b, args.seed, on_disk)
+                ours = time_strategy(STRATEGIES[args.tpe_variant], b, args.seed, on_disk)
                 pairs.append((o, ours["ask_ms"] + ours["tell_ms"], ours["store_ms"]))
                 if args.optuna_sqlite:
                     with tempfile.TemporaryDirectory(prefix="nfov") as tmp:

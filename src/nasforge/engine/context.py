@@ -77,6 +77,8 @@ class SearchContext:
     _best_loaded: bool = field(default=False, init=False, repr=False)
     _depth: int = field(default=0, init=False, repr=False)
     _deferred: list[Record] = field(default_factory=list, init=False, repr=False)
+    _end: int | None = field(default=None, init=False, repr=False)
+    """One past the highest stored trial number (None: read it from the store when needed)."""
 
     @property
     def task_id(self) -> str | None:
@@ -97,6 +99,7 @@ class SearchContext:
             if self._depth == 1:  # rolled back: forget what it recorded
                 self._deferred.clear()
                 self._best_loaded = False
+                self._end = None
             raise
         finally:
             self._depth -= 1
@@ -109,6 +112,7 @@ class SearchContext:
         """Store a finished trial, keep :meth:`best` current and tell the callbacks: the one
         path every trial of every family takes into the run."""
         self.store.add_trial(rec)
+        self._end = max(self._stored_end(), rec.number + 1)
         best = self.best()
         if rec.ok and (best is None or rec.val_acc > best.val_acc):
             self._best = best = rec
@@ -169,6 +173,11 @@ class SearchContext:
     def count_trials(self) -> int:
         return self.store.count_trials()
 
+    def _stored_end(self) -> int:
+        if self._end is None:
+            self._end = self.store.end_number()
+        return self._end
+
     def find_complete(self, arch_id: str) -> Record | None:
         """The first complete stored trial of an architecture, if any."""
         return self.store.find_complete(arch_id)
@@ -202,7 +211,9 @@ class SearchContext:
         that would exceed it, and only that prefix is returned.
         """
         numbers = range(first, first + len(archs))
-        done = {r.number: r for r in self.store.trials(numbers)}
+        # (a resumed batch may be partly stored; a new one is not: skip the query)
+        stored = self.store.trials(numbers) if first < self._stored_end() else []
+        done = {r.number: r for r in stored}
         todo: list[int] = []
         copies: dict[int, int] = {}  # trial number -> earlier trial number in this batch
         first_in_batch: dict[str, int] = {}

@@ -15,6 +15,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,8 +65,9 @@ class Architecture:
                 raise InvalidArchitecture(f"architecture token {t!r} is not a JSON scalar")
         return cls(tuple(obj))
 
-    @property
+    @cached_property
     def arch_id(self) -> str:
+        """A 16-hex-digit content hash of the tokens (computed once per object)."""
         return sha1_id(self.to_json())
 
     def __str__(self) -> str:

@@ -268,6 +268,11 @@ class SQLiteRunStore:
     def count_trials(self) -> int:
         return int(self._con.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
 
+    def end_number(self) -> int:
+        """One past the highest stored trial number (0 for an empty run)."""
+        row = self._con.execute("SELECT MAX(number) FROM trials").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
     def find_complete(self, arch_id: str) -> Record | None:
         """The first stored (non-cached) trial of this architecture, for the reward cache."""
         row = self._con.execute(

@@ -24,10 +24,13 @@ State without pickle: an asked trial stays open (running, which samplers ignore)
 result is told with ``study.tell`` (a failed evaluation without ``failed_value`` is told
 ``FAIL``). The study is not checkpointed: on resume it is rebuilt from the stored trials (their
 decisions and values, in order, through ``study.add_trial``; the pending batch's results are
-added the same way when told), and the sampler's random states
-(``numpy.random.RandomState`` objects found on the sampler and its sub-samplers) are restored
-from the checkpoint, so a resumed TPE search continues exactly. Samplers that keep state in the
-study's trial attributes (CmaEsSampler) resume with that state rebuilt from the trials only.
+added the same way when told). The sampler's random states (``numpy.random.RandomState``
+objects found on the sampler and its sub-samplers) are not checkpointed either: before every ask
+they are reseeded from the strategy seed and the ask count (``derive_seed(seed, "optuna",
+asks) + i``), so the checkpoint holds one integer and a resumed TPE search continues exactly
+(saving two Mersenne Twister states after every ask and tell was a third of the per-trial
+overhead). Samplers that keep state in the study's trial attributes (CmaEsSampler) resume with
+that state rebuilt from the trials only.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ class OptunaTPE(AskTellStrategy):
 
     name: ClassVar[str] = "tpe"
     Params: ClassVar[type[BaseModel]] = TPEParams
-    history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists", "_open")
+    history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists", "_open", "_rngs")
 
     def __init__(self, *, seed: int = 0, **params: Any) -> None:
         super().__init__(seed=seed, **params)
@@ -121,7 +124,8 @@ class OptunaTPE(AskTellStrategy):
         self._open: list[Any] = []  # their open optuna trials (none after a resume)
         self.rejected = 0
         self.repeats_avoided = 0
-        self.sampler_rng: list[Any] = []  # the sampler's random states (restored on resume)
+        self.asks = 0  # ask calls so far: the sampler's random states are reseeded from it
+        self._rngs: list[Any] = []  # the sampler's random states (found once per study)
         self.asked_ids: set[str] = set()
         self._dists: dict[tuple[int, int], Any] = {}
         make_sampler(p.sampler, self.sampler_kwargs, 0)  # bad names fail at construction
@@ -137,10 +141,13 @@ class OptunaTPE(AskTellStrategy):
         sampler = make_sampler(
             self.sampler_name, self.sampler_kwargs, derive_seed(self.seed, "optuna")
         )
-        return optuna.create_study(direction="maximize", sampler=sampler)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        self._rngs = self._random_states(study.sampler)
+        return study
 
     # ------------------------------------------------------------ state
-    def _random_states(self) -> list[Any]:
+    @staticmethod
+    def _random_states(sampler: Any) -> list[Any]:
         """The numpy RandomState objects of the sampler and its sub-samplers, in a fixed order."""
         import numpy as np
 
@@ -163,22 +170,19 @@ class OptunaTPE(AskTellStrategy):
             for key in sorted(attrs):
                 walk(attrs[key], depth + 1)
 
-        walk(self.study.sampler, 0)
+        walk(sampler, 0)
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        if self.study is not None:
-            self.sampler_rng = [rs.get_state(legacy=False) for rs in self._random_states()]
-        return super().state_dict()
+    def _reseed(self) -> None:
+        """Seed the sampler's random states for ask number ``asks`` (resume-exact, no state)."""
+        base = derive_seed(self.seed, "optuna", self.asks)
+        for i, rs in enumerate(self._rngs):
+            rs.seed(base + i)
+        self.asks += 1
 
     def rebuild(self, told: list[Record], pending: list[Architecture]) -> None:
         assert self.space is not None
         self.study = self._new_study()
-        states = self._random_states()
-        if len(states) != len(self.sampler_rng):
-            raise ConfigError("tpe: the stored sampler state does not fit this sampler")
-        for rs, st in zip(states, self.sampler_rng):
-            rs.set_state(st)
         self.asked_ids = {r.arch_id for r in told} | {a.arch_id for a in pending}
         self._add_results([self.space.encode(r.arch) for r in told], told)
 
@@ -248,6 +252,7 @@ class OptunaTPE(AskTellStrategy):
         if self.study is None:
             self.study = self._new_study()
         assert self.space is not None
+        self._reseed()
         proposals = [self._propose() for _ in range(n)]
         self.pending = [p for p, _ in proposals]
         self._open = [t for _, t in proposals]
