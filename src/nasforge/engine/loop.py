@@ -33,7 +33,10 @@ The pick: with ``reeval_share`` > 0 the last share of the budget re-evaluates th
 ``reeval_top`` best candidates (by the strategy's model estimate where it has one, else their
 mean observation) round-robin with fresh seeds, and the pick is the best mean; a share that
 gives fewer re-evaluations than ``reeval_top`` (a short run) goes to the search instead.
-Without it, model-based strategies (:meth:`AskTellStrategy.estimate`) pick by their estimate
+Once the phase has begun, the search is over: resuming the run with a larger budget spends the
+extra trials on re-evaluating the same candidates (a warning says so), so such a run differs
+from one started with the larger budget. Without it, model-based strategies
+(:meth:`AskTellStrategy.estimate`) pick by their estimate
 and the others by the best mean observation. The pick and how it was made are stored in
 ``meta.pick``.
 """
@@ -124,6 +127,8 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
         cut = pending[0] if pending is not None else math.inf
         strategy.rebuild([r for r in records if r.number < cut], pending[1] if pending else [])
     phase = ctx.load_state("reeval_plan")
+    if phase is not None:
+        _warn_if_grown(_state.loads(phase, "re-evaluation plan"), ctx)
     extra = 0 if strategy.reeval_share <= 0 else max(1, round(strategy.reeval_share * ctx.budget))
     if 0 < extra < strategy.reeval_top and phase is None:
         # fewer re-evaluations than candidates: one more draw for some of them says little,
@@ -202,6 +207,18 @@ def _ranked(
     order = sorted(range(len(ids)), key=lambda i: (-scores[i], obs[ids[i]][0].number))
     return [ids[i] for i in order], scores[order], how
 
+def _warn_if_grown(doc: Any, ctx: SearchContext) -> None:
+    """A resumed run whose re-evaluation phase has begun, with a larger budget than then."""
+    old = doc.get("budget") if isinstance(doc, dict) else None
+    if isinstance(old, int) and ctx.budget > old:
+        _logger.warning(
+            "the re-evaluation phase of this run began at trial %s under budget %d: the search "
+            "is over, so the %d more trials of budget %d re-evaluate the same %d candidates "
+            "(start a new run for a longer search)", doc.get("first"), old, ctx.budget - old,
+            ctx.budget, len(doc.get("archs") or []),
+        )
+
+
 def _reeval_phase(strategy: AskTell, ctx: SearchContext, plan: bytes | None, left: int) -> None:
     """Spend ``left`` evaluations on the top candidates, round-robin, with fresh seeds."""
     doc: dict[str, Any]
@@ -210,7 +227,7 @@ def _reeval_phase(strategy: AskTell, ctx: SearchContext, plan: bytes | None, lef
         ids, _, how = _ranked(strategy, obs)
         top = ids[: strategy.reeval_top]  # run_ask_tell gives the phase >= reeval_top draws
         doc = {"archs": [obs[k][0].arch.to_json() for k in top], "ranked_by": how,
-               "first": ctx.count_trials()}
+               "first": ctx.count_trials(), "budget": ctx.budget}
         with ctx.transaction():
             ctx.save_state("reeval_plan", _state.dumps(doc))
     else:

