@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel
 
 from nasforge.config import build_component
+from nasforge.exceptions import DataError
 from nasforge.registry import Registry
 from nasforge.spaces.base import JSONDict, sha1_id
 
@@ -152,6 +153,8 @@ def split_arrays(
     standard deviation of the training split only.
     """
     n = len(y)
+    if len(x) != n:
+        raise DataError(f"{name}: {len(x)} feature rows but {n} labels; every row needs one label")
     if kind == "regression":
         stratify = False
     f_train, f_val = fractions

@@ -432,18 +432,23 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except DataError:
         raise
     except (ValueError, OSError) as err:
-        raise DataError(
-            f"cannot read data file {str(path)!r}: {str(err).splitlines()[0]}"
-        ) from None
+        raise _numpy_error(path, err) from None
+
+
+def _numpy_error(path: Path, err: Exception) -> DataError:
+    """One line for a file numpy cannot read (neither .npy nor .npz; numpy would fall back to
+    unpickling it, which is refused)."""
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "pickle" in msg:
+        msg = "not a numpy .npy / .npz file of plain arrays (pickled data is refused)"
+    return DataError(f"cannot read data file {str(path)!r}: {msg}")
 
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.asarray(np.load(path, allow_pickle=False))
     except (ValueError, OSError) as err:
-        raise DataError(
-            f"cannot read data file {str(path)!r}: {str(err).splitlines()[0]}"
-        ) from None
+        raise _numpy_error(path, err) from None
 
 
 def _read_npy(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:

@@ -73,7 +73,7 @@ class EpisodeSampler:
         if len(self.classes) < n_way:
             raise DataError(
                 f"n_way={n_way} exceeds the {len(self.classes)} classes of the meta-{name} split; "
-                f"allowed: 1..{len(self.classes)}")
+                f"allowed: 2..{len(self.classes)}")
         need = k_shot + q_query
         fewest = min(len(v) for v in self.by_class.values())
         if fewest < need:

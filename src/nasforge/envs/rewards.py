@@ -20,7 +20,15 @@ import torch
 from torch import nn
 
 from nasforge.data.base import Split, Task
-from nasforge.envs.nsc import CHAIN_ACTIONS, NSCNet, Padding, Row, nsc_hash, shapes
+from nasforge.envs.nsc import (
+    CHAIN_ACTIONS,
+    MULTIBRANCH_ACTIONS,
+    NSCNet,
+    Padding,
+    Row,
+    nsc_hash,
+    shapes,
+)
 from nasforge.evaluators.fit import accuracy, train_epoch
 from nasforge.exceptions import ConfigError, InvalidArchitecture
 
@@ -111,6 +119,12 @@ class ToyReward:
     minus ``0.05`` per extra layer, in [0, 1]. The best sequence is ``target`` then terminal."""
 
     def __init__(self, target: Sequence[str] = ("conv3", "maxpool2", "conv5")) -> None:
+        allowed = [a.label for a in MULTIBRANCH_ACTIONS if a.kind == "layer"]
+        bad = [t for t in target if t not in allowed]
+        if not target or bad:
+            raise ConfigError(f"toy reward target {list(target)}: "
+                              + (f"unknown layer label(s) {bad}" if bad else "empty")
+                              + f"; allowed: {', '.join(allowed)}")
         self.target = tuple(target)
         self.protocol = json.dumps({"fn": "toy", "target": list(self.target)})
 
@@ -164,8 +178,9 @@ class TableReward:
         p = Path(path)
         try:
             doc = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"reward table {str(path)!r} cannot be read: {e}") from None
+        except (OSError, ValueError) as e:  # (JSON and UTF-8 decoding errors included)
+            raise ConfigError(f"reward table {str(path)!r} cannot be read: "
+                              f"{type(e).__name__}: not a JSON reward table") from None
         if not isinstance(doc, dict) or doc.get("format") != TABLE_FORMAT:
             raise ConfigError(f"reward table {str(path)!r} is not a {TABLE_FORMAT} file")
         self.path = p
@@ -203,14 +218,22 @@ class RewardCache:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = None if path is None else Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(":memory:" if self.path is None else str(self.path),
-                                   check_same_thread=False)
-        # a lost last entry after a crash only costs a retraining: no fsync per reward
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS rewards (task TEXT, nsc TEXT, protocol TEXT, "
-            "reward REAL, ok INTEGER, PRIMARY KEY (task, nsc, protocol))")
-        self._db.commit()
+        if self.path is not None and self.path.is_dir():
+            raise ConfigError(f"reward cache {str(self.path)!r} is a folder; the cache "
+                              "(strategy.cache) is an sqlite file, created if missing")
+        try:
+            self._db = sqlite3.connect(":memory:" if self.path is None else str(self.path),
+                                       check_same_thread=False)
+            # a lost last entry after a crash only costs a retraining: no fsync per reward
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS rewards (task TEXT, nsc TEXT, protocol TEXT, "
+                "reward REAL, ok INTEGER, PRIMARY KEY (task, nsc, protocol))")
+            self._db.commit()
+        except sqlite3.Error as err:
+            raise ConfigError(f"reward cache {str(self.path)!r} cannot be used ({err}); the "
+                              "cache (strategy.cache) is an sqlite file, created if "
+                              "missing") from None
         self.hits = 0
         self.misses = 0
 

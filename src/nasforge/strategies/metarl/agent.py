@@ -129,13 +129,34 @@ def _load_bytes(blob: bytes) -> dict[str, Any]:
 def load_policy(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, meta)`` of a saved policy: a run directory or its ``policy.pt``."""
     p = Path(path)
+    need = f"a meta_a2c run directory or its {POLICY_FILE}, with {POLICY_META} beside it"
+    if not p.exists():
+        raise ConfigError(f"policy {str(path)!r} not found ({need})")
     if p.is_dir():
         p = p / POLICY_FILE
+        if not p.is_file():
+            raise ConfigError(f"policy {str(path)!r} is not a meta_a2c run: no {POLICY_FILE} "
+                              f"in it ({need})")
     meta_p = p.with_name(POLICY_META)
-    if not p.is_file() or not meta_p.is_file():
-        raise ConfigError(f"policy {str(path)!r} not found (need {POLICY_FILE} and "
-                          f"{POLICY_META}: a meta_a2c run directory or its {POLICY_FILE})")
-    return torch.load(p, weights_only=True), json.loads(meta_p.read_text())
+    if not meta_p.is_file():
+        raise ConfigError(f"policy {str(path)!r} is not a saved policy: no {POLICY_META} next "
+                          f"to {p.name} ({need})")
+    try:
+        meta = json.loads(meta_p.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"policy metadata {str(meta_p)!r} cannot be read "
+                          f"({type(e).__name__}: not the JSON that meta_a2c writes)") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"policy metadata {str(meta_p)!r} is not a JSON object")
+    try:
+        state = torch.load(p, weights_only=True)
+    except Exception as e:  # torch raises several types for a damaged or foreign file
+        raise ConfigError(f"policy file {str(p)!r} is damaged or holds objects other than "
+                          f"tensors, and was refused without running it "
+                          f"({type(e).__name__})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"policy file {str(p)!r} does not hold a policy's weights")
+    return state, meta
 
 
 def _child_reward(shared: tuple[RewardFn, Task], job: tuple[tuple[Row, ...], int]
