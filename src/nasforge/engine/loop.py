@@ -126,9 +126,10 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
         strategy.load_state_dict(state)
         cut = pending[0] if pending is not None else math.inf
         strategy.rebuild([r for r in records if r.number < cut], pending[1] if pending else [])
-    phase = ctx.load_state("reeval_plan")
+    raw_plan = ctx.load_state("reeval_plan")
+    phase = None if raw_plan is None else _state.loads(raw_plan, "re-evaluation plan")
     if phase is not None:
-        _warn_if_grown(_state.loads(phase, "re-evaluation plan"), ctx)
+        _warn_if_grown(phase, ctx)
     extra = 0 if strategy.reeval_share <= 0 else max(1, round(strategy.reeval_share * ctx.budget))
     if 0 < extra < strategy.reeval_top and phase is None:
         # fewer re-evaluations than candidates: one more draw for some of them says little,
@@ -219,8 +220,9 @@ def _warn_if_grown(doc: Any, ctx: SearchContext) -> None:
         )
 
 
-def _reeval_phase(strategy: AskTell, ctx: SearchContext, plan: bytes | None, left: int) -> None:
-    """Spend ``left`` evaluations on the top candidates, round-robin, with fresh seeds."""
+def _reeval_phase(strategy: AskTell, ctx: SearchContext, plan: Any, left: int) -> None:
+    """Spend ``left`` evaluations on the top candidates, round-robin, with fresh seeds;
+    ``plan``: the stored (decoded) plan of a resumed phase, or None to make it."""
     doc: dict[str, Any]
     if plan is None:
         obs = _observations(ctx)
@@ -231,7 +233,7 @@ def _reeval_phase(strategy: AskTell, ctx: SearchContext, plan: bytes | None, lef
         with ctx.transaction():
             ctx.save_state("reeval_plan", _state.dumps(doc))
     else:
-        doc = _state.loads(plan, "re-evaluation plan")
+        doc = plan
     archs = [Architecture.from_json(a) for a in doc["archs"]]
     if not archs or left <= 0:
         return

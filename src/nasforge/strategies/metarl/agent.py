@@ -43,6 +43,7 @@ from nasforge.exceptions import ConfigError, InvalidArchitecture
 from nasforge.logging import get_logger
 from nasforge.rl import A2CSettings, MaskedCategorical, RecurrentActorCritic, a2c_update
 from nasforge.rl.returns import n_step_returns
+from nasforge.safeload import load_checkpoint, state_dict_of
 from nasforge.seeding import derive_seed
 from nasforge.spaces.base import Architecture, SearchSpace
 from nasforge.storage.base import Record
@@ -148,15 +149,8 @@ def load_policy(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, An
                           f"({type(e).__name__}: not the JSON that meta_a2c writes)") from None
     if not isinstance(meta, dict):
         raise ConfigError(f"policy metadata {str(meta_p)!r} is not a JSON object")
-    try:
-        state = torch.load(p, weights_only=True)
-    except Exception as e:  # torch raises several types for a damaged or foreign file
-        raise ConfigError(f"policy file {str(p)!r} is damaged or holds objects other than "
-                          f"tensors, and was refused without running it "
-                          f"({type(e).__name__})") from None
-    if not isinstance(state, dict):
-        raise ConfigError(f"policy file {str(p)!r} does not hold a policy's weights")
-    return state, meta
+    what = f"policy file {str(p)!r}"
+    return state_dict_of(load_checkpoint(p, what=what), what), meta
 
 
 def _child_reward(shared: tuple[RewardFn, Task], job: tuple[tuple[Row, ...], int]
