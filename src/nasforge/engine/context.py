@@ -108,10 +108,11 @@ class SearchContext:
             for rec in done:
                 self._notify(rec)
 
-    def record_trial(self, rec: Record) -> None:
+    def record_trial(self, rec: Record) -> Record:
         """Store a finished trial, keep :meth:`best` current and tell the callbacks: the one
-        path every trial of every family takes into the run."""
-        self.store.add_trial(rec)
+        path every trial of every family takes into the run. Returns the trial as stored (as
+        :meth:`records` reads it back)."""
+        rec = self.store.add_trial(rec)
         self._end = max(self._stored_end(), rec.number + 1)
         best = self.best()
         if rec.ok and (best is None or rec.val_acc > best.val_acc):
@@ -129,6 +130,7 @@ class SearchContext:
             self._deferred.append(rec)
         else:
             self._notify(rec)
+        return rec
 
     def _notify(self, rec: Record) -> None:
         for cb in self.callbacks:
@@ -214,6 +216,7 @@ class SearchContext:
         # (a resumed batch may be partly stored; a new one is not: skip the query)
         stored = self.store.trials(numbers) if first < self._stored_end() else []
         done = {r.number: r for r in stored}
+        out = dict(done)  # trial number -> the record as stored
         todo: list[int] = []
         copies: dict[int, int] = {}  # trial number -> earlier trial number in this batch
         first_in_batch: dict[str, int] = {}
@@ -226,7 +229,7 @@ class SearchContext:
             if not self.reevaluate:
                 hit = self.store.find_complete(arch.arch_id)
                 if hit is not None and hit.number < first:
-                    self.record_trial(self._cached(n, arch, hit))
+                    out[n] = self.record_trial(self._cached(n, arch, hit))
                     continue
                 if arch.arch_id in first_in_batch:
                     copies[n] = first_in_batch[arch.arch_id]
@@ -244,16 +247,15 @@ class SearchContext:
                 self.executor, self.evaluator, [archs[n - first] for n in todo], seeds
             ):
                 n = todo[i]
-                self.record_trial(
+                out[n] = self.record_trial(
                     Record(n, archs[n - first], seeds[i], result, finished_at=time.time(),
                            task=self.task_id)
                 )
         for n, src in sorted(copies.items()):
             if n in done or n >= first + end:
                 continue
-            source = self.store.trials(range(src, src + 1))[0]
-            self.record_trial(self._cached(n, archs[n - first], source))
-        return self.store.trials(range(first, first + end))
+            out[n] = self.record_trial(self._cached(n, archs[n - first], out[src]))
+        return [out[n] for n in range(first, first + end)]
 
     def _cached(self, number: int, arch: Architecture, source: Record) -> Record:
         result = replace(source.result, train_seconds=0.0)

@@ -29,8 +29,11 @@ Token = int | float | str | bool
 JSONDict = dict[str, Any]
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # (built once)
+
+
 def canonical_json(obj: object) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(obj)
 
 
 def sha1_id(obj: object, n: int = 16) -> str:
@@ -113,6 +116,12 @@ class SearchSpace(ABC):
         """Boolean mask over ``options(len(prefix))``; all allowed by default."""
         return np.ones(len(self.options(len(prefix))), dtype=bool)
 
+    @property
+    def masked(self) -> bool:
+        """Whether some decision forbids options (the space overrides :meth:`allowed`); an
+        unmasked space lets callers skip the mask checks."""
+        return type(self).allowed is not SearchSpace.allowed
+
     def is_complete(self, prefix: Sequence[int]) -> bool:
         return len(prefix) >= self.max_steps()
 
@@ -128,7 +137,7 @@ class SearchSpace(ABC):
     def validate(self, arch: Architecture) -> Architecture:
         """Return ``arch`` if it fits this space, else raise :class:`InvalidArchitecture`."""
         indices = self.encode(arch)  # raises on unknown tokens
-        for t in range(len(indices)):
+        for t in range(len(indices) if self.masked else 0):
             mask = self.allowed(indices[:t])
             if not mask[indices[t]]:
                 value = self.options(t)[indices[t]]

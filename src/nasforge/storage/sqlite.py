@@ -196,31 +196,37 @@ class SQLiteRunStore:
         return default if row is None else json.loads(row[0])
 
     # ---------------------------------------------------------------- trials
-    def add_trial(self, rec: Record) -> None:
+    def add_trial(self, rec: Record) -> Record:
+        """Store ``rec``; return it as :meth:`trials` will read it back (decoded from the row
+        written, so a caller that keeps it sees what a resumed run sees, without a query)."""
         r = rec.result
+        row = (
+            rec.number,
+            rec.arch_id,
+            json.dumps(rec.arch.to_json()),
+            r.status,
+            None if math.isnan(r.val_acc) else r.val_acc,
+            r.params,
+            r.train_seconds,
+            r.epochs,
+            rec.seed,
+            r.error,
+            json.dumps(r.metrics),
+            rec.cached_from,
+            rec.finished_at or time.time(),
+            rec.task,
+        )
         self._con.execute(
             "INSERT INTO trials (number, arch_id, arch, status, val_acc, params, train_seconds,"
             " epochs, seed, error, metrics, cached_from, finished_at, task)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                rec.number,
-                rec.arch_id,
-                json.dumps(rec.arch.to_json()),
-                r.status,
-                None if math.isnan(r.val_acc) else r.val_acc,
-                r.params,
-                r.train_seconds,
-                r.epochs,
-                rec.seed,
-                r.error,
-                json.dumps(r.metrics),
-                rec.cached_from,
-                rec.finished_at or time.time(),
-                rec.task,
-            ),
+            row,
         )
+        return self._row_to_record(row, rec.arch)  # (an architecture round-trips its JSON)
 
-    def _row_to_record(self, row: tuple[Any, ...]) -> Record:
+    def _row_to_record(
+        self, row: tuple[Any, ...], arch_value: Architecture | None = None
+    ) -> Record:
         (
             number,
             _aid,
@@ -248,7 +254,7 @@ class SQLiteRunStore:
         )
         return Record(
             number=int(number),
-            arch=Architecture.from_json(json.loads(arch)),
+            arch=Architecture.from_json(json.loads(arch)) if arch_value is None else arch_value,
             seed=int(seed),
             result=result,
             cached_from=cached_from,

@@ -60,6 +60,17 @@ def _array(a: np.ndarray) -> dict[str, Any]:
 
 
 def _enc(v: Any) -> Any:
+    t = type(v)  # (exact types first: a checkpoint is mostly these, encoded once per ask)
+    if t is str or t is int or t is bool or v is None:
+        return v
+    if t is list:
+        return [_enc(x) for x in v]
+    if t is dict and "__t" not in v and all(type(k) is str for k in v):
+        return {k: _enc(x) for k, x in v.items()}
+    return _enc_other(v)
+
+
+def _enc_other(v: Any) -> Any:
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int) and not isinstance(v, np.integer):
@@ -164,9 +175,12 @@ def _dec(v: Any) -> Any:
     raise StateError(f"tag {tag!r}")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # (built once, not per call)
+
+
 def dumps(value: Any) -> bytes:
     """Encode ``value`` (raises TypeError for a type the codec does not know)."""
-    return MAGIC + json.dumps(_enc(value), separators=(",", ":"), allow_nan=False).encode()
+    return MAGIC + _ENCODER.encode(_enc(value)).encode()
 
 
 def loads(blob: bytes, what: str = "strategy state") -> Any:

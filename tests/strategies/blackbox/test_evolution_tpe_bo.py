@@ -72,6 +72,22 @@ def test_optuna_samplers_plug_in_and_bad_names_fail_early() -> None:
         OptunaTPE(sampler="TPESampler", sampler_kwargs={"bogus": 1})
 
 
+def test_tpe_replaced_repeats_leave_one_study_trial_per_evaluation() -> None:
+    """On a tiny space TPE repeats itself often; each replacement rewrites its open trial, so
+    the study holds exactly the evaluated architectures with their values (no failed trial)."""
+    import optuna
+
+    table = ToyTable(3, 3, seed=1)
+    space = toy_space(3, 3)
+    strat = OptunaTPE(seed=0)
+    recs = run_in_memory(strat, space, ToyTableEvaluator(table), seed=0, budget=20)
+    assert strat.repeats_avoided > 0 and len({r.arch_id for r in recs}) == 20
+    trials = strat.study.trials
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    got = [(tuple(t.params[f"d{i}"] for i in range(3)), t.value) for t in trials]
+    assert got == [(tuple(space.encode(r.arch)), r.val_acc) for r in recs]
+
+
 def test_tpe_handles_masked_spaces() -> None:
     space = make_space({"name": "mlp", "max_len": 4})
 

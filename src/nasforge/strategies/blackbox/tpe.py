@@ -15,10 +15,12 @@ Decisions: optuna is imported lazily; a failed evaluation is left out (or told `
 if set). ``quiet`` lowers optuna's own logger to WARNING (optuna logs every trial at INFO).
 
 Repeats (``avoid_repeats``): a proposal equal to an architecture already asked in this search
-is told ``FAIL`` (samplers ignore it) and an unseen single mutation of it (else a random unseen
-architecture) is proposed instead, without a second sampler call: its result is added to the
-study when told. A repeat is accepted only when the space is spent (a noisy evaluator then
-evaluates it again).
+is replaced by an unseen single mutation of it (else a random unseen architecture), without a
+second sampler call: the open trial's decisions are rewritten to the replacement's (so the study
+holds one trial per evaluation, as a study rebuilt on resume does); where the replacement has a
+different number of decisions (a variable-length space), the trial is told ``FAIL`` (samplers
+ignore it) and the replacement's result is added to the study when told. A repeat is accepted
+only when the space is spent (a noisy evaluator then evaluates it again).
 
 State without pickle: an asked trial stays open (running, which samplers ignore) until its
 result is told with ``study.tell`` (a failed evaluation without ``failed_value`` is told
@@ -26,12 +28,12 @@ result is told with ``study.tell`` (a failed evaluation without ``failed_value``
 decisions and values, in order, through ``study.add_trial``; the pending batch's results are
 added the same way when told). The sampler's random states (``numpy.random.RandomState``
 objects found on the sampler and its sub-samplers) are not checkpointed either: before every ask
-they are reseeded from the strategy seed and the ask count (``derive_seed(seed, "optuna",
-asks) + i``), so the checkpoint holds one integer and a resumed TPE search continues exactly
-(saving two Mersenne Twister states after every ask and tell was a third of the per-trial
-overhead). What samplers keep in the study's system attributes (QMCSampler's position in its
-sequence) is small JSON, checkpointed and restored. Samplers that keep state in the trials'
-attributes (CmaEsSampler) resume with that state rebuilt from the trials only.
+they are reseeded from the strategy seed and the ask count (the key ``[derive_seed(seed,
+"optuna", "reseed"), asks, i]``), so the checkpoint holds one integer and a resumed TPE search
+continues exactly (saving two Mersenne Twister states after every ask and tell was a third of
+the per-trial overhead). What samplers keep in the study's system attributes (QMCSampler's
+position in its sequence) is small JSON, checkpointed and restored. Samplers that keep state in
+the trials' attributes (CmaEsSampler) resume with that state rebuilt from the trials only.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ class OptunaTPE(AskTellStrategy):
 
     name: ClassVar[str] = "tpe"
     Params: ClassVar[type[BaseModel]] = TPEParams
-    history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists", "_open", "_rngs")
+    history: ClassVar[tuple[str, ...]] = (
+        "study", "asked_ids", "_dists", "_open", "_rngs", "_root"
+    )
 
     def __init__(self, *, seed: int = 0, **params: Any) -> None:
         super().__init__(seed=seed, **params)
@@ -127,6 +131,7 @@ class OptunaTPE(AskTellStrategy):
         self.repeats_avoided = 0
         self.asks = 0  # ask calls so far: the sampler's random states are reseeded from it
         self._rngs: list[Any] = []  # the sampler's random states (found once per study)
+        self._root = derive_seed(seed, "optuna", "reseed")  # their seeds' key: (root, asks, i)
         self.study_attrs: dict[str, Any] = {}  # the study's system attributes (JSON values)
         self.asked_ids: set[str] = set()
         self._dists: dict[tuple[int, int], Any] = {}
@@ -177,9 +182,8 @@ class OptunaTPE(AskTellStrategy):
 
     def _reseed(self) -> None:
         """Seed the sampler's random states for ask number ``asks`` (resume-exact, no state)."""
-        base = derive_seed(self.seed, "optuna", self.asks)
-        for i, rs in enumerate(self._rngs):
-            rs.seed(base + i)
+        for i, rs in enumerate(self._rngs):  # (a key array: no seed derivation per ask)
+            rs.seed([self._root, self.asks, i])
         self.asks += 1
 
     def state_dict(self) -> dict[str, Any]:
@@ -210,12 +214,13 @@ class OptunaTPE(AskTellStrategy):
             )
         return d
 
-    def _propose(self) -> tuple[list[int], Any]:
+    def _propose(self) -> tuple[list[int], Any, Architecture]:
         import optuna
 
         assert self.space is not None
         space = self.space
         fail = optuna.trial.TrialState.FAIL
+        masked = space.masked
         attempt = 0
         while True:
             if attempt == self.max_rejects:  # repair: enqueue a random valid architecture
@@ -227,7 +232,7 @@ class OptunaTPE(AskTellStrategy):
             while not space.is_complete(prefix):
                 t = len(prefix)
                 i = int(trial.suggest_categorical(f"d{t}", list(range(len(space.options(t))))))
-                if not space.allowed(prefix)[i]:
+                if masked and not space.allowed(prefix)[i]:
                     ok = False
                     break
                 prefix.append(i)
@@ -251,13 +256,27 @@ class OptunaTPE(AskTellStrategy):
                 if other.arch_id in self.asked_ids:
                     other = sample_unseen(space, self.rng, self.asked_ids)
                 if other.arch_id in self.asked_ids:
-                    return prefix, trial  # the space is spent: accept the repeat
-                self.study.tell(trial, state=fail)
+                    return prefix, trial, arch  # the space is spent: accept the repeat
                 self.repeats_avoided += 1
                 self.asked_ids.add(other.arch_id)
-                return list(space.encode(other)), None
+                new = list(space.encode(other))
+                if len(new) == len(prefix):  # the open trial takes the replacement's decisions
+                    self._set_params(trial, prefix, new)
+                    return new, trial, other
+                self.study.tell(trial, state=fail)
+                return new, None, other
             self.asked_ids.add(arch.arch_id)
-            return prefix, trial
+            return prefix, trial, arch
+
+    def _set_params(self, trial: Any, old: list[int], new: list[int]) -> None:
+        """Rewrite the decisions of the open ``trial`` (a repeat ``old``) to ``new``, so the
+        study holds one trial per evaluation, as a rebuilt one does, and no failed trial for
+        the sampler to skip on every later ask."""
+        storage, tid = self.study._storage, trial._trial_id
+        for t, (a, b) in enumerate(zip(old, new)):
+            if a != b:
+                dist = self._dist(t)
+                storage.set_trial_param(tid, f"d{t}", dist.to_internal_repr(b), dist)
 
     def ask(self, n: int) -> list[Architecture]:
         if self.study is None:
@@ -265,9 +284,9 @@ class OptunaTPE(AskTellStrategy):
         assert self.space is not None
         self._reseed()
         proposals = [self._propose() for _ in range(n)]
-        self.pending = [p for p, _ in proposals]
-        self._open = [t for _, t in proposals]
-        return [self.space.decode(p) for p in self.pending]
+        self.pending = [p for p, _, _ in proposals]
+        self._open = [t for _, t, _ in proposals]
+        return [a for _, _, a in proposals]
 
     def _value(self, r: Record) -> float | None:
         """What the sampler is told for ``r``; None: a failure (told FAIL / left out)."""
