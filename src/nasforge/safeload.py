@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -19,6 +20,18 @@ from typing import Any
 import torch
 
 from nasforge.exceptions import RunDirError
+
+
+_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
+
+
+def _refused_global(message: str) -> str:
+    """What torch's weights-only unpickler refused, from its multi-line message (whose first
+    line is advice on loading the file unsafely, not quoted): the global it names."""
+    found = _GLOBAL.search(message)
+    if found:
+        return f"it references {found.group(1)}"
+    return "torch's weights-only loader refused it"
 
 
 def load_checkpoint(
@@ -32,10 +45,9 @@ def load_checkpoint(
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refused a global: possible code
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "refused"
         raise RunDirError(
             f"{name} holds objects other than tensors and was refused without running it "
-            f"({first[:160]})"
+            f"({_refused_global(str(err))})"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
             IndexError, TypeError, AttributeError) as err:

@@ -25,6 +25,17 @@ def test_malicious_checkpoint_bytes_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_refusal_names_the_refused_global_on_one_clean_line(tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    malicious_torch_file(tmp_path / "ck.pt", marker)
+    with pytest.raises(RunDirError) as err:
+        load_checkpoint(tmp_path / "ck.pt", what="best_model.pt")
+    msg = str(err.value)
+    assert msg.startswith("best_model.pt holds objects other than tensors")
+    assert "it references " in msg and "\n" not in msg and "\x1b" not in msg
+    assert not marker.exists()
+
+
 def test_tampered_darts_checkpoint_refused_on_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
