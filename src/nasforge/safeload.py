@@ -21,7 +21,6 @@ import torch
 
 from nasforge.exceptions import RunDirError
 
-
 _GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
 
 
