@@ -5,15 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
+import torch
 
+import nasforge.strategies.blackbox.tpe as tpe_module
 from nasforge.bench import run_in_memory
+from nasforge.config import RunConfig
+from nasforge.engine.context import SearchContext
 from nasforge.evaluators.base import Result
 from nasforge.exceptions import ConfigError
+from nasforge.executors.local import LocalExecutor
 from nasforge.spaces import make_space
 from nasforge.spaces.base import Architecture
 from nasforge.spaces.operations import mutate, neighbours
 from nasforge.storage.base import Record
+from nasforge.storage.sqlite import SQLiteRunStore
 from nasforge.strategies.blackbox.bo_evolution import GP, BOEvolution, copula
 from nasforge.strategies.blackbox.evolution import RegularizedEvolution
 from nasforge.strategies.blackbox.tpe import OptunaTPE
@@ -75,8 +82,6 @@ def test_optuna_samplers_plug_in_and_bad_names_fail_early() -> None:
 def test_tpe_replaced_repeats_leave_one_study_trial_per_evaluation() -> None:
     """On a tiny space TPE repeats itself often; each replacement rewrites its open trial, so
     the study holds exactly the evaluated architectures with their values (no failed trial)."""
-    import optuna
-
     table = ToyTable(3, 3, seed=1)
     space = toy_space(3, 3)
     strat = OptunaTPE(seed=0)
@@ -86,6 +91,43 @@ def test_tpe_replaced_repeats_leave_one_study_trial_per_evaluation() -> None:
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     got = [(tuple(t.params[f"d{i}"] for i in range(3)), t.value) for t in trials]
     assert got == [(tuple(space.encode(r.arch)), r.val_acc) for r in recs]
+
+
+def test_tpe_resume_is_exact_on_a_variable_length_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A masked, variable-length space: replaced repeats of another length take the fallback
+    (failed trial, replacement added when told); stop at 9 and resume to 22 equals one run."""
+    space = make_space({"name": "mlp", "max_len": 4})
+    # no mutation helps: every repeat is replaced by a random unseen architecture, often of
+    # another length
+    monkeypatch.setattr(tpe_module, "mutate", lambda space, arch, rng: arch)
+
+    class Const(ToyTableEvaluator):
+        def evaluate(self, arch: Architecture, *, seed: int) -> Result:
+            return Result("complete", val_acc=len(arch.tokens) / 10 + 0.01 * (seed % 7))
+
+    def run(folder: Path, budget: int) -> tuple[list[Architecture], OptunaTPE]:
+        folder.mkdir(exist_ok=True)
+        store = SQLiteRunStore(folder, create=not (folder / "run.sqlite").exists())
+        strat = OptunaTPE(seed=0)
+        ctx = SearchContext(
+            config=RunConfig(name="v", seed=0, budget=budget), space=space, task=None,
+            evaluator=Const(ToyTable(2, 2)), executor=LocalExecutor(workers=1), store=store,
+            budget=budget, seed=0, device=torch.device("cpu"), run_dir=folder,
+        )
+        try:
+            strat.run(ctx)
+            return [r.arch for r in store.trials()], strat
+        finally:
+            store.close()
+
+    full, strat = run(tmp_path / "full", 22)
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in strat.study.trials)
+    assert strat.repeats_avoided > 0 and failed > strat.rejected  # the fallback was taken
+    run(tmp_path / "part", 9)
+    part, _ = run(tmp_path / "part", 22)
+    assert part == full and len(full) == 22
 
 
 def test_tpe_handles_masked_spaces() -> None:
