@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import nasforge
 from nasforge.engine.context import Callback, SearchContext
+from nasforge.evaluators.base import Result
+from nasforge.exceptions import InvalidArchitecture
+from nasforge.spaces import make_space
 from nasforge.storage.base import Record
+from nasforge.storage.sqlite import SQLiteRunStore
 from tests.conftest import tiny_config
 
 STRATEGIES = Path(nasforge.__file__).parent / "strategies"
@@ -54,3 +61,31 @@ def test_a_callback_that_stops_the_run_cannot_undo_the_trial(tmp_path: Path) -> 
     with pytest.raises(KeyboardInterrupt):
         nasforge.search(tiny_config(budget=4), run_dir=tmp_path / "r", callbacks=[_Stop()])
     assert len(nasforge.Run(tmp_path / "r").trials) == 1
+
+
+@pytest.mark.parametrize("kw", [
+    {"val_acc": -0.0}, {"train_seconds": math.nan}, {"val_acc": math.nan, "status": "failed"},
+    {"metrics": {"t": (1, 2), "k": {"n": [1.5]}}}, {"val_acc": 1, "params": 3},
+])
+def test_a_recorded_trial_is_exactly_what_the_store_reads_back(kw: dict[str, Any]) -> None:
+    """``add_trial`` returns the record as stored (the batch is not read back): SQLite's
+    conversions (NaN -> NULL, -0.0 -> 0.0, integer and text columns, JSON) are applied to it."""
+    store = SQLiteRunStore(":memory:", create=True)
+    arch = make_space("nb201").sample(np.random.default_rng(0))
+    status = kw.pop("status", "complete")
+    rec = Record(4, arch, 7, Result(status, **{"val_acc": 0.5, **kw}), cached_from=None,
+                 finished_at=0.0, task="t")
+    got = store.add_trial(rec)
+    back = store.trials(range(4, 5))[0]
+    assert repr(got) == repr(back)
+    assert got.arch == back.arch and got.arch_id == back.arch_id
+
+
+def test_a_mask_set_on_the_space_object_is_checked() -> None:
+    space = make_space("nb201")
+    arch = space.sample(np.random.default_rng(0))
+    assert not space.masked and space.validate(arch) is arch
+    space.allowed = lambda prefix: np.zeros(len(space.options(len(prefix))), dtype=bool)  # type: ignore[method-assign]
+    assert space.masked
+    with pytest.raises(InvalidArchitecture, match="not allowed"):
+        space.validate(arch)

@@ -120,7 +120,7 @@ class SearchSpace(ABC):
     def masked(self) -> bool:
         """Whether some decision forbids options (the space overrides :meth:`allowed`); an
         unmasked space lets callers skip the mask checks."""
-        return type(self).allowed is not SearchSpace.allowed
+        return getattr(self.allowed, "__func__", None) is not SearchSpace.allowed
 
     def is_complete(self, prefix: Sequence[int]) -> bool:
         return len(prefix) >= self.max_steps()

@@ -76,6 +76,11 @@ def damaged(path: Path, err: BaseException) -> RunDirError:
     )
 
 
+def _real(x: float) -> float | None:
+    """A REAL column's value as SQLite keeps it: NaN becomes NULL and -0.0 becomes 0.0."""
+    return None if math.isnan(x) else float(x) + 0.0
+
+
 class SQLiteRunStore:
     """The run store. Open with ``readonly=True`` from any process that is not the driver."""
 
@@ -205,9 +210,9 @@ class SQLiteRunStore:
             rec.arch_id,
             json.dumps(rec.arch.to_json()),
             r.status,
-            None if math.isnan(r.val_acc) else r.val_acc,
+            _real(r.val_acc),
             r.params,
-            r.train_seconds,
+            _real(r.train_seconds),
             r.epochs,
             rec.seed,
             r.error,
@@ -249,7 +254,7 @@ class SQLiteRunStore:
             params=int(params or 0),
             train_seconds=float(secs or 0.0),
             epochs=int(epochs or 0),
-            error=error,
+            error=None if error is None else str(error),
             metrics=json.loads(metrics),
         )
         return Record(
@@ -257,9 +262,10 @@ class SQLiteRunStore:
             arch=Architecture.from_json(json.loads(arch)) if arch_value is None else arch_value,
             seed=int(seed),
             result=result,
-            cached_from=cached_from,
+            cached_from=None if cached_from is None else int(cached_from),
             finished_at=float(finished_at),
-            task=rest[0] if rest else None,  # runs from before multi-task runs have no column
+            # (runs from before multi-task runs have no task column)
+            task=None if not rest or rest[0] is None else str(rest[0]),
         )
 
     def trials(self, numbers: range | None = None) -> list[Record]:
