@@ -111,9 +111,8 @@ class OptunaTPE(AskTellStrategy):
 
     name: ClassVar[str] = "tpe"
     Params: ClassVar[type[BaseModel]] = TPEParams
-    history: ClassVar[tuple[str, ...]] = (
-        "study", "asked_ids", "_dists", "_open", "_rngs", "_root"
-    )
+    transient: ClassVar[tuple[str, ...]] = (*AskTellStrategy.transient, "_root")  # (seed's)
+    history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists", "_open", "_rngs")
 
     def __init__(self, *, seed: int = 0, **params: Any) -> None:
         super().__init__(seed=seed, **params)

@@ -228,12 +228,12 @@ class PBTNAS(Strategy):
     def run(self, ctx: SearchContext) -> None:
         trainer, space = self._parts(ctx)
         rounds = self._rounds(ctx)
-        if ctx.budget % self.p.population_size:
+        used = rounds * self.p.population_size
+        if used < ctx.budget:
             _logger.warning(
                 "budget %d is not a multiple of population_size %d: running %d rounds (%d "
                 "member-steps); the last %d of the budget are not used", ctx.budget,
-                self.p.population_size, rounds, rounds * self.p.population_size,
-                ctx.budget % self.p.population_size,
+                self.p.population_size, rounds, used, ctx.budget - used,
             )
         state = self.load_state(ctx)
         if state is None:
