@@ -79,6 +79,8 @@ class SearchContext:
     _deferred: list[Record] = field(default_factory=list, init=False, repr=False)
     _end: int | None = field(default=None, init=False, repr=False)
     """One past the highest stored trial number (None: read it from the store when needed)."""
+    _staged: dict[str, bytes | None] = field(default_factory=dict, init=False, repr=False)
+    """State writes (None: a delete) that land with the next trial (:meth:`stage_state`)."""
 
     @property
     def task_id(self) -> str | None:
@@ -111,7 +113,15 @@ class SearchContext:
     def record_trial(self, rec: Record) -> Record:
         """Store a finished trial, keep :meth:`best` current and tell the callbacks: the one
         path every trial of every family takes into the run. Returns the trial as stored (as
-        :meth:`records` reads it back)."""
+        :meth:`records` reads it back). Staged state (:meth:`stage_state`) lands with it, in
+        the same transaction."""
+        if self._staged:
+            with self.transaction():
+                self.flush_staged()
+                return self._record(rec)
+        return self._record(rec)
+
+    def _record(self, rec: Record) -> Record:
         rec = self.store.add_trial(rec)
         self._end = max(self._stored_end(), rec.number + 1)
         best = self.best()
@@ -148,13 +158,37 @@ class SearchContext:
 
     def save_state(self, key: str, blob: bytes) -> None:
         """Store a strategy's checkpoint blob under ``key`` (inside :meth:`transaction` to land
-        it together with the trials it belongs to)."""
+        it together with the trials it belongs to); replaces a staged write of ``key``."""
+        self._staged.pop(key, None)
         self.store.put_state(key, blob)
 
+    def stage_state(self, key: str, blob: bytes | None) -> None:
+        """Store ``blob`` under ``key`` (None: delete the key) together with the next recorded
+        trial, in its transaction, or at :meth:`flush_staged`, whichever comes first: a
+        checkpoint that costs no transaction of its own. Until then the stored state is the
+        previous one, so a run killed in between resumes from there (for the ask/tell loop:
+        it tells the previous batch again and asks again, which is exact)."""
+        self._staged[key] = blob
+
+    def flush_staged(self) -> None:
+        """Write the staged state now (in one transaction with whatever encloses it)."""
+        if not self._staged:
+            return
+        with self.transaction():
+            for key, blob in self._staged.items():
+                if blob is None:
+                    self.store.delete_state(key)
+                else:
+                    self.store.put_state(key, blob)
+        self._staged.clear()
+
     def load_state(self, key: str) -> bytes | None:
+        if key in self._staged:
+            return self._staged[key]
         return self.store.get_state(key)
 
     def delete_state(self, key: str) -> None:
+        self._staged.pop(key, None)
         self.store.delete_state(key)
 
     def set_meta(self, key: str, value: Any) -> None:

