@@ -1,11 +1,12 @@
 """Per-trial overhead of every ask/tell strategy: ask, tell and store, on a table.
 
 Each strategy runs its real loop (:func:`nasforge.bench.run_in_memory`: in-memory SQLite run
-store, reward cache, checkpoints after every ask and tell) on the noisy NAS-Bench-201 CIFAR-10
-table (one table seed per query) for each budget. ``ask`` and ``tell`` are timed around the
-strategy's methods; ``store`` is the rest of the loop minus the table look-ups (trial writes,
-checkpoints, cache queries). Printed in milliseconds per trial: the mean over the run and, for
-``ask``, the median of the last 10 % of the asks (the cost *at* that trial count).
+store, reward cache, a checkpoint per batch) on the noisy NAS-Bench-201 CIFAR-10 table (one
+table seed per query) for each budget. ``ask`` and ``tell`` are timed around the strategy's
+methods; ``store`` is the rest of the run minus the table look-ups (the store's creation, trial
+writes, checkpoints, cache queries, the pick). Printed in milliseconds per trial: the mean over
+the run and, for ``ask``, the median of the last 10 % of the asks (the cost *at* that trial
+count).
 
 ``--optuna`` also times Optuna's TPESampler called directly on the same table (ask, 6
 categorical suggestions, tell) against nasforge's ``tpe`` (everything but the table look-ups).
