@@ -22,7 +22,7 @@ from nasforge.spaces.base import Architecture
 from nasforge.spaces.operations import mutate, neighbours
 from nasforge.storage.base import Record
 from nasforge.storage.sqlite import SQLiteRunStore
-from nasforge.strategies.blackbox.bo_evolution import GP, BOEvolution, copula
+from nasforge.strategies.blackbox.bo_evolution import GP, BOEvolution, copula, kernel_of
 from nasforge.strategies.blackbox.evolution import RegularizedEvolution
 from nasforge.strategies.blackbox.tpe import OptunaTPE
 from nasforge.testing.toys import ToyTable, ToyTableEvaluator, toy_space
@@ -151,6 +151,22 @@ def test_gp_interpolates_and_copula_is_monotone() -> None:
     assert np.corrcoef(mu, y)[0, 1] > 0.99 and sd.max() < 0.2
     z = copula(np.array([0.1, 0.9, 0.5, 0.5]))
     assert z[0] < z[2] == z[3] < z[1]
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.5, 0.9])
+def test_the_kernel_by_distinct_distance_equals_the_formula_bit_for_bit(mix: float) -> None:
+    """``kernel_of`` evaluates ``exp`` once per distinct Hamming distance and gathers: the same
+    floats as the formula on every entry (so the search is unchanged), also for a transposed
+    (non-contiguous) matrix and for float distances (no gather)."""
+    rng = np.random.default_rng(0)
+    for width, length in [(6, 0.25), (6, 2.0), (15, 0.5), (40, 4.0), (9, 1 / 3)]:
+        h = rng.integers(0, width + 1, size=(120, 77)).astype(np.int16)
+        for d in (h, h.T, h.astype(float)):
+            direct = (1.0 - mix) * np.exp(-d / length)
+            if mix:
+                direct = direct + mix * (1.0 - d / width)
+            got = kernel_of(d, width, length, mix)
+            assert got.shape == d.shape and np.array_equal(got, direct)
 
 
 def test_bo_evolution_never_repeats_and_beats_random_on_a_toy() -> None:
