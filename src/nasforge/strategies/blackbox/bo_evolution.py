@@ -13,9 +13,10 @@ Each step:
        tail of broken cells that would otherwise dominate the fit). ``l``, ``m`` and the noise
        variance are chosen from a small grid by marginal likelihood every ``refit_every`` steps.
        Observation noise matters: NAS-Bench-201 draws one training seed per query.
-    2. Candidates: every single mutation of the ``parents`` architectures with the best *posterior
-       mean* (not the noisy observation), ``mutations`` random double mutations of them, and
-       ``random_candidates`` uniform samples; architectures already asked are dropped.
+    2. Candidates: every single mutation of the ``parents`` (default 1) architectures with the
+       best *posterior mean* (not the noisy observation), ``mutations`` random double mutations
+       of them, and ``random_candidates`` uniform samples; architectures already asked are
+       dropped.
     3. Ask the candidate that maximises one joint posterior draw (Thompson sampling; ``ei`` and
        ``ucb`` are options). Thompson sampling escaped the local optima where EI stalled.
 The first ``n_init`` queries are uniform random samples (without repeats).
@@ -59,7 +60,10 @@ class BOEvolutionParams(AskTellParams):
         default=5, ge=1,
         description="random architectures first (5 beat 10 at 20-50 queries on NB201 and "
         "HPOLib tables and was level beyond; docs/benchmarks.md)")
-    parents: int = Field(default=3, ge=1, description="best-by-posterior-mean parents")
+    parents: int = Field(
+        default=1, ge=1,
+        description="best-by-posterior-mean parents (1 beat 3 at 20 queries on NB201 and HPOLib "
+        "tables and was level beyond; docs/benchmarks.md)")
     mutations: int = Field(default=200, ge=0, description="random double mutations of parents")
     random_candidates: int = Field(default=200, ge=0, description="uniform random candidates")
     refit_every: int = Field(default=10, ge=1, description="steps between hyper-parameter fits")
