@@ -36,6 +36,9 @@ import numpy as np
 STRATEGIES: dict[str, dict[str, Any]] = {
     "bo_evolution": {"name": "bo_evolution"},
     "bo_evolution_reeval10": {"name": "bo_evolution", "reeval_share": 0.1, "reeval_top": 5},
+    # the default before 2026-12-03 (parents 3), for the comparison in docs/benchmarks.md
+    "bo_evolution_parents3_reeval10": {"name": "bo_evolution", "parents": 3,
+                                       "reeval_share": 0.1, "reeval_top": 5},
 }
 
 
