@@ -123,7 +123,7 @@ def _by_value(h: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarr
     """``fn(h)`` for an integer array of Hamming distances (0..T, T small): ``fn`` once per
     distinct value, then a gather. Bitwise equal to ``fn(h)`` for an elementwise ``fn`` (the
     same float operations on the same values), and much cheaper than an ``exp`` per entry."""
-    if h.dtype.kind not in "iu" or h.size == 0:
+    if h.dtype.kind not in "iu" or h.size == 0 or h.min() < 0:  # (not distances: no table)
         return fn(h)
     values = np.arange(int(h.max()) + 1, dtype=h.dtype)
     out: np.ndarray = np.take(fn(values), h)
