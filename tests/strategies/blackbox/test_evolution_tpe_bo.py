@@ -157,11 +157,11 @@ def test_gp_interpolates_and_copula_is_monotone() -> None:
 def test_the_kernel_by_distinct_distance_equals_the_formula_bit_for_bit(mix: float) -> None:
     """``kernel_of`` evaluates ``exp`` once per distinct Hamming distance and gathers: the same
     floats as the formula on every entry (so the search is unchanged), also for a transposed
-    (non-contiguous) matrix and for float distances (no gather)."""
+    (non-contiguous) matrix, and for float or negative values (no gather)."""
     rng = np.random.default_rng(0)
     for width, length in [(6, 0.25), (6, 2.0), (15, 0.5), (40, 4.0), (9, 1 / 3)]:
         h = rng.integers(0, width + 1, size=(120, 77)).astype(np.int16)
-        for d in (h, h.T, h.astype(float)):
+        for d in (h, h.T, h.astype(float), -h):
             direct = (1.0 - mix) * np.exp(-d / length)
             if mix:
                 direct = direct + mix * (1.0 - d / width)
