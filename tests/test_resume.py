@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 import nasforge
+from nasforge.cli.main import main
 from tests.conftest import tiny_config
 
 BUDGET = 24
@@ -90,3 +92,39 @@ def test_resume_with_a_larger_budget_continues(tmp_path: Path) -> None:
     assert [r.number for r in run.trials] == list(range(9))
     straight = nasforge.search(cfg, run_dir=tmp_path / "straight", budget=9)
     assert [r.arch_id for r in straight.trials] == [r.arch_id for r in run.trials]
+
+
+def test_resume_keeps_the_runs_budget_unless_budget_is_given(tmp_path: Path) -> None:
+    """A run started with ``budget=3`` and resumed from its original config (whose budget is
+    6) stays at 3 trials; only an explicit budget raises it."""
+    cfg = tiny_config(budget=6, final={"seeds": 0})
+    run_dir = tmp_path / "run"
+    nasforge.search(cfg, run_dir=run_dir, budget=3, progress=False)
+    run = nasforge.search(cfg, run_dir=run_dir, resume=True, progress=False)
+    assert len(run.trials) == 3 and run.config.budget == 3
+    run = nasforge.search(cfg, run_dir=run_dir, resume=True, overrides=["budget=5"],
+                          progress=False)
+    assert len(run.trials) == 5
+
+
+def test_an_edited_or_emptied_config_yaml_does_not_change_a_resumed_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store's config is the one a resume is checked against: resuming from the run's own
+    ``config.yaml`` after it was emptied or edited fails in one line (exit 2) and changes
+    nothing, neither the file nor the store."""
+    cfg = tiny_config(budget=3, final={"seeds": 0})
+    run_dir = tmp_path / "run"
+    nasforge.search(cfg, run_dir=run_dir, progress=False)
+    db = run_dir / "run.sqlite"
+    rows = _rows(db)
+    for text in ("", "budget: 6\n", yaml.safe_dump({**cfg, "seed": 99})):
+        (run_dir / "config.yaml").write_text(text)
+        capsys.readouterr()
+        code = main(["search", str(run_dir / "config.yaml"), "--run-dir", str(run_dir),
+                     "--resume", "--budget", "5", "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert "config differs from the run's stored config" in err
+        assert (run_dir / "config.yaml").read_text() == text
+        assert _rows(db) == rows

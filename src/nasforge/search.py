@@ -158,18 +158,25 @@ def _check_fresh(rdir: Path) -> None:
         )
 
 
-def _check_resumable(rdir: Path, cfg: RunConfig) -> None:
+def _check_resumable(rdir: Path, cfg: RunConfig) -> RunConfig | None:
+    """The run's stored config, checked against ``cfg`` (None: a store killed before its first
+    write, which holds nothing to protect). The store's copy is the authority: the run's
+    ``config.yaml`` is a file a user can edit (or empty), so it is read only where the store
+    has no copy."""
     db = rdir / DB_NAME
     if not db.is_file():
         raise RunDirError(f"--resume: {str(rdir)!r} is not a nasforge run (no {DB_NAME})")
     with SQLiteRunStore(db, readonly=True) as store:  # schema and integrity, read-only
         meta = store.get_meta("config")
-    if (rdir / CONFIG_NAME).is_file():
-        stored: RunConfig | None = load_config(read_yaml(rdir / CONFIG_NAME))
-    else:  # killed before config.yaml was written: the store's copy, if it has one
-        stored = None if meta is None else load_config(meta)
-    if stored is not None:  # (a store killed before its first write holds nothing to protect)
+    if meta is not None:
+        stored: RunConfig | None = load_config(meta)
+    elif (rdir / CONFIG_NAME).is_file():
+        stored = load_config(read_yaml(rdir / CONFIG_NAME))
+    else:
+        stored = None
+    if stored is not None:
         _check_resume_config(stored, cfg)
+    return stored
 
 
 def _make_dir(rdir: Path, executor: Executor) -> bool:
@@ -297,7 +304,13 @@ def search(
     _check_run_dir_path(rdir)
     check_unlocked(rdir)  # a live run: one line naming its PID, before any other message
     if resume:
-        _check_resumable(rdir, cfg)
+        stored = _check_resumable(rdir, cfg)
+        if stored is not None and stored.budget != cfg.budget and not any(
+                o.split("=", 1)[0].strip() == "budget" for o in extra):
+            # only an explicit --budget (or override) changes the budget of a resumed run
+            _logger.warning("--resume: the run's budget %d is kept (the config says %d; pass "
+                     "--budget to change it)", stored.budget, cfg.budget)
+            cfg = cfg.model_copy(update={"budget": stored.budget})
     else:
         _check_fresh(rdir)
     # bad names, params and data fail here, before anything is written
