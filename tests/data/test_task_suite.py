@@ -49,7 +49,8 @@ def test_single_task_runs_record_no_task_id(tmp_path: Path) -> None:
 def test_a_resumed_suite_run_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
     full = nasforge.search(_suite(), run_dir=tmp_path / "full")
     nasforge.search(_suite(), budget=2, run_dir=tmp_path / "part")
-    resumed = nasforge.search(_suite(), run_dir=tmp_path / "part", resume=True)
+    resumed = nasforge.search(_suite(), run_dir=tmp_path / "part", resume=True,
+                              budget=_suite()["budget"])  # a resume keeps 2 unless told
     sig = lambda run: [(r.number, r.arch_id, r.seed, r.val_acc, r.task) for r in run.trials]  # noqa: E731
     assert sig(resumed) == sig(full)
 
