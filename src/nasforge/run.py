@@ -149,7 +149,7 @@ class Run:
         best["test_score"] = best.get("test_acc")
         if final.test_metrics:
             best["test_metrics"] = dict(final.test_metrics)
-        best["why"] = _why(final, self.config.final.candidates, best, ranked, bool(pbt))
+        best["why"] = _why(final, obj, best, ranked, bool(pbt))
         out_pareto: dict[str, Any] = {}
         if self.config.pareto:
             out_pareto = {"pareto": pareto_front(trials, obj)}
@@ -161,6 +161,7 @@ class Run:
                if self.status == "interrupted" else {}),
             "trials": len(trials),
             "failed": sum(1 for r in trials if r.result.status == "failed"),
+            "errors": _error_counts(trials),
             "cached": sum(1 for r in trials if r.cached_from is not None),
             "distinct": len({r.arch_id for r in trials}),
             "best": best,
@@ -196,8 +197,18 @@ class Run:
         return {} if out is None else {"pbt": out}
 
 
+def _error_counts(trials: list[Record], most: int = 3) -> list[dict[str, Any]]:
+    """The failed trials' most frequent errors: ``[{"error", "trials", "first"}]``."""
+    seen: dict[str, list[int]] = {}
+    for r in trials:
+        if r.result.status == "failed":
+            seen.setdefault(r.result.error or "no error text", []).append(r.number)
+    ranked = sorted(seen.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))[:most]
+    return [{"error": e, "trials": len(ns), "first": ns[0]} for e, ns in ranked]
+
+
 def _why(
-    final: FinalReport, candidates: int, best: dict[str, Any], ranked: list[Record], pbt: bool
+    final: FinalReport, obj: Objective, best: dict[str, Any], ranked: list[Record], pbt: bool
 ) -> str:
     """One sentence: why ``best`` is the pick (the one definition of "best")."""
     if best.get("arch") is None:
@@ -205,17 +216,19 @@ def _why(
     top = ranked[0].number if ranked else None
     if pbt and final.arch is not None and "population" in final.extra:
         return "the final population's best member by fitness (PBT-NAS, not retrained)"
+    what = obj.name if obj.name.startswith("val_") else f"validation {obj.name}"
     if final.retrained:
         cands = final.candidates or ()
         n = len(final.retrainings)
         lead = "the top trial" if best.get("trial") == top else f"not the top trial ({top})"
         return (
-            f"best mean validation score over {n} retrainings among the top {len(cands)} "
-            f"trials by validation ({lead}); tested once"
+            f"best mean {what} over {n} retrainings among the top {len(cands)} "
+            f"trials by {what} ({lead}); tested once"
         )
+    extreme = "lowest" if obj.direction == "minimize" else "highest"
     if pbt:
-        return "highest validation score of any member in any round"
-    return "highest validation score (each architecture's first evaluation; ties: earliest)"
+        return f"{extreme} {what} of any member in any round"
+    return f"{extreme} {what} (each architecture's first evaluation; ties: earliest)"
 
 
 def pareto_front(trials: list[Record], obj: Objective) -> list[dict[str, Any]]:
@@ -243,10 +256,15 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         return export_metarl(run, out_dir)
     final = run.final
     weights = run.dir / BEST_MODEL
-    if final is None or final.arch is None or not weights.is_file():
+    if final is None or final.arch is None:
         raise RunDirError(
-            f"{str(run.dir)!r} has no trained best model yet; let the search finish "
-            "(with final.seeds >= 1) or resume it"
+            f"{str(run.dir)!r} has no pick yet; let the search finish or resume it"
+        )
+    if not weights.is_file():
+        raise RunDirError(
+            f"{str(run.dir)!r}: its pick has no trained weights to export (final.seeds is 0, "
+            "or the evaluator trains no network: a user objective or a table); the pick's "
+            "architecture is in `nasforge show` and run.best"
         )
     out = _check_out(out_dir, [EXPORT_ARCH, EXPORT_WEIGHTS])
     # the weights must load as plain tensors before they are exported
@@ -383,9 +401,19 @@ class LoadedModel(nn.Module):
         pre = preprocess or {}
         self.classes: list[Any] | None = pre.get("classes")
         self.standardized = "mean" in pre
+        # images read from files were divided by this (255: raw 8-bit pixels in, as trained)
+        self.pixel_scale = float(pre.get("pixel_scale", 1.0))
+        if not math.isfinite(self.pixel_scale) or self.pixel_scale <= 0:
+            raise ValueError(f"preprocess.pixel_scale must be a positive number, got "
+                             f"{pre.get('pixel_scale')!r}")
         mean = torch.tensor(pre.get("mean", [0.0]), dtype=torch.float32)
         std = torch.tensor(pre.get("std", [1.0]), dtype=torch.float32)
         if self.standardized:
+            n_in = math.prod(self.input_shape)
+            if mean.numel() != n_in or std.numel() != n_in:
+                raise ValueError(
+                    f"preprocess has {mean.numel()} means and {std.numel()} standard "
+                    f"deviations; input_shape {list(self.input_shape)} needs {n_in} of each")
             mean, std = mean.reshape(self.input_shape), std.reshape(self.input_shape)
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
@@ -396,6 +424,8 @@ class LoadedModel(nn.Module):
     std: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pixel_scale != 1.0:
+            x = x / self.pixel_scale
         if self.standardized:
             x = (x - self.mean) / self.std
         out = self.net(x)
@@ -403,18 +433,46 @@ class LoadedModel(nn.Module):
             out = out.reshape(-1) * self.y_std + self.y_mean
         return out
 
+    def _batch(self, t: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """``t`` as a batch of ``input_shape`` examples, and whether it was one example."""
+        shape, n_in = self.input_shape, math.prod(self.input_shape)
+        k = len(shape)
+        got = tuple(t.shape)
+        if got == shape:
+            return t.unsqueeze(0), True
+        if t.ndim == k + 1 and got[1:] == shape:
+            return t, False
+        if k > 1 and got == (n_in,):  # one flattened example
+            return t.reshape(1, *shape), True
+        if k > 1 and t.ndim == 2 and got[1] == n_in:  # flattened rows
+            return t.reshape(-1, *shape), False
+        if k == 3:
+            c, h, w = shape
+            if c == 1 and got[-2:] == (h, w) and t.ndim in (2, 3):  # no channel axis
+                return t.reshape(-1, 1, h, w), t.ndim == 2
+            if got[-3:] == (h, w, c) and t.ndim in (3, 4):  # channels-last images
+                b = t.reshape(-1, h, w, c).permute(0, 3, 1, 2).contiguous()
+                return b, t.ndim == 3
+        allowed = [list(shape), ["N", *shape]]
+        if k > 1:
+            allowed += [[n_in], ["N", n_in]]
+        if k == 3 and shape[0] == 1:
+            allowed += [list(shape[1:]), ["N", *shape[1:]]]
+        elif k == 3:
+            allowed += [[*shape[1:], shape[0]], ["N", *shape[1:], shape[0]]]
+        raise ValueError(
+            f"input of shape {list(got)} does not fit this model; allowed: "
+            + ", ".join(str(a).replace("'", "") for a in allowed))
+
     @torch.no_grad()
     def predict(self, x: Any) -> np.ndarray:
-        """Class labels or regression values for ``x`` (numpy/torch; one row or a batch)."""
+        """Class labels or regression values for ``x`` (numpy/torch): one example or a batch
+        of examples of the model's ``input_shape``; rows may also come flattened, one-channel
+        images without their channel axis and colour images channels-last (H, W, C), as
+        image files load."""
         t = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        n_in = math.prod(self.input_shape)
-        if t.numel() % n_in != 0:
-            raise ValueError(
-                f"input of shape {list(t.shape)} does not fit rows of shape "
-                f"{list(self.input_shape)}"
-            )
-        single = tuple(t.shape) == self.input_shape or t.numel() == n_in and t.ndim <= 1
-        t = t.reshape(-1, *self.input_shape).to(self.mean.device)
+        t, single = self._batch(t)
+        t = t.to(self.mean.device)
         was = self.training
         self.eval()
         out = self(t)
@@ -480,9 +538,10 @@ def load(
         )
     except NasforgeError as err:
         raise RunDirError(f"{where} does not describe a valid model: {err}") from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise RunDirError(
-            f"{where} does not describe a valid model ({type(err).__name__}: {err})"
+            f"{where} does not describe a valid model ({type(err).__name__}: {first})"
         ) from None
     try:
         net.load_state_dict(weights)

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from tests.conftest import tiny_config
 
+import nasforge
 from nasforge.cli.main import main
 from nasforge.data import make_task
+from nasforge.data.base import PIXEL_SCALE
 from nasforge.data.images import META_SUITE
 from nasforge.exceptions import DataError
 
@@ -88,3 +91,26 @@ def test_image_folder_bad_input_exits_2_through_cli(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "is empty" in err, err
     assert not run_dir.exists()
+
+
+def test_an_image_export_takes_raw_pixels_as_image_files_load(tmp_path: Path) -> None:
+    """Training divides 8-bit pixels by 255; the export does too, so ``predict`` takes an
+    image as PIL loads it (H, W, C uint8, channels last), one or a batch, and gives the same
+    labels as the trained network on the task's scaled tensors."""
+    root = _tree(tmp_path / "imgs", n=6)
+    cfg = tiny_config(task={"name": "file", "path": str(root)}, budget=2, final={"seeds": 1})
+    run = nasforge.search(cfg, run_dir=tmp_path / "run", progress=False)
+    nasforge.export(run.dir, tmp_path / "exp")
+    model = nasforge.load(tmp_path / "exp")
+    assert model.pixel_scale == PIXEL_SCALE
+    files = sorted(root.glob("*/*.png"))
+    raw = np.stack([np.asarray(Image.open(f)) for f in files])  # (N, H, W, 3) uint8
+    labels = model.predict(raw)
+    scaled = raw.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    with torch.no_grad():
+        direct = model.net(torch.as_tensor(scaled)).argmax(1).numpy()
+    assert list(labels) == [["cat", "dog"][i] for i in direct]
+    assert model.predict(raw[0]) == labels[0]  # one image, channels last
+    assert model.predict(raw[0].transpose(2, 0, 1)) == labels[0]  # one image, channels first
+    with pytest.raises(ValueError, match=r"does not fit this model; allowed: \[3, 12, 10\]"):
+        model.predict(raw[:, :5])

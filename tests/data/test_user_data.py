@@ -15,7 +15,7 @@ import nasforge
 from nasforge.cli.main import main
 from nasforge.config import load_config
 from nasforge.data import make_task
-from nasforge.exceptions import DataError
+from nasforge.exceptions import DataError, RunDirError
 
 
 def _csv(path: Path, rows: list[list[object]], header: list[str] | None = None) -> Path:
@@ -164,6 +164,13 @@ def _bad_files(d: Path) -> dict[str, tuple[dict, str]]:
     yb[5] = 10**9
     np.savez(d / "big.npz", x=x, y=yb)
     out["a label of 10^9"] = ({"path": "big.npz"}, "label 1000000000 in row 6 is not a class")
+    (d / "trunc.npz").write_bytes((d / "ok.npz").read_bytes()[:200])
+    out["a truncated .npz"] = ({"path": "trunc.npz"}, "cannot read data file")
+    np.savez(d / "rows.npz", x=x, y=np.zeros(20, dtype=int))
+    out["rows and labels of different lengths"] = ({"path": "rows.npz"},
+                                                   "30 feature rows but 20 labels")
+    (d / "semi.csv").write_text("".join(f"{r[0]};{r[1]};{v}\n" for r, v in zip(x, y)))
+    out["a ';'-separated CSV"] = ({"path": "semi.csv"}, "set task.delimiter: ';'")
     return out
 
 
@@ -252,4 +259,17 @@ def test_classifier_export_predicts_original_labels(tmp_path: Path) -> None:
     assert pred.dtype == object and set(pred) <= {"cat", "dog", "emu"}
     assert np.mean(pred == names) > 0.9
     assert model.predict(x[3].astype(np.float64)) in ("cat", "dog", "emu")
+    n_feat = x.shape[1]
+    for bad in (np.zeros((8, n_feat - 1)), np.zeros((n_feat, 2)), np.zeros(2 * n_feat)):
+        with pytest.raises(ValueError, match=rf"does not fit this model; allowed: \[{n_feat}\]"):
+            model.predict(bad)
+    # a tampered architecture.json is a RunDirError naming the file, not a raw RuntimeError
+    doc = json.loads((tmp_path / "exp" / "architecture.json").read_text())
+    for key, value in (("input_shape", [n_feat + 3]), ("preprocess", {"mean": [0, 0]})):
+        (tmp_path / "bad").mkdir(exist_ok=True)
+        for f in (tmp_path / "exp").iterdir():
+            (tmp_path / "bad" / f.name).write_bytes(f.read_bytes())
+        (tmp_path / "bad" / "architecture.json").write_text(json.dumps({**doc, key: value}))
+        with pytest.raises(RunDirError, match="architecture.json"):
+            nasforge.load(tmp_path / "bad")
     assert "Run(" in repr(run) and "trials" in repr(run)

@@ -131,6 +131,10 @@ def make_task(spec: JSONDict | str) -> Task:
     return factory.load()
 
 
+PIXEL_SCALE = 255.0
+"""Image files are read as 8-bit values divided by this (an export divides raw pixels too)."""
+
+
 def split_arrays(
     x: np.ndarray,
     y: np.ndarray,
@@ -144,13 +148,15 @@ def split_arrays(
     kind: TaskKind = "classification",
     standardize: bool = False,
     classes: list[Any] | None = None,
+    preprocess: JSONDict | None = None,
 ) -> Task:
     """Split ``x, y`` into train / val / test by ``fractions = (train, val)`` (the rest is test).
 
     ``seed=None`` keeps the given order (first rows train, then val, then test), as seed 002 does.
     Otherwise rows are permuted with a seeded generator, stratified by class when asked.
     ``standardize``: features (and a regression target) are standardised with the mean and
-    standard deviation of the training split only.
+    standard deviation of the training split only. ``preprocess``: what was applied to ``x``
+    before (e.g. ``{"pixel_scale": 255.0}``), recorded so that an export redoes it.
     """
     n = len(y)
     if len(x) != n:
@@ -183,6 +189,7 @@ def split_arrays(
     mk = lambda idx: Split(xt[idx].contiguous(), yt[idx].contiguous())  # noqa: E731
     train, val, test = mk(idx_tr), mk(idx_va), mk(idx_te)
     pre: JSONDict = {} if classes is None else {"classes": list(classes)}
+    pre.update(preprocess or {})
     raw_train = train
     if standardize:
         train, val, test, fitted = standardize_splits(train, val, test, kind)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import csv
 import math
+import zipfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nasforge.data.base import TASKS, Task, TaskFactory, TaskKind, split_arrays
+from nasforge.data.base import PIXEL_SCALE, TASKS, Task, TaskFactory, TaskKind, split_arrays
 from nasforge.exceptions import DataError
 from nasforge.logging import get_logger
 
@@ -309,6 +310,9 @@ class FileTask(TaskFactory):
         else:
             x, y = _read_npy(path, p)
         x = _check_features(path, x)
+        if len(x) != len(y):
+            raise DataError(f"{path}: {len(x)} feature rows but {len(y)} labels; every row "
+                            "needs one label")
         kind, y, mapped = _labels(path, y, p.kind, p.max_classes)
         if classes is None:
             classes = mapped
@@ -327,6 +331,7 @@ class FileTask(TaskFactory):
             kind=kind,
             standardize=standardize,
             classes=classes,
+            preprocess={"pixel_scale": PIXEL_SCALE} if fmt == "images" else None,
         )
 
 
@@ -383,7 +388,10 @@ def _read_csv(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:
             )
         col %= width
     if width < 2:
-        raise DataError(f"{path}: no feature columns (only the label column)")
+        seps = [d for d in (";", "\t", "|", " ") if d != p.delimiter and d in rows[0][0]]
+        hint = (f"; the rows hold {seps[0]!r}: set task.delimiter: {seps[0]!r}"
+                if seps else "")
+        raise DataError(f"{path}: no feature columns (only the label column){hint}")
     feats = [j for j in range(width) if j != col]
 
     def number(cell: str) -> float | None:
@@ -431,7 +439,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             return np.asarray(z["x"]), np.asarray(z["y"])
     except DataError:
         raise
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise _numpy_error(path, err) from None
 
 
@@ -447,7 +455,7 @@ def _numpy_error(path: Path, err: Exception) -> DataError:
 def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.asarray(np.load(path, allow_pickle=False))
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise _numpy_error(path, err) from None
 
 
@@ -512,7 +520,7 @@ def _read_images(
             if len(size) != 2 or min(size) < 1:
                 raise DataError("image_size must be [height, width] of positive integers")
             im = im.resize((size[1], size[0]))
-        arr = np.asarray(im, dtype=np.float32) / 255.0
+        arr = np.asarray(im, dtype=np.float32) / PIXEL_SCALE
         if shape0 is None:
             shape0 = arr.shape[:2]
         elif arr.shape[:2] != shape0:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nasforge.data.base import TASKS, Task, TaskFactory, split_arrays
+from nasforge.data.base import PIXEL_SCALE, TASKS, Task, TaskFactory, split_arrays
 from nasforge.data.builtin import SplitParams
 from nasforge.exceptions import DataError
 
@@ -194,7 +194,8 @@ class ImageFolder(TaskFactory):
         x, y = read_image_folder(Path(p.path), p.size, p.mode)
         return split_arrays(x, y, name=Path(p.path).name, spec={"name": self.name,
                             **p.model_dump()}, input_shape=tuple(x.shape[1:]),
-                            fractions=(p.train, p.val), seed=p.seed)
+                            fractions=(p.train, p.val), seed=p.seed,
+                            preprocess={"pixel_scale": PIXEL_SCALE})
 
 
 def read_image_folder(
@@ -244,7 +245,7 @@ def read_image_folder(
                                         "'mode:' key: L, RGB")
                     if size is not None:
                         im = im.resize((size, size), Image.Resampling.BILINEAR)
-                    arr = np.asarray(im, dtype=np.float32) / 255.0
+                    arr = np.asarray(im, dtype=np.float32) / PIXEL_SCALE
             except (UnidentifiedImageError, OSError) as e:
                 raise DataError(f"{f}: not a readable image ({e})") from e
             xs.append(arr if arr.ndim == 3 else arr[..., None])
