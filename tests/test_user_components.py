@@ -15,6 +15,7 @@ import yaml
 
 import nasforge
 from nasforge.cli.main import main
+from nasforge.exceptions import RunDirError
 from nasforge.registry import Registry
 from nasforge.spaces import SequenceSpace
 from nasforge.spaces.base import Architecture
@@ -46,6 +47,30 @@ def test_user_objective_from_python_minimised(tmp_path: Path) -> None:
     assert scores == sorted(scores) and s["best"]["score"] == min(scores)
     assert run.best is not None and run.best.number == s["best"]["trial"]
     assert s["top"][0]["params"] == len(s["top"][0]["arch"]["tokens"])
+    assert s["best"]["why"].startswith("lowest validation score")
+    # a user objective trains no network: export says so instead of "let the search finish"
+    with pytest.raises(RunDirError, match="no trained weights to export"):
+        nasforge.export(run.dir, tmp_path / "exp")
+
+
+def boom_objective(arch: Architecture, ctx: object) -> float:
+    if len(arch.tokens) % 2:
+        raise RuntimeError("boom: odd length")
+    return float(len(arch.tokens))
+
+
+def test_failed_trials_show_their_errors(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run = nasforge.search(_cfg(), objective=boom_objective, run_dir=tmp_path / "r",
+                          progress=False)
+    s = run.summary()
+    assert s["failed"] > 0
+    assert s["errors"][0]["error"] == "RuntimeError: boom: odd length"
+    assert s["errors"][0]["trials"] == s["failed"]
+    assert main(["show", str(run.dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"failed: {s['failed']} trial(s), first {s['errors'][0]['first']}: RuntimeError: boom" \
+        in " ".join(out.split())
 
 
 def test_user_objective_from_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -429,6 +429,12 @@ def _num(v: float, obj: Objective) -> str:
     return f"{v:.2f}" if obj == DEFAULT else f"{v:.4g}"
 
 
+def _pm(mean: float, sem: float, obj: Objective) -> str:
+    """``mean +- sem`` at the precision of the objective (percent: 2 decimals; else 4
+    significant digits and 2 for the error, so small losses are not rounded away)."""
+    return f"{mean:.2f} +- {sem:.2f}" if obj == DEFAULT else f"{mean:.4g} +- {sem:.2g}"
+
+
 def render_table(results: dict[str, Any]) -> str:
     cps = results["checkpoints"]
     opt = results["optimum"]
@@ -448,13 +454,13 @@ def render_table(results: dict[str, Any]) -> str:
         cells = []
         for c in cps:
             m, e = s["mean"][c - 1], s["sem"][c - 1]
-            cells.append("-" if m is None else f"{m:.2f} +- {e:.2f}")
+            cells.append("-" if m is None else _pm(m, e, obj))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Picked (what each strategy returns after a run of N queries) and best evaluated (the "
         "best architecture among the first N queries; in brackets: seeds that evaluated the "
-        "table optimum), mean val acc (%):",
+        f"table optimum), mean {what}:",
         "",
         "| strategy | score | " + " | ".join(f"{c} queries" for c in cps) + " |",
         "|---|---|" + "---|" * len(cps),
@@ -465,13 +471,13 @@ def render_table(results: dict[str, Any]) -> str:
         for c in cps:
             v = pk.get(str(c))
             cells.append("-" if v is None or v["mean"] is None else
-                         f"{v['mean']:.2f} +- {v['sem']:.2f}")
+                         _pm(v["mean"], v["sem"], obj))
         lines.append(f"| {label} | picked | " + " | ".join(cells) + " |")
         cells = []
         for c in cps:
             v = be.get(str(c))
             cells.append("-" if v is None or v["mean"] is None else
-                         f"{v['mean']:.2f} +- {v['sem']:.2f} [{v['found_optimum']}]")
+                         f"{_pm(v['mean'], v['sem'], obj)} [{v['found_optimum']}]")
         lines.append(f"| {label} | best evaluated | " + " | ".join(cells) + " |")
     hows = {label: "; ".join(s.get("picked_by", [])) for label, s in results["strategies"].items()}
     lines += ["", "How each strategy picked:", ""]

@@ -52,6 +52,8 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
             json.dumps(row["arch"].get("tokens", row["arch"])),
         )
     console.print(table)
+    for err in summary.get("errors") or []:
+        console.print(f"  failed: {err['trials']} trial(s), first {err['first']}: {err['error']}")
     best = summary["best"]
     if best.get("arch") is None:
         return

@@ -66,7 +66,10 @@ def test_a_loss_table_runs_through_nasforge_bench(tmp_path: Path) -> None:
     mean = res["strategies"]["random"]["mean"]
     assert mean[-1] == pytest.approx(res["optimum"], abs=1e-4)  # 6 queries see all 6 rows
     assert all(m >= res["optimum"] - 1e-9 for m in mean)  # a loss: never below the optimum
-    assert "val_loss (minimize)" in (out / "table.md").read_text()
+    md = (out / "table.md").read_text()
+    assert "val_loss (minimize)" in md and "val acc" not in md
+    # a loss is shown to 4 significant digits (0.0725 is not rounded to 0.07)
+    assert f"{res['strategies']['random']['mean'][-1]:.4g} +- " in md
 
 
 def test_space_mismatch_shows_both_sides(tmp_path: Path) -> None:

@@ -303,11 +303,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = export(args.run_dir, args.out)
     nets = sorted(p.parent for p in out.glob(f"*/{EXPORT_ARCH}")
                   if (p.parent / EXPORT_WEIGHTS).is_file())
+    plugins = Run(args.run_dir).config.plugins
+    extra = f", plugins={plugins!r}" if plugins else ""
     if (out / EXPORT_ARCH).is_file():
-        print(f"exported to {out} (load with nasforge.load({str(out)!r}))")
+        print(f"exported to {out} (load with nasforge.load({str(out)!r}{extra}))")
     elif nets:  # meta_a2c: one network per task
         print(f"exported to {out}: one trained network per task (load with "
-              f"nasforge.load({str(nets[0])!r}), and likewise for the others)")
+              f"nasforge.load({str(nets[0])!r}{extra}), and likewise for the others)")
     else:
         print(f"exported to {out} (architectures only: the run has no final retraining)")
     return 0

@@ -12,7 +12,6 @@ for every executor).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -127,15 +126,15 @@ class SearchContext:
         best = self.best()
         if rec.ok and (best is None or rec.val_acc > best.val_acc):
             self._best = best = rec
-        _logger.info(
-            "Trial %d %s val_acc=%.4f %s (best: trial %d, %.4f)",
-            rec.number,
-            rec.result.status,
-            rec.val_acc,
-            rec.arch,
-            best.number if best else -1,
-            best.val_acc if best else math.nan,
-        )
+        obj = self.objective
+        lead = (f"best: trial {best.number}, {obj.name} {obj.score(best.val_acc):.4g}"
+                if best is not None else "no trial has succeeded yet")
+        if rec.ok or rec.result.status != "failed":
+            _logger.info("Trial %d %s %s=%.4g %s (%s)", rec.number, rec.result.status,
+                         obj.name, obj.score(rec.val_acc), rec.arch, lead)
+        else:  # with its error (the search goes on; `show` counts the errors)
+            _logger.info("Trial %d failed: %s; %s (%s)", rec.number,
+                         rec.result.error or "no error text", rec.arch, lead)
         if self._depth:
             self._deferred.append(rec)
         else:

@@ -71,7 +71,11 @@ def import_plugin(name: str, base: Path | None = None) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        raise ConfigError(f"cannot import plugin module {name!r}: {err}") from None
+        where = f"the config's folder {str(base)!r}, " if base is not None else ""
+        raise ConfigError(
+            f"cannot import plugin module {name!r}: {err} (searched {where}the working "
+            "directory and PYTHONPATH)"
+        ) from None
 
 
 class FunctionEvaluator(Evaluator):
