@@ -51,6 +51,8 @@ def load_checkpoint(
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
             IndexError, TypeError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, KeyError) and first.isdigit():  # torch's legacy-format magic key
+            first = "its first bytes are no torch file header"
         raise RunDirError(f"{name} is damaged or not a torch checkpoint ({first[:160]})") from None
 
 

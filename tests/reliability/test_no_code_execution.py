@@ -36,6 +36,11 @@ def test_refusal_names_the_refused_global_on_one_clean_line(tmp_path: Path) -> N
     assert not marker.exists()
 
 
+def test_junk_bytes_are_named_damaged_without_a_bare_number() -> None:
+    with pytest.raises(RunDirError, match=r"damaged or not a torch checkpoint \(its first bytes"):
+        load_checkpoint(b"junk text here", what="best_model.pt")
+
+
 def test_tampered_darts_checkpoint_refused_on_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
