@@ -442,6 +442,8 @@ class LoadedModel(nn.Module):
             return t.unsqueeze(0), True
         if t.ndim == k + 1 and got[1:] == shape:
             return t, False
+        if shape == (1,) and t.ndim == 1:  # one feature: a value per example
+            return t.reshape(-1, 1), False
         if k > 1 and got == (n_in,):  # one flattened example
             return t.reshape(1, *shape), True
         if k > 1 and t.ndim == 2 and got[1] == n_in:  # flattened rows
