@@ -140,3 +140,15 @@ def test_variable_length_spaces_are_padded(tmp_path: Path) -> None:
     ev = TabularEvaluator(space=space, table=str(out), seed_mode="mean")
     for arch in space.enumerate():
         assert ev.evaluate(arch, seed=0).ok
+
+
+def test_a_space_too_large_to_enumerate_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "d", "task": {"name": "digits"},
+                                   "space": {"name": "darts"}, "evaluator": {"name": "train"}}))
+    out = tmp_path / "t.npz"
+    assert main(["tabulate", str(cfg), "--out", str(out)]) == 2
+    assert "architectures; tabulate trains every one" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [cfg]

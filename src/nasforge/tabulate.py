@@ -97,6 +97,10 @@ def _read_log(path: Path) -> tuple[dict[tuple[int, int], dict[str, Any]], list[d
     return done, sessions
 
 
+MAX_ROWS = 1_000_000
+"""The largest space ``tabulate`` enumerates (each architecture is trained)."""
+
+
 def tabulate(
     config: str | Path | dict[str, Any],
     out: str | Path,
@@ -114,6 +118,12 @@ def tabulate(
     size = space.size()
     if size is None:
         raise ConfigError(f"tabulate needs a finite space; space {space.name!r} has no size")
+    if size > MAX_ROWS:
+        raise ConfigError(
+            f"space {space.name!r} has {size:.3g} architectures; tabulate trains every one, "
+            f"so it takes spaces of at most {MAX_ROWS:,} (use fewer ops, nodes, layers or "
+            "choices)"
+        )
     out = Path(out)
     side = out.with_name(out.name + ".parts")
     side.mkdir(parents=True, exist_ok=True)
