@@ -114,3 +114,18 @@ def test_an_image_export_takes_raw_pixels_as_image_files_load(tmp_path: Path) ->
     assert model.predict(raw[0].transpose(2, 0, 1)) == labels[0]  # one image, channels first
     with pytest.raises(ValueError, match=r"does not fit this model; allowed: \[3, 12, 10\]"):
         model.predict(raw[:, :5])
+
+
+def test_a_digits_export_takes_load_digits_rows_as_they_are(tmp_path: Path) -> None:
+    """The digits task divides sklearn's 0-16 values by 16; its export does the same."""
+    from sklearn.datasets import load_digits
+
+    cfg = tiny_config(task={"name": "digits"}, budget=2, final={"seeds": 1})
+    run = nasforge.search(cfg, run_dir=tmp_path / "run", progress=False)
+    nasforge.export(run.dir, tmp_path / "exp")
+    model = nasforge.load(tmp_path / "exp")
+    assert model.pixel_scale == 16.0
+    raw = load_digits().data[:50]  # (50, 64) in 0..16, float64
+    with torch.no_grad():
+        direct = model.net(torch.as_tensor(raw / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8))
+    assert list(model.predict(raw)) == list(direct.argmax(1).numpy())

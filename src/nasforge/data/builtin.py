@@ -86,6 +86,7 @@ class Digits(TaskFactory):
             input_shape=(1, 8, 8),
             fractions=(p.train, p.val),
             seed=p.seed,
+            preprocess={"pixel_scale": 16.0},  # an export takes load_digits() rows as they are
         )
 
 
@@ -103,13 +104,14 @@ class MNIST5k(TaskFactory):
         x, y = mnist_data()
         spec = {"name": self.name, **p.model_dump()}
         return split_arrays(
-            x / 255.0,
+            x / PIXEL_SCALE,
             y,
             name=self.name,
             spec=spec,
             input_shape=(1, 28, 28),
             fractions=(p.train, p.val),
             seed=p.seed,
+            preprocess={"pixel_scale": PIXEL_SCALE},  # an export takes 0-255 pixels
         )
 
 
