@@ -220,6 +220,8 @@ def _why(
     if final.retrained:
         cands = final.candidates or ()
         n = len(final.retrainings)
+        if not cands:  # one-shot searches: the derived architecture, retrained
+            return f"the architecture the search derived, retrained {n} time(s); tested once"
         lead = "the top trial" if best.get("trial") == top else f"not the top trial ({top})"
         return (
             f"best mean {what} over {n} retrainings among the top {len(cands)} "
