@@ -481,9 +481,10 @@ class LoadedModel(nn.Module):
         self.eval()
         out = self(t)
         self.train(was)
-        if self.kind == "regression":
-            res = out.cpu().numpy().astype(np.float64)
-        else:
+        if self.kind == "regression" or (self.kind == "policy"
+                                         and getattr(self.net, "continuous", False)):
+            res = out.cpu().numpy().astype(np.float64)  # values, or continuous actions
+        else:  # class labels, or a discrete policy's greedy actions
             idx = out.argmax(1).cpu().numpy()
             res = np.asarray(self.classes, dtype=object)[idx] if self.classes else idx
             if self.classes and all(isinstance(c, (int, float)) for c in self.classes):

@@ -155,7 +155,8 @@ class PBTRLTrainer(MemberTrainer):
 
     def task_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"spec": {"name": "gym", "env": self.p.env},
-                                "input_shape": [self.obs_dim], "num_classes": self.n_actions}
+                                "input_shape": [self.obs_dim], "num_classes": self.n_actions,
+                                "kind": "policy"}  # an export's predict gives greedy actions
         if self.continuous:  # export / load rebuild the network with these build() arguments
             meta["build"] = {"continuous": True}
         return meta

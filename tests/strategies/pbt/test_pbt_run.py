@@ -192,6 +192,7 @@ def test_rl_pbt_runs_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert len(run.trials) == 8
     model = load(export(run.dir, tmp_path / "exp"))
     assert model(torch.zeros(3, 6)).shape == (3, 3)
+    assert list(model.predict(np.zeros((3, 6)))) == list(model(torch.zeros(3, 6)).argmax(1))
     from nasforge.cli.main import main
 
     assert main(["show", str(run.dir)]) == 0
@@ -268,8 +269,11 @@ def test_continuous_actions_pendulum_runs_and_exports(tmp_path: Path) -> None:
     assert final is not None and final.test_acc is not None and math.isfinite(final.test_acc)
     assert -16.3 * 30 <= final.extra["fitness"] <= 0.0  # 30 steps of reward in [-16.3, 0]
     model = load(export(run.dir, tmp_path / "exp"))
-    torque = model(torch.randn(5, 3) * 4)
+    obs = torch.randn(5, 3) * 4
+    torque = model(obs)
     assert torque.shape == (5, 1) and bool((torque.abs() <= 2.0).all())
+    # predict gives the greedy torques themselves (not class indices of a 1-unit output)
+    assert np.allclose(model.predict(obs.numpy()), torque.detach().numpy(), atol=1e-6)
 
     space = GeneACSpace(hidden=8, num_layers=2)
     params = {k: v for k, v in ev.items() if k != "name"}
