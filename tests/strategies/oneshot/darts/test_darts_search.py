@@ -115,7 +115,8 @@ def test_nb201_space_search(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "space"),
     [({"order": 2, "tse": {}}, None), ({"pc": {"k": 3}}, None),
-     ({"pdarts": {"stages": 2, "keep": [3, 2]}}, None), ({}, {"name": "mlp"})],
+     ({"pdarts": {"stages": 2, "keep": [3, 2]}}, None), ({}, {"name": "mlp"}),
+     ({"layers": 2, "reductions": [5]}, None)],
 )
 def test_bad_settings_raise_config_errors(tmp_path: Path, override: dict[str, Any],
                                           space: dict[str, Any] | None) -> None:

@@ -47,14 +47,24 @@ def make_spec(space: SearchSpace, p: DartsParams) -> Any:
         spec = NB201SupernetSpec(space, opts, allow_none=p.allow_none)
     else:
         raise ConfigError(f"strategy darts needs space darts or nb201, got {space.name!r}")
+    check_options(opts, k)
+    if "skip_connect" not in spec.ops and (p.darts_minus or (p.pdarts and p.pdarts.skip_limit)):
+        _logger.info("no skip_connect op: skip limit / skip dropout have nothing to act on")
+    return spec
+
+
+def check_options(opts: SupernetOptions, k: int) -> None:
+    """The strategy's supernet sizes fit: reduction cells among the cells, PC-DARTS' K a
+    divisor of the channels (one line each; the DARTS and MetaNAS strategies)."""
+    bad = [r for r in opts.reductions or () if not 0 <= r < opts.layers]
+    if bad:
+        raise ConfigError(f"strategy.reductions {opts.reductions} must lie in "
+                          f"0..{opts.layers - 1} (the supernet has {opts.layers} cells)")
     if opts.channels % k or opts.channels // k < 2:
         raise ConfigError(
             f"strategy.pc.k={k} must divide the supernet channels ({opts.channels}) and leave "
             ">= 2 channels per op"
         )
-    if "skip_connect" not in spec.ops and (p.darts_minus or (p.pdarts and p.pdarts.skip_limit)):
-        _logger.info("no skip_connect op: skip limit / skip dropout have nothing to act on")
-    return spec
 
 
 def check_table(space: SearchSpace, table: str) -> Any:

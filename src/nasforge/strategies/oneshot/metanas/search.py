@@ -103,6 +103,7 @@ from nasforge.storage.base import Record
 from nasforge.strategies.base import STRATEGIES, SearchContext
 from nasforge.strategies.oneshot.base import OneShotSearch, encode_checkpoint
 from nasforge.strategies.oneshot.darts import regularizers as reg
+from nasforge.strategies.oneshot.darts.oneshot import check_options
 from nasforge.strategies.oneshot.metanas.meta import (
     Conv4,
     discretize_pairwise,
@@ -310,13 +311,7 @@ def make_spec(space: SearchSpace, p: MetaNASParams) -> DartsSupernetSpec:
         reductions=p.reductions if p.reductions is not None else space.reductions,
         stem_multiplier=space.stem_multiplier, pc_k=k, aux_skip=p.darts_minus,
         pairwise=p.pairwise_alphas)
-    bad = [r for r in opts.reductions or () if not 0 <= r < opts.layers]
-    if bad:
-        raise ConfigError(f"strategy.reductions {opts.reductions} must lie in "
-                          f"0..{opts.layers - 1} (the supernet has {opts.layers} cells)")
-    if opts.channels % k or opts.channels // k < 2:
-        raise ConfigError(f"strategy.pc.k={k} must divide the supernet channels "
-                          f"({opts.channels}) and leave >= 2 channels per op")
+    check_options(opts, k)
     return DartsSupernetSpec(space, opts)
 
 
