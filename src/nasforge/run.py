@@ -126,7 +126,8 @@ class Run:
         final = self.final or FinalReport(objective=obj)
 
         pbt = self._pbt_summary()  # PBT-NAS: a member's architecture improves every round
-        ranked = ranked_distinct(trials, keep="best" if pbt else "first")
+        ranked = ranked_distinct(trials, keep="best" if pbt else "first",
+                                 by_task=self.is_metarl)
         best_rec = ranked[0] if ranked else None
         best: dict[str, Any] = {"arch": None, "val_acc": None, "test_acc": None}
         if final.arch is not None:
@@ -149,7 +150,10 @@ class Run:
         best["test_score"] = best.get("test_acc")
         if final.test_metrics:
             best["test_metrics"] = dict(final.test_metrics)
-        best["why"] = _why(final, obj, best, ranked, bool(pbt))
+        best["why"] = (
+            "the best network over all tasks; each task's own best networks and their "
+            "retraining are listed per task" if self.is_metarl and best.get("arch") is not None
+            else _why(final, obj, best, ranked, bool(pbt)))
         out_pareto: dict[str, Any] = {}
         if self.config.pareto:
             out_pareto = {"pareto": pareto_front(trials, obj)}

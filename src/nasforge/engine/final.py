@@ -230,20 +230,22 @@ def build_report(
 
 
 def ranked_distinct(
-    records: list[Record], keep: Literal["first", "best"] = "first"
+    records: list[Record], keep: Literal["first", "best"] = "first", by_task: bool = False
 ) -> list[Record]:
     """Complete trials, one per architecture, best validation first (ties: earliest).
 
     ``keep="first"``: an architecture's first evaluation (re-evaluations of a noisy reward are
     not cherry-picked); ``"best"``: its best one (PBT-NAS, where a member improves every round).
+    ``by_task``: one per architecture and task (a run over several tasks, e.g. ``meta_a2c``).
     """
-    kept: dict[str, Record] = {}
+    kept: dict[tuple[str, str | None], Record] = {}
     for r in records:
         if not r.ok:
             continue
-        old = kept.get(r.arch_id)
+        key = (r.arch_id, r.task if by_task else None)
+        old = kept.get(key)
         if old is None or (keep == "best" and r.val_acc > old.val_acc):
-            kept[r.arch_id] = r
+            kept[key] = r
     return sorted(kept.values(), key=lambda r: (-r.val_acc, r.number))
 
 

@@ -41,6 +41,15 @@ def test_summary_per_environment(run_dir: Path) -> None:
         assert t["steps"] == 20 and sum(t["actions"].values()) == 20
         assert t["best"] and t["best"][0]["reward"] >= t["mean_reward"]
         assert t["final"] and "test_acc" in t["final"][0]
+    # the generic table ranks each task's networks apart: a network found on both tasks is
+    # listed once per task, and the top row is the best over all tasks
+    s = run.summary(top=1000)
+    tasks_of = {r.number: r.task for r in run.trials}
+    pairs = [(json.dumps(t["arch"]), tasks_of[t["trial"]]) for t in s["top"]]
+    assert len(pairs) == len(set(pairs))
+    assert len({tasks_of[t["trial"]] for t in s["top"]}) == 2
+    assert s["top"][0]["val_acc"] == max(r.val_acc for r in run.trials if r.ok)
+    assert "each task's own best networks" in s["best"]["why"]
     # the same numbers straight from the trials
     assert metarl_summary(run.trials, None)["tasks"][tids[0]]["steps"] == 20
     rew = reward_info(run.trials)
