@@ -118,6 +118,7 @@ def test_resume_after_a_kill_gives_the_same_population(straight: Run, tmp_path: 
     ({"task": {"name": "sklearn", "dataset": "breast_cancer"}}, "needs an image task"),  # a table
     ({"task": {"name": "sklearn", "dataset": "diabetes"}}, "needs an image task"),  # regression
     ({"budget": 3}, "below population_size 4"),
+    ({"budget": 10}, "budget 10 is not a multiple of population_size 4"),
     ({"evaluator": {"name": "pbt_gan", "feature_dim": 600}}, "at least 1200 training images"),
     ({"space": {"name": "gan_hard"}}, "set space.img_channels 1 and space.resolution 8"),
 ])

@@ -200,11 +200,18 @@ class PBTNAS(Strategy):
         return self._checked(ctx.space, ctx.evaluator)
 
     def _rounds_of(self, budget: int) -> int:
-        rounds = budget // self.p.population_size
+        n = self.p.population_size
+        rounds = budget // n
         if rounds < 1:
             raise ConfigError(
-                f"budget {budget} is below population_size {self.p.population_size}; "
+                f"budget {budget} is below population_size {n}; "
                 "pbt_nas needs budget = population_size x rounds"
+            )
+        if budget % n:
+            raise ConfigError(
+                f"budget {budget} is not a multiple of population_size {n}; pbt_nas needs "
+                f"budget = population_size x rounds (allowed near it: {rounds * n} or "
+                f"{(rounds + 1) * n})"
             )
         return rounds
 
