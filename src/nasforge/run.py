@@ -513,8 +513,11 @@ def load(
         load_plugins(plugins)
     d = Path(model_dir)
     if not (d / EXPORT_ARCH).is_file() or not (d / EXPORT_WEIGHTS).is_file():
+        subs = sorted(p.parent.name for p in d.glob(f"*/{EXPORT_ARCH}")) if d.is_dir() else []
+        hint = (f"; it holds one exported network per task: load one of its folders "
+                f"({', '.join(subs[:5])})" if subs else "")
         raise RunDirError(
-            f"{str(d)!r} is not an exported model ({EXPORT_ARCH} + {EXPORT_WEIGHTS})"
+            f"{str(d)!r} is not an exported model ({EXPORT_ARCH} + {EXPORT_WEIGHTS}){hint}"
         )
     doc = _read_export_doc(d / EXPORT_ARCH)
     if doc.get("format") == NSC_FORMAT:

@@ -63,6 +63,7 @@ class EpisodeSampler:
 
     def __init__(
         self, split: Split, *, n_way: int, k_shot: int, q_query: int, seed: int, name: str,
+        shots_key: str = "k_shot",
     ) -> None:
         y = split.y.cpu().numpy()
         self.x = split.x
@@ -78,8 +79,8 @@ class EpisodeSampler:
         fewest = min(len(v) for v in self.by_class.values())
         if fewest < need:
             raise DataError(
-                f"k_shot + q_query = {need} exceeds the {fewest} images of the smallest "
-                f"meta-{name} class; allowed: k_shot + q_query <= {fewest}")
+                f"{shots_key} + q_query = {need} exceeds the {fewest} images of the smallest "
+                f"meta-{name} class; allowed: {shots_key} + q_query <= {fewest}")
 
     def episode(self, index: int) -> Episode:
         """Episode ``index`` (a pure function of the seed, the split and the index)."""

@@ -13,6 +13,7 @@ from nasforge.config import build_component
 from nasforge.data import TASKS as TASKS_REG
 from nasforge.envs.nsc import NSCNet
 from nasforge.evaluators.fit import accuracy
+from nasforge.exceptions import RunDirError
 from nasforge.run import Run, load
 from nasforge.search import search
 from nasforge.strategies.metarl.report import action_info, metarl_summary, reward_info
@@ -71,6 +72,8 @@ def test_show_export_plot(run_dir: Path, tmp_path: Path,
     exp = sorted((tmp_path / "exp").glob("*/architecture.json"))
     docs = [json.loads(p.read_text()) for p in exp]
     assert len(docs) == 2 and (tmp_path / "exp" / "policy.pt").is_file()
+    with pytest.raises(RunDirError, match="one exported network per task: load one of its"):
+        load(tmp_path / "exp")
     run = Run(run_dir)
     for p, d in zip(exp, docs, strict=True):
         assert d["format"] == "nasforge-nsc/1" and d["test_acc"] is not None

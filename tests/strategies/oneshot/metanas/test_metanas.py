@@ -211,6 +211,7 @@ def test_bad_params() -> None:
 @pytest.mark.parametrize(("kw", "msg"), [
     ({"n_way": 500}, "n_way=500 exceeds the"),
     ({"k_shot": 1, "q_query": 10_000}, "q_query"),
+    ({"train_shots": 10_000}, r"train_shots \+ q_query = \d+ exceeds"),
 ])
 def test_episode_sizes_checked_before_anything_is_written(
     tmp_path: Path, kw: dict[str, Any], msg: str
@@ -267,6 +268,8 @@ def test_export_load_adapt(tiny_run: Path, tmp_path: Path, parts: Any) -> None:
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert any(not torch.equal(v, before[k]) for k, v in adapted.state_dict().items())
     assert adapted.predict(ep.query_x).shape == (9,)
+    with pytest.raises(ValueError, match=r"support labels must be 0..2 \(the model is 3-way\)"):
+        model.adapt(ep.support_x, ep.support_y + 3, steps=1)
 
 
 def _state(s: MetaNAS) -> list[torch.Tensor]:

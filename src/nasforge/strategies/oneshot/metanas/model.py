@@ -175,6 +175,12 @@ class MetaModel(nn.Module):
         """A copy adapted to the task of ``(support_x, support_y)`` (labels ``0..N-1``): fresh
         inner optimisers, ``steps`` steps, the architecture adapted on ``arch_steps`` of them
         (default: all). The meta-learned weights of ``self`` are not changed."""
+        ys = torch.as_tensor(support_y, dtype=torch.long)
+        head = getattr(self.net, "classifier", None)
+        n_out = int(head.out_features) if isinstance(head, nn.Linear) else None
+        if n_out is not None and len(ys) and not 0 <= int(ys.min()) <= int(ys.max()) < n_out:
+            raise ValueError(f"support labels must be 0..{n_out - 1} (the model is {n_out}-way), "
+                             f"got {int(ys.min())}..{int(ys.max())}")
         model = copy.deepcopy(self)
         w_opt, a_opt = model.optimizers()
         dev = next(model.net.parameters()).device

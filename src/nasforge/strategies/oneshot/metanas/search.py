@@ -379,7 +379,8 @@ class MetaNAS(OneShotSearch):
         p, q = self.p, self.p.q_query
         return {
             "train": EpisodeSampler(task.train, n_way=p.n_way, k_shot=p.train_shots,
-                                    q_query=q, seed=self.seed, name="train"),
+                                    q_query=q, seed=self.seed, name="train",
+                                    shots_key="train_shots"),
             "test": EpisodeSampler(task.test, n_way=p.n_way, k_shot=p.k_shot, q_query=q,
                                    seed=self.seed, name="test"),
             "final": EpisodeSampler(task.test, n_way=p.n_way, k_shot=p.k_shot, q_query=q,
