@@ -220,7 +220,8 @@ def _why(
     top = ranked[0].number if ranked else None
     if pbt and final.arch is not None and "population" in final.extra:
         return "the final population's best member by fitness (PBT-NAS, not retrained)"
-    what = obj.name if obj.name.startswith("val_") else f"validation {obj.name}"
+    what = ("validation accuracy" if obj.name == "val_acc" else obj.name
+            if obj.name.startswith("val_") else f"validation {obj.name}")
     if final.retrained:
         cands = final.candidates or ()
         n = len(final.retrainings)
