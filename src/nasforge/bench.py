@@ -432,7 +432,8 @@ def _num(v: float, obj: Objective) -> str:
 def _pm(mean: float, sem: float, obj: Objective) -> str:
     """``mean +- sem`` at the precision of the objective (percent: 2 decimals; else 4
     significant digits and 2 for the error, so small losses are not rounded away)."""
-    return f"{mean:.2f} +- {sem:.2f}" if obj == DEFAULT else f"{mean:.4g} +- {sem:.2g}"
+    err = f"{sem:.2f}" if obj == DEFAULT else f"{sem:.2g}"
+    return f"{_num(mean, obj)} +- {err}"
 
 
 def render_table(results: dict[str, Any]) -> str:

@@ -150,10 +150,7 @@ class Run:
         best["test_score"] = best.get("test_acc")
         if final.test_metrics:
             best["test_metrics"] = dict(final.test_metrics)
-        best["why"] = (
-            "the best network over all tasks; each task's own best networks and their "
-            "retraining are listed per task" if self.is_metarl and best.get("arch") is not None
-            else _why(final, obj, best, ranked, bool(pbt)))
+        best["why"] = _why(final, obj, best, ranked, bool(pbt), self.is_metarl)
         out_pareto: dict[str, Any] = {}
         if self.config.pareto:
             out_pareto = {"pareto": pareto_front(trials, obj)}
@@ -212,16 +209,22 @@ def _error_counts(trials: list[Record], most: int = 3) -> list[dict[str, Any]]:
 
 
 def _why(
-    final: FinalReport, obj: Objective, best: dict[str, Any], ranked: list[Record], pbt: bool
+    final: FinalReport, obj: Objective, best: dict[str, Any], ranked: list[Record], pbt: bool,
+    multi_task: bool = False,
 ) -> str:
     """One sentence: why ``best`` is the pick (the one definition of "best")."""
     if best.get("arch") is None:
         return "no trial completed"
+    if multi_task:
+        return ("the best network over all tasks; each task's own best networks and their "
+                "retraining are listed per task")
     top = ranked[0].number if ranked else None
     if pbt and final.arch is not None and "population" in final.extra:
         return "the final population's best member by fitness (PBT-NAS, not retrained)"
-    what = ("validation accuracy" if obj.name == "val_acc" else obj.name
-            if obj.name.startswith("val_") else f"validation {obj.name}")
+    if obj.name == "val_acc":
+        what = "validation accuracy"
+    else:
+        what = obj.name if obj.name.startswith("val_") else f"validation {obj.name}"
     if final.retrained:
         cands = final.candidates or ()
         n = len(final.retrainings)

@@ -131,6 +131,13 @@ def make_task(spec: JSONDict | str) -> Task:
     return factory.load()
 
 
+def check_rows(name: object, x: np.ndarray, y: np.ndarray) -> None:
+    """One label per feature row, or a one-line :class:`DataError`."""
+    if len(x) != len(y):
+        raise DataError(
+            f"{name}: {len(x)} feature rows but {len(y)} labels; every row needs one label")
+
+
 PIXEL_SCALE = 255.0
 """Image files are read as 8-bit values divided by this (an export divides raw pixels too)."""
 
@@ -158,9 +165,8 @@ def split_arrays(
     standard deviation of the training split only. ``preprocess``: what was applied to ``x``
     before (e.g. ``{"pixel_scale": 255.0}``), recorded so that an export redoes it.
     """
+    check_rows(name, x, y)
     n = len(y)
-    if len(x) != n:
-        raise DataError(f"{name}: {len(x)} feature rows but {n} labels; every row needs one label")
     if kind == "regression":
         stratify = False
     f_train, f_val = fractions

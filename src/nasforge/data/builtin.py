@@ -13,7 +13,15 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nasforge.data.base import PIXEL_SCALE, TASKS, Task, TaskFactory, TaskKind, split_arrays
+from nasforge.data.base import (
+    PIXEL_SCALE,
+    TASKS,
+    Task,
+    TaskFactory,
+    TaskKind,
+    check_rows,
+    split_arrays,
+)
 from nasforge.exceptions import DataError
 from nasforge.logging import get_logger
 
@@ -312,9 +320,7 @@ class FileTask(TaskFactory):
         else:
             x, y = _read_npy(path, p)
         x = _check_features(path, x)
-        if len(x) != len(y):
-            raise DataError(f"{path}: {len(x)} feature rows but {len(y)} labels; every row "
-                            "needs one label")
+        check_rows(path, x, y)  # before the labels are read as classes
         kind, y, mapped = _labels(path, y, p.kind, p.max_classes)
         if classes is None:
             classes = mapped
