@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasforge.bench import incumbent_scores, load_bench_config, scores_at_seconds
+from nasforge.bench import bench, incumbent_scores, load_bench_config, scores_at_seconds
 from nasforge.cli.main import main
 from nasforge.exceptions import ConfigError
 
@@ -63,3 +63,47 @@ def test_bad_bench_configs() -> None:
     with pytest.raises(ConfigError, match="at least one"):
         load_bench_config({"evaluator": {"name": "table", "table": "x"}, "strategies": {}})
     assert main(["bench", "/nonexistent.yaml", "--out", "/tmp/x"]) == 2
+
+
+def _tiny_bench(tmp_path: Path, seeds: int = 2) -> Path:
+    cfg = tmp_path / f"b{seeds}.yaml"
+    cfg.write_text(
+        f"name: tiny\nseeds: {seeds}\nbudget: 8\ncheckpoints: [4, 8]\n"
+        "evaluator: {name: table, table: nb201/cifar10}\n"
+        "strategies:\n  random: {name: random, batch_size: 1}\n"
+    )
+    return cfg
+
+
+def test_bench_resumes_from_its_log_and_refuses_other_folders(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cfg2 = _tiny_bench(tmp_path, seeds=2)
+    assert main(["bench", str(cfg2), "--out", str(out), "--no-progress"]) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert first["runs_reused"] == 0
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 4  # 2 seeds x budgets 4 and 8
+    # a kill mid-write: a torn last line and one run lost; the rerun redoes only that run
+    (out / "runs.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])
+    assert main(["bench", str(cfg2), "--out", str(out), "--no-progress"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["runs_reused"] == 3
+    assert again["strategies"]["random"]["mean"] == first["strategies"]["random"]["mean"]
+    # more seeds reuse the first two
+    cfg3 = _tiny_bench(tmp_path, seeds=3)
+    assert main(["bench", str(cfg3), "--out", str(out), "--no-progress"]) == 0
+    more = json.loads((out / "results.json").read_text())
+    assert more["runs_reused"] == 4 and more["seeds"] == [0, 1, 2]
+    assert more["strategies"]["random"]["per_seed"]["8"][:2] == \
+        first["strategies"]["random"]["per_seed"]["8"]
+    # another evaluator into the same folder, or a folder of other files: refused, untouched
+    before = (out / "results.json").read_text()
+    assert main(["bench", str(cfg3), "--out", str(out), "--no-progress",
+                 "--set", "evaluator.table=nb201/cifar100"]) == 2
+    assert (out / "results.json").read_text() == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already holds files and no bench log"):
+        bench(str(cfg2), other)
+    assert (other / "results.json").read_text() == "{}"

@@ -23,12 +23,17 @@ of each query, summed.
 Outputs in ``--out``: ``results.json`` (per strategy: ``queries``, ``mean``, ``sem`` of the score
 in percent at every query count, and ``seconds``, ``mean_s``, ``sem_s``, ``n_s`` on a log grid of
 simulated seconds; ``per_seed`` scores at the checkpoints), ``regret.png`` (best-so-far regret
-with standard-error bands, log scale) and ``table.md``.
+with standard-error bands, log scale) and ``table.md``; ``bench.json`` (the space and evaluator)
+and ``runs.jsonl`` (one line per finished run, fsynced). Running the same command again, after a
+kill or with more seeds, strategies or checkpoints, reuses every run of the log whose strategy
+spec, seed and budget are unchanged (``runs_reused`` in results.json; ``wall_seconds`` is that
+session's); a folder of another space or evaluator, or one holding other files, is refused.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -59,6 +64,7 @@ from nasforge.logging import get_logger
 from nasforge.objectives import DEFAULT, Objective
 from nasforge.plotting import pyplot, save_figure
 from nasforge.spaces.base import Architecture, make_space
+from nasforge.storage.joblog import append_jsonl, check_fingerprint, read_jsonl, write_atomic
 from nasforge.storage.sqlite import SQLiteRunStore
 from nasforge.strategies.base import STRATEGIES, AskTellStrategy
 
@@ -254,56 +260,115 @@ def bench(
         if not isinstance(s, AskTellStrategy):
             raise ConfigError(f"strategies.{label}: {spec['name']!r} is not an ask/tell strategy")
     outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
+    log_path = _open_bench_dir(outdir, cfg)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     budgets = [cfg.budget]
     if cfg.pick_runs:
         budgets = sorted({c for c in cfg.checkpoints if c < cfg.budget}) + budgets
     jobs = [(label, seed, b) for label in cfg.strategies for seed in seeds for b in budgets]
-    runs: dict[tuple[str, int, int], dict[str, Any]] = {}
+    runs = _done_runs(log_path, cfg, set(jobs))
+    todo = [job for job in jobs if job not in runs]
+    if runs:
+        _logger.info("bench %s: resuming in %s, %d of %d runs done", cfg.name, outdir,
+                     len(runs), len(jobs))
     args = {
         (label, seed, b): (cfg.space, cfg.evaluator, cfg.strategies[label], seed, b)
-        for label, seed, b in jobs
+        for label, seed, b in todo
     }
     t0 = time.perf_counter()
-    if cfg.workers == 1:
-        from contextlib import nullcontext
+    with log_path.open("a") as log:
 
-        try:
-            from threadpoolctl import threadpool_limits
+        def finished(job: tuple[str, int, int], run: dict[str, Any]) -> None:
+            runs[job] = run
+            append_jsonl(log, _run_line(job, cfg.strategies[job[0]], run), sync=True)
+            _logger.info("bench %s: %s seed %d budget %d done (%d/%d)", cfg.name, *job,
+                         len(runs), len(jobs))
+            if progress is not None:
+                progress(len(runs), len(jobs))
 
-            limit: Any = threadpool_limits(limits=1)
-        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            limit = nullcontext()
-        with limit:
-            for n, job in enumerate(jobs):
-                runs[job] = run_one(*args[job])
-                _logger.info("bench %s: %s seed %d budget %d done (%d/%d)", cfg.name, *job,
-                             n + 1, len(jobs))
-                if progress is not None:
-                    progress(n + 1, len(jobs))
-    else:
-        with cf.ProcessPoolExecutor(
-            cfg.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
-        ) as pool:
-            futs = {pool.submit(run_one, *args[job]): job for job in jobs}
-            for n, fut in enumerate(cf.as_completed(futs)):
-                runs[futs[fut]] = fut.result()
-                _logger.info("bench %s: %s seed %d budget %d done (%d/%d)", cfg.name,
-                             *futs[fut], n + 1, len(jobs))
-                if progress is not None:
-                    progress(n + 1, len(jobs))
+        if progress is not None:
+            progress(len(runs), len(jobs))
+        if cfg.workers == 1 or len(todo) <= 1:
+            try:
+                from threadpoolctl import threadpool_limits
+
+                limit: Any = threadpool_limits(limits=1)
+            except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+                limit = contextlib.nullcontext()
+            with limit:
+                for job in todo:
+                    finished(job, run_one(*args[job]))
+        else:
+            with cf.ProcessPoolExecutor(
+                cfg.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+            ) as pool:
+                futs = {pool.submit(run_one, *args[job]): job for job in todo}
+                for fut in cf.as_completed(futs):
+                    finished(futs[fut], fut.result())
     wall = time.perf_counter() - t0
     results = summarise(cfg, runs, seeds, optimum, objective=evaluator.objective)
     results["wall_seconds"] = round(wall, 1)
+    results["runs_reused"] = len(jobs) - len(todo)
     results["published"] = cfg.published
-    (outdir / "results.json").write_text(json.dumps(results, indent=1))
-    (outdir / "table.md").write_text(render_table(results))
+    write_atomic(outdir / "results.json", json.dumps(results, indent=1))
+    write_atomic(outdir / "table.md", render_table(results))
     try:
         plot_regret(results, outdir / "regret.png")
     except ImportError:  # matplotlib missing: results and table are still written
         _logger.warning("matplotlib is not installed; regret.png not written")
     return results
+
+
+BENCH_LOG = "runs.jsonl"
+BENCH_FINGERPRINT = "bench.json"
+
+
+def _open_bench_dir(outdir: Path, cfg: BenchConfig) -> Path:
+    """Create ``outdir`` or check that it is this bench's (same space and evaluator: the runs
+    in its log are reused); refuse a folder holding other files. Returns the log's path."""
+    fp_path = outdir / BENCH_FINGERPRINT
+    if outdir.exists() and not outdir.is_dir():
+        raise ConfigError(f"--out {str(outdir)!r} is a file; give a folder")
+    if outdir.is_dir() and not fp_path.is_file() and any(outdir.iterdir()):
+        raise ConfigError(
+            f"--out {str(outdir)!r} already holds files and no bench log ({BENCH_FINGERPRINT}); "
+            "nothing was overwritten: use a new or empty folder"
+        )
+    outdir.mkdir(parents=True, exist_ok=True)
+    check_fingerprint(fp_path, {"space": cfg.space, "evaluator": cfg.evaluator}, outdir,
+                      "a bench")
+    return outdir / BENCH_LOG
+
+
+def _nan_list(x: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(float(v)) else None for v in x]
+
+
+def _run_line(job: tuple[str, int, int], spec: dict[str, Any], run: dict[str, Any]
+              ) -> dict[str, Any]:
+    label, seed, budget = job
+    picked = run["picked"]
+    return {"label": label, "seed": seed, "budget": budget, "spec": spec,
+            **{k: _nan_list(run[k]) for k in ("obs", "true", "cost")},
+            "picked": picked if math.isfinite(picked) else None,
+            **{k: run[k] for k in ("wall", "unique", "how", "cached")}}
+
+
+def _done_runs(log_path: Path, cfg: BenchConfig, jobs: set[tuple[str, int, int]]
+               ) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """The runs of the log that this config would run again: same label, seed, budget and
+    strategy spec (a run depends on nothing else once space and evaluator match)."""
+    runs: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for line in read_jsonl(log_path):
+        job = (str(line["label"]), int(line["seed"]), int(line["budget"]))
+        if job not in jobs or line["spec"] != json.loads(json.dumps(cfg.strategies[job[0]])):
+            continue
+        runs[job] = {
+            **{k: np.array(line[k], dtype=float) for k in ("obs", "true", "cost")},
+            "picked": math.nan if line["picked"] is None else float(line["picked"]),
+            **{k: line[k] for k in ("wall", "unique", "how", "cached")},
+        }
+    return runs
 
 
 def _init_worker() -> None:

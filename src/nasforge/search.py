@@ -36,6 +36,7 @@ from nasforge.progress import ProgressCallback
 from nasforge.report import print_summary
 from nasforge.run import CONFIG_NAME, Run
 from nasforge.spaces.base import SPACES, SearchSpace
+from nasforge.storage.joblog import write_atomic
 from nasforge.storage.lock import LOCK_NAME, RunLock, check_unlocked
 from nasforge.storage.sqlite import DB_NAME, SQLiteRunStore
 from nasforge.strategies.base import STRATEGIES, Strategy
@@ -193,15 +194,6 @@ def _make_dir(rdir: Path, executor: Executor) -> bool:
         ) from None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a kill leaves the old file or the new one, whole."""
-    if path.is_file() and path.read_text() == text:
-        return  # unchanged: not even its mtime
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _mark_interrupted(store: SQLiteRunStore, rdir: Path) -> None:
     with contextlib.suppress(Exception):
         with store.transaction():
@@ -245,7 +237,7 @@ class _Snapshot:
                     else:
                         store.set_meta(k, v)
             if self.config_text is not None:
-                _write_atomic(rdir / CONFIG_NAME, self.config_text)
+                write_atomic(rdir / CONFIG_NAME, self.config_text)
 
 
 _MISSING: Any = object()
@@ -355,7 +347,7 @@ def search(
     before = _Snapshot.take(rdir, store)
     discard = False
     try:
-        _write_atomic(rdir / CONFIG_NAME, dump_config(cfg))
+        write_atomic(rdir / CONFIG_NAME, dump_config(cfg))
         with store.transaction():
             store.set_meta("config", cfg.model_dump(mode="json"))
             store.set_meta("space", space.spec())

@@ -37,6 +37,7 @@ from nasforge.exceptions import ConfigError
 from nasforge.logging import get_logger
 from nasforge.search import build_parts
 from nasforge.seeding import derive_seed
+from nasforge.storage.joblog import check_fingerprint, read_jsonl
 
 _logger = get_logger(__name__)
 
@@ -77,17 +78,7 @@ def _read_log(path: Path) -> tuple[dict[tuple[int, int], dict[str, Any]], list[d
     """Finished jobs and session lines; a torn last line (killed mid-write) is cut off."""
     done: dict[tuple[int, int], dict[str, Any]] = {}
     sessions: list[dict[str, Any]] = []
-    if not path.is_file():
-        return done, sessions
-    raw = path.read_bytes()
-    good = raw.rfind(b"\n") + 1
-    if good < len(raw):
-        with path.open("r+b") as f:
-            f.truncate(good)
-    for line in raw[:good].decode().splitlines():
-        if not line.strip():
-            continue
-        obj = json.loads(line)
+    for obj in read_jsonl(path):
         if "session" in obj:
             sessions.append(obj)
         else:
@@ -134,17 +125,7 @@ def tabulate(
         "evaluator": evaluator.settings(),
         "seeds": seeds,
     }
-    meta_path = side / "meta.json"
-    if meta_path.is_file():
-        stored = json.loads(meta_path.read_text())
-        if stored != json.loads(json.dumps(fingerprint)):
-            diff = sorted(k for k in fingerprint if stored.get(k) != fingerprint[k])
-            raise ConfigError(
-                f"{str(side)!r} holds a tabulation of a different config (differs at "
-                f"{', '.join(diff)}); use another --out or delete that folder"
-            )
-    else:
-        meta_path.write_text(json.dumps(fingerprint, indent=1))
+    check_fingerprint(side / "meta.json", fingerprint, side, "a tabulation")
     archs = list(space.enumerate())
     if len(archs) != size:
         raise ConfigError(f"space enumerated {len(archs)} architectures, expected {size}")

@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from nasforge.bench import bench
@@ -28,7 +29,10 @@ def add(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]]) -> N
         "bench", help="benchmark strategies x seeds x budget on a tabular evaluator"
     )
     b.add_argument("config", help="YAML bench config")
-    b.add_argument("--out", required=True, help="output directory (results.json, regret.png)")
+    b.add_argument(
+        "--out", required=True,
+        help="output folder (results.json, table.md, regret.png, runs.jsonl); a rerun resumes",
+    )
     add_run_options(b, "a bench config value, e.g. --set seeds=5")
     commands["bench"] = _cmd_bench
 
@@ -73,8 +77,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     with _progress(not args.no_progress, "bench") as update:
         results = bench(args.config, args.out, overrides=args.set, progress=update)
-    print(json.dumps({"out": str(args.out), "optimum": results["optimum"]}))
-    from pathlib import Path
-
+    print(json.dumps({"out": str(args.out), "optimum": results["optimum"],
+                      "runs_reused": results["runs_reused"]}))
     print((Path(args.out) / "table.md").read_text())
     return 0
