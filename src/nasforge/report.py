@@ -46,7 +46,7 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
     for row in summary["top"][:top]:
         table.add_row(
             str(row["trial"]) + ("*" if row["trial"] == pick else ""),
-            fmt(row.get("score", row["val_acc"]), nd),
+            fmt(row["score"], nd),
             str(row["params"]),
             str(row["epochs"]),
             json.dumps(row["arch"].get("tokens", row["arch"])),

@@ -118,8 +118,10 @@ class Run:
     def summary(self, top: int = 10) -> dict[str, Any]:
         """The JSON of ``nasforge show --json``.
 
-        Scores are in the objective's own units (``objective``: name and direction);
-        ``val_acc`` keeps the stored utility (higher is better) for older readers.
+        Scores are in the objective's own units (``objective``: name and direction).
+        ``utility`` is the stored figure the search ranks by (higher is better: the score, or
+        minus it for a minimised objective); ``val_acc`` is given only when the objective is
+        validation accuracy (then it equals ``utility`` and ``score``).
         """
         trials = self.trials
         obj = self.objective
@@ -147,6 +149,7 @@ class Run:
                 "test_acc": None,
             }
         best["score"] = obj.score(best.get("val_acc"))
+        best["utility"] = best.get("val_acc")
         best["test_score"] = best.get("test_acc")
         if final.test_metrics:
             best["test_metrics"] = dict(final.test_metrics)
@@ -154,6 +157,22 @@ class Run:
         out_pareto: dict[str, Any] = {}
         if self.config.pareto:
             out_pareto = {"pareto": pareto_front(trials, obj)}
+        top_rows = [
+            {
+                "trial": r.number,
+                "arch": r.arch.to_json(),
+                "val_acc": r.val_acc,
+                "utility": r.val_acc,
+                "score": obj.score(r.val_acc),
+                "params": r.result.params,
+                "epochs": r.result.epochs,
+                "train_seconds": round(r.result.train_seconds, 3),
+            }
+            for r in ranked[:top]
+        ]
+        if obj.name != "val_acc":  # the stored utility is not an accuracy: no such key
+            for row in (best, *top_rows):
+                row.pop("val_acc", None)
         return {
             "run_dir": str(self.dir),
             "objective": obj.to_json(),
@@ -166,18 +185,7 @@ class Run:
             "cached": sum(1 for r in trials if r.cached_from is not None),
             "distinct": len({r.arch_id for r in trials}),
             "best": best,
-            "top": [
-                {
-                    "trial": r.number,
-                    "arch": r.arch.to_json(),
-                    "val_acc": r.val_acc,
-                    "score": obj.score(r.val_acc),
-                    "params": r.result.params,
-                    "epochs": r.result.epochs,
-                    "train_seconds": round(r.result.train_seconds, 3),
-                }
-                for r in ranked[:top]
-            ],
+            "top": top_rows,
             "final": final.to_json(),
             "baselines": self.meta("baselines"),
             **out_pareto,

@@ -227,7 +227,7 @@ def test_regression_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     s = json.loads(capsys.readouterr().out)
     assert s["objective"] == {"name": "val_rmse", "direction": "minimize", "unit": "target units"}
     best = s["best"]
-    assert best["score"] > 0 and best["score"] == -best["val_acc"]
+    assert best["score"] > 0 and best["score"] == -best["utility"] and "val_acc" not in best
     assert 0 < best["test_score"] < float(np.std(y))  # better than predicting the mean
     assert set(s["baselines"]) == {"ridge", "gradient_boosting"}
     assert main(["show", str(run_dir)]) == 0
