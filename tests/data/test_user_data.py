@@ -98,6 +98,19 @@ def test_npy_npz_image_shapes_and_folders(tmp_path: Path) -> None:
     t = make_task({"name": "file", "path": str(tmp_path / "pics")})
     assert t.input_shape == (3, 5, 7) and t.num_classes == 2
     assert t.preprocess["classes"] == ["ant", "bee"]
+    # one reader with image_folder: grey and colour files mix as RGB, the size hint names
+    # this task's key, and a stray file in a class folder is refused
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / "pics" / "ant" / "grey.png")
+    t = make_task({"name": "file", "path": str(tmp_path / "pics")})
+    assert t.input_shape == (3, 5, 7) and len(t.train.y) + len(t.val.y) + len(t.test.y) == 13
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "pics" / "bee" / "big.png")
+    with pytest.raises(DataError, match=r"mixed image sizes .*set task.image_size"):
+        make_task({"name": "file", "path": str(tmp_path / "pics")})
+    t = make_task({"name": "file", "path": str(tmp_path / "pics"), "image_size": [4, 6]})
+    assert t.input_shape == (3, 4, 6)
+    (tmp_path / "pics" / "bee" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="not image files"):
+        make_task({"name": "file", "path": str(tmp_path / "pics")})
 
 
 def test_paths_are_relative_to_the_config_file(

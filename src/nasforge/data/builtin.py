@@ -22,6 +22,7 @@ from nasforge.data.base import (
     check_rows,
     split_arrays,
 )
+from nasforge.data.imagefiles import read_image_folder
 from nasforge.exceptions import DataError
 from nasforge.logging import get_logger
 
@@ -233,7 +234,6 @@ class SklearnTabular(TaskFactory):
 
 
 # --------------------------------------------------------------------------- a user's own data
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 FILE_FORMATS = ("csv", "npz", "npy", "images")
 
 
@@ -312,7 +312,8 @@ class FileTask(TaskFactory):
             raise DataError(f"data file {str(path)!r} not found")
         classes: list[Any] | None = None
         if fmt == "images":
-            x, y, classes = _read_images(path, p.image_size)
+            x, y, classes = read_image_folder(path, p.image_size, "auto",
+                                              size_key="task.image_size: [height, width]")
         elif fmt == "csv":
             x, y = _read_csv(path, p)
         elif fmt == "npz":
@@ -489,56 +490,6 @@ def _read_npy(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:
     if width < 2:
         raise DataError(f"{path}: no feature columns (only the label column)")
     return np.delete(a, col % width, axis=1), a[:, col]
-
-
-def _read_images(
-    root: Path, size: list[int] | None
-) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    from PIL import Image, UnidentifiedImageError
-
-    folders = sorted(d for d in root.iterdir() if d.is_dir())
-    if len(folders) < 2:
-        raise DataError(
-            f"{root}: an image folder needs one sub-folder per class (at least 2); "
-            f"found {len(folders)}"
-        )
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    modes: set[str] = set()
-    files: list[tuple[Path, int]] = []
-    for c, d in enumerate(folders):
-        fs = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not fs:
-            raise DataError(f"{d}: no images (allowed: {', '.join(IMAGE_SUFFIXES)})")
-        files += [(f, c) for f in fs]
-    opened: list[tuple[Path, Any, int]] = []
-    for f, c in files:
-        try:
-            src: Any = Image.open(f)
-            src.load()
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataError(f"cannot read image {str(f)!r}: {err}") from None
-        modes.add("L" if src.mode in ("1", "L", "I", "F") else "RGB")
-        opened.append((f, src, c))
-    mode = "L" if modes == {"L"} else "RGB"
-    shape0: tuple[int, int] | None = None
-    for f, img, c in opened:
-        im: Any = img.convert(mode)
-        if size is not None:
-            if len(size) != 2 or min(size) < 1:
-                raise DataError("image_size must be [height, width] of positive integers")
-            im = im.resize((size[1], size[0]))
-        arr = np.asarray(im, dtype=np.float32) / PIXEL_SCALE
-        if shape0 is None:
-            shape0 = arr.shape[:2]
-        elif arr.shape[:2] != shape0:
-            raise DataError(
-                f"{f}: image is {arr.shape[1]}x{arr.shape[0]} but the first is "
-                f"{shape0[1]}x{shape0[0]}; set task.image_size: [height, width]"
-            )
-        images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-        labels.append(c)
-    return np.stack(images), np.asarray(labels, dtype=np.float64), [d.name for d in folders]
 
 
 def _check_features(path: Path, x: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.data.base import TASKS, Split, Task, TaskFactory
-from nasforge.data.images import IMAGE_SUFFIXES
+from nasforge.data.imagefiles import image_files, read_image
 from nasforge.exceptions import DataError
 from nasforge.seeding import derive_seed
 
@@ -233,26 +233,6 @@ class DigitsRot(TaskFactory):
 
 
 # ------------------------------------------------------------- user files
-def _read_image(f: Path, size: int, mode: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(f) as opened:
-            im = opened.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{f}: not a readable image ({e})") from e
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-
-
-def _images(folder: Path) -> list[Path]:
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"class folder {str(folder)!r} has no images; allowed suffixes: "
-                        f"{', '.join(IMAGE_SUFFIXES)}")
-    return files
-
-
 def _subdirs(folder: Path) -> list[Path]:
     return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
@@ -294,8 +274,8 @@ class Omniglot(TaskFactory):
                   chars["images_evaluation"]]
         parts, base = [], 0
         for folders in groups:
-            xs = [_read_image(f, p.size, "L") for c in folders for f in _images(c)]
-            ys = [base + k for k, c in enumerate(folders) for _ in _images(c)]
+            xs = [read_image(f, p.size, "L") for c in folders for f in image_files(c)]
+            ys = [base + k for k, c in enumerate(folders) for _ in image_files(c)]
             x = np.stack(xs) if xs else np.zeros((0, 1, p.size, p.size), np.float32)
             y = np.array(ys, dtype=np.int64)
             x, y = rotate_classes(x, y - base, len(folders), p.rotations)
@@ -348,8 +328,8 @@ class MiniImageNet(TaskFactory):
                 classes = _subdirs(d)
                 if not classes:
                     raise DataError(f"miniimagenet: {d} has no class folders")
-                xs = [_read_image(f, p.size, "RGB") for c in classes for f in _images(c)]
-                ys = [base + k for k, c in enumerate(classes) for _ in _images(c)]
+                xs = [read_image(f, p.size, "RGB") for c in classes for f in image_files(c)]
+                ys = [base + k for k, c in enumerate(classes) for _ in image_files(c)]
                 parts.append((np.stack(xs), np.array(ys, dtype=np.int64)))
                 base += len(classes)
         else:

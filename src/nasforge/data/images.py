@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.data.base import PIXEL_SCALE, TASKS, Task, TaskFactory, split_arrays
 from nasforge.data.builtin import SplitParams
-from nasforge.exceptions import DataError
+from nasforge.data.imagefiles import read_image_folder
 
 META_SUITE: dict[str, list[dict[str, Any]]] = {
     "train": [{"name": "digits"}, {"name": "mnist5k14"}, {"name": "textures"}],
@@ -35,7 +35,6 @@ META_SUITE: dict[str, list[dict[str, Any]]] = {
 }
 """Three meta-training tasks (in order) and two held out for deployment."""
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def _mnist5k(pool: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,69 +190,10 @@ class ImageFolder(TaskFactory):
 
     def load(self) -> Task:
         p = FolderParams(**self.params)
-        x, y = read_image_folder(Path(p.path), p.size, p.mode)
+        x, y, _ = read_image_folder(Path(p.path), p.size, p.mode)
         return split_arrays(x, y, name=Path(p.path).name, spec={"name": self.name,
                             **p.model_dump()}, input_shape=tuple(x.shape[1:]),
                             fractions=(p.train, p.val), seed=p.seed,
                             preprocess={"pixel_scale": PIXEL_SCALE})
 
 
-def read_image_folder(
-    root: Path, size: int | None = None, mode: str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(x (N, C, H, W) in [0, 1], y)`` of a class-per-folder tree, or a one-line DataError."""
-    from PIL import Image, UnidentifiedImageError
-
-    layout = "expected a class-per-folder layout <root>/<class>/<image>"
-    if not root.is_dir():
-        raise DataError(f"image folder {str(root)!r} not found")
-    entries = sorted(root.iterdir())
-    stray = [e.name for e in entries if e.is_file() and not e.name.startswith(".")]
-    classes = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
-    if stray or not classes:
-        what = f"files {stray[:3]} at the top level" if stray else "no class folders"
-        raise DataError(f"{root}: {layout}; found {what}")
-    if len(classes) < 2:
-        raise DataError(f"{root}: needs at least 2 class folders, found {len(classes)}")
-    xs: list[np.ndarray] = []
-    ys: list[int] = []
-    sizes: set[tuple[int, int]] = set()
-    modes: set[str] = set()
-    for label, folder in enumerate(classes):
-        files = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
-        nested = [f.name for f in files if f.is_dir()]
-        if nested:
-            raise DataError(f"{folder}: {layout}; found sub-folders {nested[:3]}")
-        images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-        others = [f.name for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
-        if others:
-            raise DataError(f"{folder}: not image files {others[:3]}; allowed suffixes: "
-                            f"{', '.join(IMAGE_SUFFIXES)}")
-        if not images:
-            raise DataError(f"class folder {str(folder)!r} is empty")
-        for f in images:
-            try:
-                with Image.open(f) as opened:
-                    opened.load()
-                    im: Image.Image = opened
-                    modes.add(im.mode)
-                    sizes.add(im.size)
-                    if mode is not None:
-                        im = im.convert(mode)
-                    elif im.mode not in ("L", "RGB"):
-                        raise DataError(f"{f}: image mode {im.mode!r}; allowed without a "
-                                        "'mode:' key: L, RGB")
-                    if size is not None:
-                        im = im.resize((size, size), Image.Resampling.BILINEAR)
-                    arr = np.asarray(im, dtype=np.float32) / PIXEL_SCALE
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"{f}: not a readable image ({e})") from e
-            xs.append(arr if arr.ndim == 3 else arr[..., None])
-            ys.append(label)
-    if mode is None and len(modes) > 1:
-        raise DataError(f"{root}: mixed image modes {sorted(modes)}; set mode: RGB or mode: L")
-    if size is None and len(sizes) > 1:
-        shown = sorted(f"{w}x{h}" for w, h in sizes)[:4]
-        raise DataError(f"{root}: mixed image sizes {shown}; set size: N to resize to N x N")
-    x = np.stack(xs).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x), np.array(ys, dtype=np.int64)
