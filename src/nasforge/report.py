@@ -77,6 +77,9 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
                 f", {test_label} {fmt(best['test_acc'], nd)} "
                 f"(mean of {len(accs)} retrainings, std {fmt(std, nd)})"
             )
+        elif summary.get("metarl"):
+            line += (f", {test_label} {fmt(best['test_acc'], nd)} "
+                     "(retrained on its task)")
         else:
             spread = "" if std is None else f"std {fmt(std, nd)}; "
             line += (f", {test_label} {fmt(best['test_acc'], nd)} "

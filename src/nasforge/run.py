@@ -224,8 +224,7 @@ def _why(
     if best.get("arch") is None:
         return "no trial completed"
     if multi_task:
-        return ("the best network over all tasks; each task's own best networks and their "
-                "retraining are listed per task")
+        return "the best over all tasks; each task's own best networks are below"
     top = ranked[0].number if ranked else None
     if pbt and final.arch is not None and "population" in final.extra:
         return "the final population's best member by fitness (PBT-NAS, not retrained)"

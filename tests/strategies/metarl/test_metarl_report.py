@@ -51,6 +51,11 @@ def test_summary_per_environment(run_dir: Path) -> None:
     assert len({tasks_of[t["trial"]] for t in s["top"]}) == 2
     assert s["top"][0]["val_acc"] == max(r.val_acc for r in run.trials if r.ok)
     assert "each task's own best networks" in s["best"]["why"]
+    # the pick is the best network over all tasks, retrained on the task it was found on
+    assert s["best"]["utility"] == s["top"][0]["utility"]
+    lead = s["final"]["lead_task"]
+    assert tasks_of[s["best"]["trial"]] == lead
+    assert s["best"]["test_acc"] == s["final"]["tasks"][lead][0]["test_acc"]
     # the same numbers straight from the trials
     assert metarl_summary(run.trials, None)["tasks"][tids[0]]["steps"] == 20
     rew = reward_info(run.trials)
@@ -66,6 +71,7 @@ def test_show_export_plot(run_dir: Path, tmp_path: Path,
     assert main(["show", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "progress per environment" in out and "retrained trial" in out
+    assert "(retrained on its task)" in out and "not retrained" not in out
     assert main(["show", str(run_dir), "--json"]) == 0
     assert "metarl" in json.loads(capsys.readouterr().out)
     assert main(["export", str(run_dir), "--out", str(tmp_path / "exp")]) == 0

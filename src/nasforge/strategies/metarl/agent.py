@@ -630,8 +630,9 @@ class MetaA2C(Strategy):
                 res.append({"trial": r.number, "nsc": [list(x) for x in rows],
                             "search_reward": r.val_acc, "test_acc": test})
             out["tasks"][tid] = res
-            if lead is None and chosen:
-                lead = (chosen[0], float(res[0]["test_acc"]))
+            if chosen and (lead is None or chosen[0].val_acc > lead[0].val_acc):
+                lead = (chosen[0], float(res[0]["test_acc"]))  # the best over all tasks
+                out["lead_task"] = tid
         if lead is None:
             return build_report(ctx, error="no trial completed", extra=out)
         rec, test = lead
