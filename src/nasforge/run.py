@@ -301,10 +301,16 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         "plugins": run.config.plugins,
         "task": task.get("spec"),
         "build": task.get("build") or {},
-        "val_acc": final.val_acc,
-        "test_acc": final.test_acc,
+        "score": run.objective.score(final.val_acc),
+        "test_score": final.test_acc,
         "run_dir": str(run.dir),
     }
+    if run.objective.name == "val_acc":
+        doc.update(val_acc=final.val_acc, test_acc=final.test_acc)
+    try:  # a space whose networks are not classifiers of the task says what they are
+        doc.update(getattr(make_space(doc["space"]), "export_meta", dict)())
+    except NasforgeError:
+        pass  # a plugin space not registered here: the task's shapes stand
     ext = final.extra
     if ext.get("meta_model") is not None:  # MetaNAS: the meta-learned supernet + alphas
         doc.update(meta_model=ext["meta_model"], genotype=ext.get("genotype"),
@@ -402,6 +408,9 @@ class LoadedModel(nn.Module):
     runs the network, and for regression undoes the target standardisation; classifiers return
     logits. ``predict(x)`` accepts numpy or torch, any float dtype, one row or many, and returns
     class labels (the original ones: strings or integers) or regression values as numpy.
+    A ``kind: generator`` export (a GAN) takes latents (``input_shape``: the latent size):
+    ``model(z)`` gives images in [-1, 1], ``predict(z)`` and ``sample(n, seed)`` numpy images
+    in [0, 1].
     """
 
     def __init__(
@@ -484,6 +493,16 @@ class LoadedModel(nn.Module):
             + ", ".join(str(a).replace("'", "") for a in allowed))
 
     @torch.no_grad()
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
+        """A generator's ``n`` images in [0, 1], ``(n, C, H, W)``, from seeded normal
+        latents (``kind: generator`` exports, e.g. a PBT-NAS GAN run)."""
+        if self.kind != "generator":
+            raise ValueError(f"sample() is for generator exports; this model is a {self.kind}")
+        z = torch.randn(n, *self.input_shape, generator=torch.Generator().manual_seed(seed))
+        out: np.ndarray = self.predict(z.numpy())
+        return out
+
+    @torch.no_grad()
     def predict(self, x: Any) -> np.ndarray:
         """Class labels or regression values for ``x`` (numpy/torch): one example or a batch
         of examples of the model's ``input_shape``; rows may also come flattened, one-channel
@@ -496,8 +515,10 @@ class LoadedModel(nn.Module):
         self.eval()
         out = self(t)
         self.train(was)
-        if self.kind == "regression" or (self.kind == "policy"
-                                         and getattr(self.net, "continuous", False)):
+        if self.kind == "generator":  # images in [0, 1] from latents
+            res = ((out.clamp(-1, 1) + 1) / 2).cpu().numpy().astype(np.float64)
+        elif self.kind == "regression" or (self.kind == "policy"
+                                           and getattr(self.net, "continuous", False)):
             res = out.cpu().numpy().astype(np.float64)  # values, or continuous actions
         else:  # class labels, or a discrete policy's greedy actions
             idx = out.argmax(1).cpu().numpy()
@@ -552,8 +573,11 @@ def load(
     try:
         space = make_space(doc["space"])
         arch = space.arch_from_json(doc["arch"])
+        kind = doc.get("kind", "classification")
+        # a generator is built for its images (output_shape) and takes latents (input_shape)
+        shape = doc["output_shape"] if kind == "generator" else doc["input_shape"]
         net = space.build(  # "build": extra build() arguments, e.g. continuous RL actions
-            arch, tuple(doc["input_shape"]), int(doc["num_classes"]), **(doc.get("build") or {})
+            arch, tuple(shape), int(doc["num_classes"]), **(doc.get("build") or {})
         )
         model = LoadedModel(
             net, tuple(doc["input_shape"]), doc.get("kind", "classification"),

@@ -365,6 +365,15 @@ class _GANSpace(GeneSpace):
             projs[0]["to"] = 0
         return cells, projs, dropout, blocks
 
+    def export_meta(self) -> dict[str, Any]:
+        """What an export of this space's network is: a generator from ``latent`` normal
+        values to images in [-1, 1] (``output_shape``, which :meth:`build` takes as its
+        ``input_shape``), not a classifier of the task's images."""
+        p = self.p
+        return {"kind": "generator", "input_shape": [p.latent], "num_classes": 0,
+                "output_shape": [p.img_channels, p.resolution, p.resolution],
+                "output_range": [-1.0, 1.0], "preprocess": {}}
+
     def build(
         self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int = 0
     ) -> nn.Module:

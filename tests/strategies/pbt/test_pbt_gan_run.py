@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,10 +74,26 @@ def test_show_prints_fid_with_its_direction(
 
 
 def test_export_samples_images(straight: Run, tmp_path: Path) -> None:
-    model = load(export(straight.dir, tmp_path / "exp"))
+    out = export(straight.dir, tmp_path / "exp")
+    doc = json.loads((out / "architecture.json").read_text())
+    # a generator of latents, not a classifier of the task's (digits) images
+    assert doc["kind"] == "generator" and doc["input_shape"] == [6]
+    assert doc["output_shape"] == [1, 8, 8] and doc["preprocess"] == {}
+    assert doc["score"] == pytest.approx(-straight.final.val_acc) and "val_acc" not in doc
+    assert doc["test_score"] == straight.final.test_acc
+    model = load(out)
+    z = torch.randn(5, 6)
     with torch.no_grad():
-        img = model(torch.randn(5, 6))
-    assert img.shape == (5, 1, 8, 8)
+        img = model(z)  # the latents reach the generator unscaled
+        direct = model.net(z)
+    assert img.shape == (5, 1, 8, 8) and torch.equal(img, direct)
+    assert float(img.abs().max()) <= 1.0
+    pics = model.predict(z.numpy())
+    assert pics.shape == (5, 1, 8, 8) and np.allclose(pics, (img.numpy() + 1) / 2, atol=1e-6)
+    assert model.predict(z[0].numpy()).shape == (1, 8, 8)
+    assert np.array_equal(model.sample(3, seed=1), model.sample(3, seed=1))
+    with pytest.raises(ValueError, match="does not fit"):
+        model.predict(np.zeros((2, 1, 8, 8)))
 
 
 _KILLER = """
