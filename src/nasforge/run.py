@@ -14,10 +14,10 @@ from torch import nn
 
 from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, load_config, read_yaml
-from nasforge.data.base import suite_ids
+from nasforge.data.base import encode_columns, suite_ids
 from nasforge.engine.final import BEST_MODEL, FinalReport, ranked_distinct
 from nasforge.envs.nsc import NSCNet
-from nasforge.exceptions import NasforgeError, RunDirError
+from nasforge.exceptions import DataError, NasforgeError, RunDirError
 from nasforge.objectives import Objective
 from nasforge.safeload import load_checkpoint, state_dict_of
 from nasforge.spaces.base import SPACES, make_space
@@ -445,13 +445,30 @@ class LoadedModel(nn.Module):
         self.register_buffer("std", std)
         self.y_mean = float(pre.get("y_mean", 0.0))
         self.y_std = float(pre.get("y_std", 1.0))
+        # a CSV's raw columns (text ones one-hot) and the training means for missing values
+        self.columns: list[dict[str, Any]] | None = pre.get("columns")
+        fill = pre.get("fill")
+        if fill is not None and len(fill) != math.prod(self.input_shape):
+            raise ValueError(f"preprocess has {len(fill)} fill values; input_shape "
+                             f"{list(self.input_shape)} needs {math.prod(self.input_shape)}")
+        self.register_buffer("fill", None if fill is None else torch.tensor(
+            fill, dtype=torch.float32).reshape(self.input_shape))
+        if self.columns is not None:
+            width = sum(len(c["values"]) if c["kind"] == "category" else 1
+                        for c in self.columns)
+            if (width,) != self.input_shape:
+                raise ValueError(f"preprocess.columns encode {width} features; input_shape is "
+                                 f"{list(self.input_shape)}")
 
     mean: torch.Tensor
     std: torch.Tensor
+    fill: torch.Tensor | None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pixel_scale != 1.0:
             x = x / self.pixel_scale
+        if self.fill is not None:
+            x = torch.where(torch.isnan(x), self.fill, x)
         if self.standardized:
             x = (x - self.mean) / self.std
         out = self.net(x)
@@ -492,6 +509,23 @@ class LoadedModel(nn.Module):
             f"input of shape {list(got)} does not fit this model; allowed: "
             + ", ".join(str(a).replace("'", "") for a in allowed))
 
+    def _encode(self, x: Any) -> tuple[torch.Tensor, bool]:
+        """Raw table rows (one cell per column of the file, numbers or text) as features."""
+        assert self.columns is not None
+        names = [c["name"] for c in self.columns]
+        arr = np.asarray(x, dtype=object)
+        single = arr.ndim == 1
+        if arr.ndim not in (1, 2) or arr.shape[-1] != len(names):
+            raise ValueError(
+                f"input of shape {list(arr.shape)} does not fit this model; allowed: raw rows "
+                f"of its {len(names)} columns, [{len(names)}] or [N, {len(names)}] "
+                f"({', '.join(map(str, names[:6]))}{', ...' if len(names) > 6 else ''})")
+        try:
+            enc = encode_columns(arr.reshape(-1, len(names)), self.columns)
+        except DataError as err:
+            raise ValueError(str(err)) from None
+        return torch.as_tensor(enc, dtype=torch.float32), single
+
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> np.ndarray:
         """A generator's ``n`` images in [0, 1], ``(n, C, H, W)``, from seeded normal
@@ -507,9 +541,13 @@ class LoadedModel(nn.Module):
         """Class labels or regression values for ``x`` (numpy/torch): one example or a batch
         of examples of the model's ``input_shape``; rows may also come flattened, one-channel
         images without their channel axis and colour images channels-last (H, W, C), as
-        image files load."""
-        t = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        t, single = self._batch(t)
+        image files load. A model of a CSV with text columns takes raw rows, one cell per
+        feature column of the file (text, numbers, empty or NA cells: as the file had them);
+        NaN features get the training split's mean wherever training had missing values."""
+        if self.columns is not None:  # raw rows: text and empty cells as the file had them
+            t, single = self._encode(x)
+        else:
+            t, single = self._batch(torch.as_tensor(np.asarray(x, dtype=np.float32)))
         t = t.to(self.mean.device)
         was = self.training
         self.eval()

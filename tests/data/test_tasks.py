@@ -53,7 +53,7 @@ def test_bad_data_files_say_what_is_wrong(tmp_path: Path) -> None:
         make_task({"name": "file", "path": str(tmp_path / "missing.csv")})
     (tmp_path / "bad.csv").write_text("1,x,0\n3,4,1\n")
     with pytest.raises(DataError, match="is not a number"):
-        make_task({"name": "file", "path": str(tmp_path / "bad.csv")})
+        make_task({"name": "file", "path": str(tmp_path / "bad.csv"), "categorical": False})
     np.savez(tmp_path / "bad.npz", a=np.zeros(3))
     with pytest.raises(DataError, match="needs arrays 'x' and 'y'"):
         make_task({"name": "file", "path": str(tmp_path / "bad.npz")})

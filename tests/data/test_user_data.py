@@ -151,15 +151,26 @@ def _bad_files(d: Path) -> dict[str, tuple[dict, str]]:
     xn = x.copy()
     xn[4, 1] = np.nan
     np.savez(d / "nan.npz", x=xn, y=y)
-    out["NaN features"] = ({"path": "nan.npz"}, "NaN or inf")
+    out["NaN features with missing: error"] = ({"path": "nan.npz", "missing": "error"},
+                                               "NaN or inf")
     xi = x.copy()
     xi[2, 0] = np.inf
     np.savez(d / "inf.npz", x=xi, y=y)
-    out["inf features"] = ({"path": "inf.npz"}, "NaN or inf")
+    out["inf features"] = ({"path": "inf.npz"}, "contain inf")
     rows = [[*map(float, r), int(v)] for r, v in zip(x, y)]
     rows[3][1] = "abc"
     _csv(d / "text.csv", rows)
-    out["non-numeric features"] = ({"path": "text.csv"}, "is not a number")
+    out["non-numeric features, categorical: false"] = (
+        {"path": "text.csv", "categorical": False}, "is not a number")
+    rows = [[*map(float, r), int(v)] for r, v in zip(x, y)]
+    rows[6][0] = ""
+    _csv(d / "gap.csv", rows)
+    out["an empty cell with missing: error"] = ({"path": "gap.csv", "missing": "error"},
+                                                "row 7, column 0 is missing")
+    rows = [[*map(float, r), int(v)] for r, v in zip(x, y)]
+    rows[8][3] = "NA"
+    _csv(d / "nolabel.csv", rows)
+    out["a row without a label"] = ({"path": "nolabel.csv"}, "row 9 has no label")
     _csv(d / "nofeat.csv", [[int(v)] for v in y])
     out["zero feature columns"] = ({"path": "nofeat.csv"}, "no feature columns")
     np.savez(d / "zero.npz", x=np.zeros((30, 0)), y=y)
@@ -286,3 +297,56 @@ def test_classifier_export_predicts_original_labels(tmp_path: Path) -> None:
         with pytest.raises(RunDirError, match="architecture.json"):
             nasforge.load(tmp_path / "bad")
     assert "Run(" in repr(run) and "trials" in repr(run)
+
+
+def test_text_columns_and_missing_cells_end_to_end(tmp_path: Path) -> None:
+    """A CSV as users have them: a text feature column is one-hot encoded, empty / NA cells
+    get the training split's mean (fitted on train rows only), a header row is still caught
+    beside a text column, and the export takes raw rows with text and empty cells."""
+    rng = np.random.default_rng(0)
+    rows: list[list[object]] = []
+    for i in range(120):
+        colour = ["red", "green", "blue"][i % 3]
+        size = float(rng.normal())
+        label = "yes" if (colour == "red") != (size > 0.3) else "no"
+        age = "" if i % 10 == 4 else f"{40 + rng.normal() * 10:.1f}"
+        rows.append([age, "NA" if i % 17 == 5 else colour, f"{size:.3f}", label])
+    p = _csv(tmp_path / "d.csv", rows, ["age", "colour", "size", "label"])
+    spec = {"name": "file", "path": str(p), "header": True, "label_column": "label"}
+    task = make_task({**spec, "standardize": False})
+    cols = task.preprocess["columns"]
+    assert [c["kind"] for c in cols] == ["number", "category", "number"]
+    assert cols[1]["values"] == ["blue", "green", "red"] and task.input_shape == (5,)
+    # the fill is the training rows' mean (filling them leaves it their mean), used everywhere
+    fill = task.preprocess["fill"]
+    assert len(fill) == 5 and 30 < fill[0] < 50
+    assert float(task.train.x[:, 0].double().mean()) == pytest.approx(fill[0], rel=1e-5)
+    ages = [float(r[0]) for r in rows if r[0] != ""]
+    assert fill[0] != pytest.approx(float(np.mean(ages)), rel=1e-6)  # not all rows' mean
+    x = torch.cat([task.train.x, task.val.x, task.test.x])
+    assert not torch.isnan(x).any()
+    onehot = x[:, 1:4]
+    assert ((onehot.sum(1) - 1).abs() < 1e-6).float().mean() > 0.9  # NA rows hold the means
+    with pytest.raises(DataError, match="looks like a header"):
+        make_task({"name": "file", "path": str(p), "label_column": -1})
+    cfg = {"name": "cat", "seed": 0, "budget": 2, "device": "cpu", "task": spec,
+           "space": {"name": "tabular", "max_layers": 1},
+           "strategy": {"name": "random"}, "baselines": False,
+           "evaluator": {"name": "train", "max_epochs": 20, "patience": 20, "threads": 1},
+           "final": {"seeds": 1, "candidates": 1}}
+    run = nasforge.search(cfg, run_dir=tmp_path / "run", progress=False)
+    model = nasforge.load(nasforge.export(run.dir, tmp_path / "exp"))
+    raw = [["", "red", "1.5"], ["33", "blue", "-1"], [40.0, "purple", 0.0], ["50", "NA", "2"]]
+    pred = model.predict(raw)
+    assert pred.shape == (4,) and set(pred) <= {"yes", "no"}
+    assert model.predict(np.array(raw[1], dtype=object)) == pred[1]
+    # the same rows encoded by hand (unseen 'purple': all zero; missing: the fill)
+    enc = torch.tensor([[np.nan, 0, 0, 1, 1.5], [33, 1, 0, 0, -1], [40, 0, 0, 0, 0],
+                        [50, np.nan, np.nan, np.nan, 2]], dtype=torch.float32)
+    with torch.no_grad():
+        idx = model(enc).argmax(1).numpy()
+    assert list(pred) == [model.classes[i] for i in idx]
+    with pytest.raises(ValueError, match=r"raw rows of its 3 columns.*age, colour, size"):
+        model.predict([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="'x' is not a number"):
+        model.predict([["x", "red", "1"]])

@@ -141,6 +141,52 @@ def check_rows(name: object, x: np.ndarray, y: np.ndarray) -> None:
 PIXEL_SCALE = 255.0
 """Image files are read as 8-bit values divided by this (an export divides raw pixels too)."""
 
+MISSING_CELLS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+"""Table cells read as a missing value (case-insensitive, after stripping blanks)."""
+
+
+def is_missing(cell: Any) -> bool:
+    """A missing table cell: one of :data:`MISSING_CELLS`, None, or a float NaN."""
+    if cell is None:
+        return True
+    if isinstance(cell, float | np.floating):
+        return bool(np.isnan(cell))
+    return isinstance(cell, str) and cell.strip().lower() in MISSING_CELLS
+
+
+def encode_columns(rows: Any, columns: list[JSONDict]) -> np.ndarray:
+    """Raw table rows (cells as text or numbers, one per entry of ``columns``) as the encoded
+    float features a network takes: a ``number`` column as its value, a ``category`` column
+    one-hot over its ``values`` (a value not among them: all zero); a missing cell is NaN
+    (one-hot: NaN in each of its columns), which :func:`split_arrays`' ``fill`` replaces."""
+    width = sum(len(c["values"]) if c["kind"] == "category" else 1 for c in columns)
+    out = np.zeros((len(rows), width), dtype=np.float64)
+    j = 0
+    for k, col in enumerate(columns):
+        if col["kind"] == "category":
+            index = {v: i for i, v in enumerate(col["values"])}
+            n = len(index)
+            for i, row in enumerate(rows):
+                cell = row[k]
+                if is_missing(cell):
+                    out[i, j : j + n] = np.nan
+                elif (hit := index.get(str(cell).strip())) is not None:
+                    out[i, j + hit] = 1.0
+            j += n
+        else:
+            for i, row in enumerate(rows):
+                cell = row[k]
+                if is_missing(cell):
+                    out[i, j] = np.nan
+                    continue
+                try:
+                    out[i, j] = float(cell)
+                except (TypeError, ValueError):
+                    raise DataError(f"row {i + 1}, column {col['name']!r}: {cell!r} is not a "
+                                    "number") from None
+            j += 1
+    return out
+
 
 def split_arrays(
     x: np.ndarray,
@@ -163,7 +209,9 @@ def split_arrays(
     Otherwise rows are permuted with a seeded generator, stratified by class when asked.
     ``standardize``: features (and a regression target) are standardised with the mean and
     standard deviation of the training split only. ``preprocess``: what was applied to ``x``
-    before (e.g. ``{"pixel_scale": 255.0}``), recorded so that an export redoes it.
+    before (e.g. ``{"pixel_scale": 255.0}``), recorded so that an export redoes it. NaN
+    features (missing values) are filled with the training split's mean of the feature (0 if
+    it has none there), recorded as ``preprocess["fill"]``, before standardisation.
     """
     check_rows(name, x, y)
     n = len(y)
@@ -185,7 +233,18 @@ def split_arrays(
             parts[1].append(g[a:b])
             parts[2].append(g[b:])
         idx_tr, idx_va, idx_te = (rng.permutation(np.concatenate(p)) for p in parts)
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(n, *input_shape)
+    pre: JSONDict = {} if classes is None else {"classes": list(classes)}
+    pre.update(preprocess or {})
+    x = np.asarray(x, dtype=np.float32)
+    if np.isnan(x).any():  # missing values: the training split's mean of each feature
+        flat = x.reshape(n, -1)
+        seen = ~np.isnan(flat[idx_tr])
+        total = np.where(seen, flat[idx_tr], 0.0).sum(0)
+        fill = np.where(seen.any(0), total / np.maximum(seen.sum(0), 1), 0.0)
+        flat = np.where(np.isnan(flat), fill[None].astype(np.float32), flat)
+        x = flat.reshape(x.shape)
+        pre["fill"] = [float(v) for v in fill]
+    xt = torch.as_tensor(x).reshape(n, *input_shape)
     if kind == "regression":
         yt = torch.as_tensor(np.asarray(y, dtype=np.float32))
         num_classes = 1
@@ -194,8 +253,6 @@ def split_arrays(
         num_classes = int(yt.max().item()) + 1
     mk = lambda idx: Split(xt[idx].contiguous(), yt[idx].contiguous())  # noqa: E731
     train, val, test = mk(idx_tr), mk(idx_va), mk(idx_te)
-    pre: JSONDict = {} if classes is None else {"classes": list(classes)}
-    pre.update(preprocess or {})
     raw_train = train
     if standardize:
         train, val, test, fitted = standardize_splits(train, val, test, kind)

@@ -20,6 +20,8 @@ from nasforge.data.base import (
     TaskFactory,
     TaskKind,
     check_rows,
+    encode_columns,
+    is_missing,
     split_arrays,
 )
 from nasforge.data.imagefiles import read_image_folder
@@ -275,6 +277,12 @@ class FileParams(BaseModel):
     image_size: list[int] | None = Field(
         default=None, description="images: resize every image to [height, width]"
     )
+    categorical: bool = Field(
+        default=True, description="CSV: one-hot encode feature columns holding text (their "
+        "values sorted; a value unseen at predict: all zero); false: refuse them")
+    missing: Literal["mean", "error"] = Field(
+        default="mean", description="empty / NA / ? cells and NaN features: the training "
+        "split's mean of the feature (mean), or refuse them (error)")
 
 
 @TASKS.register("file")
@@ -311,16 +319,17 @@ class FileTask(TaskFactory):
         elif not path.is_file():
             raise DataError(f"data file {str(path)!r} not found")
         classes: list[Any] | None = None
+        columns: list[dict[str, Any]] | None = None
         if fmt == "images":
             x, y, classes = read_image_folder(path, p.image_size, "auto",
                                               size_key="task.image_size: [height, width]")
         elif fmt == "csv":
-            x, y = _read_csv(path, p)
+            x, y, columns = _read_csv(path, p)
         elif fmt == "npz":
             x, y = _read_npz(path)
         else:
             x, y = _read_npy(path, p)
-        x = _check_features(path, x)
+        x = _check_features(path, x, allow_nan=p.missing == "mean")
         check_rows(path, x, y)  # before the labels are read as classes
         kind, y, mapped = _labels(path, y, p.kind, p.max_classes)
         if classes is None:
@@ -340,7 +349,8 @@ class FileTask(TaskFactory):
             kind=kind,
             standardize=standardize,
             classes=classes,
-            preprocess={"pixel_scale": PIXEL_SCALE} if fmt == "images" else None,
+            preprocess={"pixel_scale": PIXEL_SCALE} if fmt == "images"
+            else {"columns": columns} if columns else None,
         )
 
 
@@ -358,7 +368,11 @@ def _check_split(f_train: float, f_val: float, n: int) -> None:
         )
 
 
-def _read_csv(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:
+def _read_csv(
+    path: Path, p: FileParams
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]] | None]:
+    """Features (NaN where missing; text columns one-hot), labels, and the column encoding
+    when a column is categorical (None: every column is a number)."""
     try:
         with path.open(newline="") as fh:
             rows = [r for r in csv.reader(fh, delimiter=p.delimiter) if any(c.strip() for c in r)]
@@ -409,27 +423,50 @@ def _read_csv(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:
         except ValueError:
             return None
 
-    if not p.header:
-        first = [number(rows[0][j]) for j in feats]
-        if all(v is None for v in first) and len(rows) > 1:
-            second = [number(rows[1][j]) for j in feats]
-            if all(v is not None for v in second):
-                raise DataError(
-                    f"{path}: row 1 looks like a header ({', '.join(rows[0][:4])}"
-                    f"{', ...' if width > 4 else ''}); set task.header: true"
-                )
-    x = np.empty((len(rows), len(feats)), dtype=np.float64)
+    if not p.header and len(rows) > 1:
+        # a header row: text over every column whose other cells are numbers
+        numeric = [j for j in feats
+                   if all(is_missing(r[j]) or number(r[j]) is not None for r in rows[1:])]
+        if numeric and all(number(rows[0][j]) is None and not is_missing(rows[0][j])
+                           for j in numeric):
+            raise DataError(
+                f"{path}: row 1 looks like a header ({', '.join(rows[0][:4])}"
+                f"{', ...' if width > 4 else ''}); set task.header: true"
+            )
+    columns: list[dict[str, Any]] = []
+    for j in feats:
+        label = names[j] if names else str(j)
+        text = [(i, r[j]) for i, r in enumerate(rows) if not is_missing(r[j])
+                and number(r[j]) is None]
+        if not text:
+            columns.append({"name": label, "kind": "number"})
+            continue
+        if not p.categorical:
+            i, cell = text[0]
+            line = i + 1 + (1 if p.header else 0)
+            raise DataError(
+                f"{path}: feature {cell!r} in row {line}, column {label} is not a number; "
+                "features must be numeric with task.categorical: false (true one-hot encodes "
+                "text columns)"
+            )
+        values = sorted({r[j].strip() for r in rows if not is_missing(r[j])})
+        columns.append({"name": label, "kind": "category", "values": values})
+    if p.missing == "error":
+        for i, r in enumerate(rows):
+            for j in feats:
+                if is_missing(r[j]):
+                    line = i + 1 + (1 if p.header else 0)
+                    label = names[j] if names else str(j)
+                    raise DataError(
+                        f"{path}: row {line}, column {label} is missing ({r[j]!r}); set "
+                        "task.missing: mean to fill it with the training split's mean"
+                    )
+    x = encode_columns([[r[j] for j in feats] for r in rows], columns)
     for i, r in enumerate(rows):
-        for k, j in enumerate(feats):
-            v = number(r[j])
-            if v is None:
-                line = i + 1 + (1 if p.header else 0)
-                label = names[j] if names else str(j)
-                raise DataError(
-                    f"{path}: feature {r[j]!r} in row {line}, column {label} is not a number; "
-                    "features must be numeric (only the label column may hold text)"
-                )
-            x[i, k] = v
+        if is_missing(r[col]):
+            line = i + 1 + (1 if p.header else 0)
+            raise DataError(f"{path}: row {line} has no label ({r[col]!r} in the label "
+                            "column); every row needs one")
     labels = [r[col].strip() for r in rows]
     nums = [number(v) for v in labels]
     y: np.ndarray
@@ -437,7 +474,7 @@ def _read_csv(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:
         y = np.asarray(nums, dtype=np.float64)
     else:
         y = np.asarray(labels, dtype=object)
-    return x, y
+    return x, y, (columns if any(c["kind"] == "category" for c in columns) else None)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -492,7 +529,7 @@ def _read_npy(path: Path, p: FileParams) -> tuple[np.ndarray, np.ndarray]:
     return np.delete(a, col % width, axis=1), a[:, col]
 
 
-def _check_features(path: Path, x: np.ndarray) -> np.ndarray:
+def _check_features(path: Path, x: np.ndarray, allow_nan: bool = False) -> np.ndarray:
     if x.dtype == object or not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
         raise DataError(f"{path}: features must be numeric, got dtype {x.dtype}")
     if x.ndim < 2 or x.shape[0] == 0:
@@ -502,12 +539,14 @@ def _check_features(path: Path, x: np.ndarray) -> np.ndarray:
     if math.prod(x.shape[1:]) == 0:
         raise DataError(f"{path}: zero feature columns (shape {list(x.shape)})")
     x = x.astype(np.float64)
-    bad = ~np.isfinite(x)
+    bad = np.isinf(x) if allow_nan else ~np.isfinite(x)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
+        what = "inf" if allow_nan else "NaN or inf"
+        hint = "" if allow_nan else "; task.missing: mean fills NaN with the training mean"
         raise DataError(
-            f"{path}: features contain NaN or inf ({int(bad.sum())} values, first in row "
-            f"{row + 1}); clean or impute them first"
+            f"{path}: features contain {what} ({int(bad.sum())} values, first in row "
+            f"{row + 1}); clean them first{hint}"
         )
     return x
 
