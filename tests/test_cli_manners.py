@@ -14,6 +14,7 @@ import nasforge
 from nasforge.cli.main import _config_path, build_parser, main
 from nasforge.objectives import DEFAULT
 from nasforge.progress import ProgressCallback
+from nasforge.report import print_summary
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -76,3 +77,24 @@ def test_own_loop_strategies_count_epochs_and_rounds_not_trials(phase: str, unit
     task = cb.progress.tasks[cb.task_id]
     cb.on_end(ctx)  # type: ignore[arg-type]
     assert (task.completed, task.total) == (2, 8) and f"({unit})" in task.description
+
+
+def test_summary_lines_wrap_within_80_columns_with_a_hanging_indent(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    why = "best mean val_loss over 3 retrainings among the top 5 trials by val_loss " * 2
+    summary = {
+        "run_dir": "r", "trials": 1, "failed": 0, "cached": 0, "errors": [],
+        "objective": {"name": "val_loss", "direction": "minimize"},
+        "top": [{"trial": 0, "score": 0.5, "params": 10, "epochs": 1, "arch": {"tokens": [1]}}],
+        "best": {"trial": 0, "arch": {"tokens": [1]}, "describe": "[8, Tanh] x [3]",
+                 "why": why, "score": 0.5, "test_acc": None},
+        "final": {},
+    }
+    print_summary(summary)
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in lines), [ln for ln in lines if len(ln) > 80]
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("  picked: "))
+    assert lines[at + 1].startswith(" " * 6) and lines[at + 1][6] != " "  # hanging indent
+    assert "[8, Tanh] x [3]" in "\n".join(lines)  # brackets are text, not markup

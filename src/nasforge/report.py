@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from typing import Any
 
 from nasforge.objectives import Objective
@@ -22,6 +23,19 @@ def fmt(v: Any, nd: int = 4) -> str:
 
 def _arch_text(row: dict[str, Any]) -> str:
     return row.get("describe") or json.dumps(row["arch"].get("tokens", row["arch"]))
+
+
+def say(console: Any, text: str) -> None:
+    """Print ``text`` wrapped to the console's width with a hanging indent (continuation lines
+    4 columns further in than its own leading blanks), as plain text: no markup, so
+    architectures in brackets print as they are."""
+    lead = len(text) - len(text.lstrip(" "))
+    width = max(40, int(console.width) - 1)
+    lines = textwrap.wrap(text.strip(), width=width, initial_indent=" " * lead,
+                          subsequent_indent=" " * (lead + 4), break_on_hyphens=False,
+                          break_long_words=False) or [""]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_summary(summary: dict[str, Any], top: int = 5) -> None:
@@ -53,15 +67,15 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
         )
     console.print(table)
     for err in summary.get("errors") or []:
-        console.print(f"  failed: {err['trials']} trial(s), first {err['first']}: {err['error']}")
+        say(console, f"  failed: {err['trials']} trial(s), first {err['first']}: {err['error']}")
     best = summary["best"]
     if best.get("arch") is None:
         return
-    console.print(
+    say(console,
         f"best architecture (*, trial {best.get('trial')}): {best.get('describe') or best['arch']}"
     )
     if best.get("why"):
-        console.print(f"  picked: {best['why']}")
+        say(console, f"  picked: {best['why']}")
     test_name = Objective.from_json(obj).test_name
     if name == "val_acc":
         line = f"  validation accuracy {fmt(best.get('score'))}"
@@ -84,35 +98,35 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
             spread = "" if std is None else f"std {fmt(std, nd)}; "
             line += (f", {test_label} {fmt(best['test_acc'], nd)} "
                      f"({spread}as trained, not retrained)")
-    console.print(line)
+    say(console, line)
     if final.get("final_fid") is not None:  # PBT-NAS on a GAN (evaluators/pbt_gan.py)
-        console.print(
+        say(console,
             f"  final FID {fmt(final.get('final_fid'))}, test FID {fmt(final.get('test_acc'))} "
             f"(the final population's best generator, not retrained; "
             f"{final.get('fid_note', '')})"
         )
         if final.get("samples"):
-            console.print(f"  samples: {final['samples']} in the run directory")
+            say(console, f"  samples: {final['samples']} in the run directory")
     pick = summary.get("pick")
     if pick:
         mean = Objective.from_json(obj).score(pick.get("mean_val_acc"))
-        console.print(
+        say(console,
             f"  the search's pick (first candidate of the retraining): {pick['how']}; mean "
             f"{name} {fmt(mean, nd)} over {pick.get('evaluations')} evaluation(s)"
         )
     if best.get("test_metrics") and name != "val_acc":
         cells = ", ".join(f"{k} {fmt(v)}" for k, v in best["test_metrics"].items())
-        console.print(f"  test metrics (mean of the retrainings): {cells}")
+        say(console, f"  test metrics (mean of the retrainings): {cells}")
     base = summary.get("baselines")
     if base:
-        console.print("  baselines (sklearn, same train split):")
+        say(console, "  baselines (sklearn, same train split):")
         for model, scores in base.items():
             cells = ", ".join(f"{k} {fmt(v)}" for k, v in scores.items())
-            console.print(f"    {model}: {cells}")
+            say(console, f"    {model}: {cells}")
     front = summary.get("pareto")
     if front:
-        console.print(f"  Pareto front ({name} vs params, {len(front)} trials):")
+        say(console, f"  Pareto front ({name} vs params, {len(front)} trials):")
         for p in front:
-            console.print(
+            say(console,
                 f"    trial {p['trial']}: params {p['params']}, {name} {fmt(p['score'])}"
             )
