@@ -27,7 +27,7 @@ from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import NasforgeError, WorkerLost
 from nasforge.objectives import Objective
 from nasforge.progress import ProgressCallback
-from nasforge.report import fmt, print_summary
+from nasforge.report import fmt, print_summary, say
 from nasforge.run import EXPORT_ARCH, EXPORT_WEIGHTS, Run, export
 from nasforge.search import search
 from nasforge.spaces.base import SPACES
@@ -245,7 +245,8 @@ def _print_pbt(pbt: dict[str, Any], objective: Objective) -> None:
     console.print(table)
     for c in pbt["children"]:
         genes = c.get("genes_from_donor")
-        console.print(
+        say(
+            console,
             f"after round {c['round']}: slot {c['slot']} #{c['replaced_id']} -> #{c['id']} "
             f"({c.get('op')}: base #{c.get('base')}, donor #{c.get('donor')}"
             + (f", genes from donor {genes}" if genes is not None else "") + ")"
@@ -283,12 +284,12 @@ def _print_metarl(doc: dict[str, Any]) -> None:
                       fmt(t["mean_reward"]), fmt(t["mean_reward_last50"]), fmt(best))
     console.print(table)
     for tid, t in doc["tasks"].items():
-        console.print(f"{tid}: best networks (NSC rows: index, type, kernel, pred1, pred2)")
+        say(console, f"{tid}: best networks (NSC rows: index, type, kernel, pred1, pred2)")
         for b in t["best"]:
-            console.print(f"  trial {b['trial']}: reward {fmt(b['reward'])}  {b['nsc']}")
+            say(console, f"  trial {b['trial']}: reward {fmt(b['reward'])}  {b['nsc']}")
         for f in t.get("final") or []:
-            console.print(f"  retrained trial {f['trial']}: test accuracy "
-                          f"{fmt(f['test_acc'])} (search reward {fmt(f['search_reward'])})")
+            say(console, f"  retrained trial {f['trial']}: test accuracy "
+                f"{fmt(f['test_acc'])} (search reward {fmt(f['search_reward'])})")
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
