@@ -107,3 +107,21 @@ def test_bench_resumes_from_its_log_and_refuses_other_folders(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="already holds files and no bench log"):
         bench(str(cfg2), other)
     assert (other / "results.json").read_text() == "{}"
+
+
+def test_a_bench_of_a_changed_table_file_is_refused(tmp_path: Path) -> None:
+    """Same path, same config, other contents: the old runs must not be reused."""
+    from nasforge.evaluators.table import Table
+    from nasforge.spaces.base import make_space
+
+    space = make_space({"name": "nb201", "ops": ["none", "skip_connect"]})
+    archs = list(space.enumerate())
+    path = tmp_path / "t.npz"
+    Table.from_arrays(space, archs, np.linspace(0, 1, len(archs))).save(path)
+    cfg = {"seeds": 1, "budget": 4, "checkpoints": [4], "space": space.spec(),
+           "evaluator": {"name": "table", "table": str(path)},
+           "strategies": {"random": {"name": "random", "batch_size": 1}}}
+    bench(cfg, tmp_path / "out")
+    Table.from_arrays(space, archs, np.linspace(1, 0, len(archs))).save(path)
+    with pytest.raises(ConfigError, match="differs at table_digest"):
+        bench(cfg, tmp_path / "out")

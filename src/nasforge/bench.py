@@ -58,6 +58,7 @@ from nasforge.config import (
 )
 from nasforge.engine.context import SearchContext
 from nasforge.evaluators.base import EVALUATORS
+from nasforge.evaluators.table import Table
 from nasforge.exceptions import ConfigError
 from nasforge.executors.local import LocalExecutor
 from nasforge.logging import get_logger
@@ -260,7 +261,8 @@ def bench(
         if not isinstance(s, AskTellStrategy):
             raise ConfigError(f"strategies.{label}: {spec['name']!r} is not an ask/tell strategy")
     outdir = Path(out)
-    log_path = _open_bench_dir(outdir, cfg)
+    data = getattr(evaluator, "data", None)
+    log_path = _open_bench_dir(outdir, cfg, data.digest() if isinstance(data, Table) else None)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     budgets = [cfg.budget]
     if cfg.pick_runs:
@@ -323,9 +325,10 @@ BENCH_LOG = "runs.jsonl"
 BENCH_FINGERPRINT = "bench.json"
 
 
-def _open_bench_dir(outdir: Path, cfg: BenchConfig) -> Path:
-    """Create ``outdir`` or check that it is this bench's (same space and evaluator: the runs
-    in its log are reused); refuse a folder holding other files. Returns the log's path."""
+def _open_bench_dir(outdir: Path, cfg: BenchConfig, table: str | None) -> Path:
+    """Create ``outdir`` or check that it is this bench's (same space, evaluator and table
+    contents ``table``, a digest: the runs in its log are reused); refuse a folder holding
+    other files. Returns the log's path."""
     fp_path = outdir / BENCH_FINGERPRINT
     if outdir.exists() and not outdir.is_dir():
         raise ConfigError(f"--out {str(outdir)!r} is a file; give a folder")
@@ -335,8 +338,8 @@ def _open_bench_dir(outdir: Path, cfg: BenchConfig) -> Path:
             "nothing was overwritten: use a new or empty folder"
         )
     outdir.mkdir(parents=True, exist_ok=True)
-    check_fingerprint(fp_path, {"space": cfg.space, "evaluator": cfg.evaluator}, outdir,
-                      "a bench")
+    check_fingerprint(fp_path, {"space": cfg.space, "evaluator": cfg.evaluator,
+                                "table_digest": table}, outdir, "a bench")
     return outdir / BENCH_LOG
 
 

@@ -24,6 +24,7 @@ divided by 100 on load (``nasforge bench`` reports percent). Missing seeds are N
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -62,6 +63,16 @@ class Table:
     meta: dict[str, Any] = field(default_factory=dict)
     _lookup: dict[tuple[int, ...], int] | None = field(default=None, repr=False)
     _mean: np.ndarray | None = field(default=None, repr=False)
+
+    def digest(self) -> str:
+        """A hash of the table's contents (rows, scores, costs, parameters): two tables with
+        the same digest answer every query alike."""
+        h = hashlib.sha1()
+        for a in (self.indices, self.val_acc, self.train_seconds, self.params):
+            arr = np.ascontiguousarray(a)
+            h.update(f"{arr.dtype.str}{arr.shape}".encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
 
     # --------------------------------------------------------- construction
     @classmethod
@@ -277,17 +288,16 @@ def resolve_table(name: str) -> Table:
     if name.startswith(("nb201/", "nb201-")):
         return load_nb201(name[6:])
     shipped = TABLES_DIR / f"{name}.npz"
-    if shipped.is_file():
-        return _load_cached(str(shipped))
-    p = Path(name)
+    p = shipped if shipped.is_file() else Path(name)
     if p.is_file():
-        return _load_cached(str(p.resolve()))
+        st = p.stat()  # a file rewritten in place is read again, not served from the cache
+        return _load_cached(str(p.resolve()), st.st_mtime_ns, st.st_size)
     allowed = [f"nb201/{d}" for d in NB201_DATASETS] + shipped_tables() + ["<path>.npz"]
     raise ConfigError(f"unknown table {name!r}; allowed: {', '.join(allowed)}")
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str) -> Table:
+def _load_cached(path: str, mtime_ns: int, size: int) -> Table:
     return Table.load(path)
 
 
