@@ -548,6 +548,9 @@ class LoadedModel(nn.Module):
             t, single = self._encode(x)
         else:
             t, single = self._batch(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+        if self.fill is None and bool(torch.isnan(t).any()):
+            raise ValueError("input holds NaN (missing values) but this model was trained "
+                             "without any, so it has no fill values; fill them first")
         t = t.to(self.mean.device)
         was = self.training
         self.eval()

@@ -350,3 +350,18 @@ def test_text_columns_and_missing_cells_end_to_end(tmp_path: Path) -> None:
         model.predict([[1.0, 2.0]])
     with pytest.raises(ValueError, match="'x' is not a number"):
         model.predict([["x", "red", "1"]])
+
+
+def test_predict_refuses_nan_where_training_had_no_missing_values(tmp_path: Path) -> None:
+    x, y = _blobs(60)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    cfg = {"name": "nan", "seed": 0, "budget": 1, "device": "cpu", "baselines": False,
+           "task": {"name": "file", "path": str(tmp_path / "d.npz")},
+           "space": {"name": "tabular", "max_layers": 1}, "strategy": {"name": "random"},
+           "evaluator": {"name": "train", "max_epochs": 2, "threads": 1},
+           "final": {"seeds": 1, "candidates": 1}}
+    run = nasforge.search(cfg, run_dir=tmp_path / "run", progress=False)
+    model = nasforge.load(nasforge.export(run.dir, tmp_path / "exp"))
+    assert model.predict(x[:2]).shape == (2,)
+    with pytest.raises(ValueError, match="trained without any"):
+        model.predict([x[0, 0], np.nan, x[0, 2]])
