@@ -266,11 +266,64 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(run_dir)
 
 
-def export(run_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write the best architecture (JSON) and its trained weights to ``out_dir``."""
+EXPORT_PROGRAM = "model.pt2"
+"""``export(..., torch_export=True)``: the network as a ``torch.export`` program."""
+
+
+def export(run_dir: str | Path, out_dir: str | Path, *, torch_export: bool = False) -> Path:
+    """Write the best architecture (JSON) and its trained weights to ``out_dir``.
+
+    ``torch_export``: also write ``model.pt2``, the loaded model (preprocessing included) as a
+    ``torch.export`` program with a dynamic batch size, which needs only torch:
+    ``torch.export.load(path).module()(x)`` takes what ``nasforge.load(out_dir)(x)`` takes
+    (numeric tensors; a CSV's text columns one-hot encoded). If it cannot be traced, nothing
+    of the export stays and the error says why."""
     run = Run(run_dir)
-    if run.is_metarl:
-        return export_metarl(run, out_dir)
+    if torch_export and run.final is not None and run.final.extra.get("meta_model") is not None:
+        raise RunDirError(f"{str(run.dir)!r} is a MetaNAS run: its meta-model adapts to each "
+                          "task (adapt()) before use, so it has no torch.export program; "
+                          "export it without --torch-export")
+    target = Path(out_dir)
+    before = set(target.iterdir()) if target.is_dir() else None
+    out = export_metarl(run, out_dir) if run.is_metarl else _export_one(run, out_dir)
+    if torch_export:
+        folders = [out] if (out / EXPORT_ARCH).is_file() else sorted(
+            p.parent for p in out.glob(f"*/{EXPORT_WEIGHTS}"))
+        try:
+            for folder in folders:
+                _write_program(folder, run.config.plugins)
+        except RunDirError:  # undo this export: what it added to the folder, or the folder
+            if before is None:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for p in set(out.iterdir()) - before:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            raise
+    return out
+
+
+def _write_program(folder: Path, plugins: list[str]) -> Path:
+    """``folder/model.pt2`` from the export in ``folder`` (written whole or not at all)."""
+    model = load(folder, plugins=plugins)
+    assert isinstance(model, LoadedModel)
+    example = torch.zeros(2, *model.input_shape)
+    tmp = folder / f".tmp-{EXPORT_PROGRAM}"  # torch.export.save wants the .pt2 suffix
+    try:
+        program = torch.export.export(
+            model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.export.save(program, tmp)
+    except Exception as err:  # tracing raises many kinds of error: one line for all
+        tmp.unlink(missing_ok=True)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunDirError(f"torch.export could not trace the network in {str(folder)!r} "
+                          f"({type(err).__name__}: {first}); export it without "
+                          "--torch-export") from None
+    tmp.replace(folder / EXPORT_PROGRAM)
+    return folder / EXPORT_PROGRAM
+
+
+def _export_one(run: Run, out_dir: str | Path) -> Path:
+    """The pick of a (single-task) run: ``architecture.json`` and ``model.pt``."""
     final = run.final
     weights = run.dir / BEST_MODEL
     if final is None or final.arch is None:

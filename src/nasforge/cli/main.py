@@ -28,7 +28,7 @@ from nasforge.exceptions import NasforgeError, WorkerLost
 from nasforge.objectives import Objective
 from nasforge.progress import ProgressCallback
 from nasforge.report import fmt, print_summary, say
-from nasforge.run import EXPORT_ARCH, EXPORT_WEIGHTS, Run, export
+from nasforge.run import EXPORT_ARCH, EXPORT_PROGRAM, EXPORT_WEIGHTS, Run, export
 from nasforge.search import search
 from nasforge.spaces.base import SPACES
 from nasforge.strategies.base import STRATEGIES
@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export the best architecture and its trained weights")
     ex.add_argument("run_dir", help="run directory")
     ex.add_argument("--out", required=True, help="output directory")
+    ex.add_argument(
+        "--torch-export", action="store_true",
+        help="also write model.pt2, a torch.export program that needs only torch "
+        "(torch.export.load(path).module())",
+    )
 
     ls = sub.add_parser(
         "list", help="strategies, spaces, tasks, evaluators (with parameters) and examples"
@@ -301,13 +306,17 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
 
-    out = export(args.run_dir, args.out)
+    out = export(args.run_dir, args.out, torch_export=args.torch_export)
     nets = sorted(p.parent for p in out.glob(f"*/{EXPORT_ARCH}")
                   if (p.parent / EXPORT_WEIGHTS).is_file())
     plugins = Run(args.run_dir).config.plugins
     extra = f", plugins={plugins!r}" if plugins else ""
     if (out / EXPORT_ARCH).is_file():
         print(f"exported to {out} (load with nasforge.load({str(out)!r}{extra}))")
+        if args.torch_export:
+            prog = str(out / EXPORT_PROGRAM)
+            print(f"torch.export program: {prog} (load with torch.export.load({prog!r})"
+                  ".module(), no nasforge needed)")
     elif nets:  # meta_a2c: one network per task
         print(f"exported to {out}: one trained network per task (load with "
               f"nasforge.load({str(nets[0])!r}{extra}), and likewise for the others)")

@@ -93,6 +93,11 @@ def test_show_export_plot(run_dir: Path, tmp_path: Path,
         assert tuple(model.net.rows) == tuple(tuple(r) for r in d["nsc"])
     assert run.final is not None and set(run.final.extra["task_models"]) == set(
         run.summary()["metarl"]["tasks"])
+    # --torch-export: a program per trained task network
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "exp_tx"),
+                 "--torch-export"]) == 0
+    programs = sorted((tmp_path / "exp_tx").glob("*/model.pt2"))
+    assert programs and len(programs) == len(list((tmp_path / "exp_tx").glob("*/model.pt")))
     assert main(["export", str(run_dir), "--out", str(tmp_path / "exp")]) == 2  # not empty
     capsys.readouterr()
     assert main(["plot", str(run_dir), "--out", str(tmp_path / "p.png")]) == 0

@@ -94,6 +94,11 @@ def test_export_samples_images(straight: Run, tmp_path: Path) -> None:
     assert np.array_equal(model.sample(3, seed=1), model.sample(3, seed=1))
     with pytest.raises(ValueError, match="does not fit"):
         model.predict(np.zeros((2, 1, 8, 8)))
+    # the generator as a torch.export program: latents in, images out, without nasforge
+    out2 = export(straight.dir, tmp_path / "exp2", torch_export=True)
+    program = torch.export.load(str(out2 / "model.pt2")).module()
+    with torch.no_grad():
+        assert torch.allclose(program(z), img, atol=1e-5)
 
 
 _KILLER = """

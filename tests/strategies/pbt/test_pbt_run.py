@@ -268,9 +268,13 @@ def test_continuous_actions_pendulum_runs_and_exports(tmp_path: Path) -> None:
     final = run.final
     assert final is not None and final.test_acc is not None and math.isfinite(final.test_acc)
     assert -16.3 * 30 <= final.extra["fitness"] <= 0.0  # 30 steps of reward in [-16.3, 0]
-    model = load(export(run.dir, tmp_path / "exp"))
+    out = export(run.dir, tmp_path / "exp", torch_export=True)
+    model = load(out)
     obs = torch.randn(5, 3) * 4
     torque = model(obs)
+    with torch.no_grad():  # the policy as a torch.export program, without nasforge
+        assert torch.allclose(torch.export.load(str(out / "model.pt2")).module()(obs), torque,
+                              atol=1e-5)
     assert torque.shape == (5, 1) and bool((torque.abs() <= 2.0).all())
     # predict gives the greedy torques themselves (not class indices of a 1-unit output)
     assert np.allclose(model.predict(obs.numpy()), torque.detach().numpy(), atol=1e-6)

@@ -36,9 +36,13 @@ def test_two_epochs_move_alphas_and_lower_training_loss(tmp_path: Path) -> None:
     assert final is not None and final.arch == recs[-1].arch.to_json()
     assert final.test_acc is not None and 0.0 <= final.test_acc <= 1.0
     assert len(final.retrainings) == 1
-    out = nasforge.export(run.dir, tmp_path / "export")
+    out = nasforge.export(run.dir, tmp_path / "export", torch_export=True)
     model = nasforge.load(out)
     assert model(torch.zeros(2, 1, 6, 6)).shape == (2, 3)
+    program = torch.export.load(str(out / "model.pt2")).module()
+    x = torch.randn(5, 1, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(program(x), model(x), atol=1e-5)
     info = alpha_info(run.series("alphas"))
     assert info.epochs == [0, 1] and info.weights["normal"].shape == (2, 5, 4)
     assert np.allclose(info.weights["normal"].sum(-1), 1.0)
