@@ -16,6 +16,7 @@ import numpy as np
 
 from nasforge.data.base import Task
 from nasforge.logging import get_logger
+from nasforge.objectives import class_metric
 
 _logger = get_logger(__name__)
 
@@ -46,20 +47,23 @@ def _models(kind: str, extra: bool) -> dict[str, Any]:
 
 
 def score(kind: str, metric: str, y: np.ndarray, pred: np.ndarray, y_std: float = 1.0) -> float:
-    """``metric`` of predictions: acc (classes), rmse (in the target's units), r2."""
+    """``metric`` of predictions: acc, balanced_acc, f1 (classes), rmse (in the target's
+    units), r2."""
     if kind != "regression":
-        return float(np.mean(pred == y))
+        return class_metric(metric, y, pred)
     if metric == "r2":
         ss = float(np.sum((y - y.mean()) ** 2))
         return 1.0 - float(np.sum((y - pred) ** 2)) / ss if ss > 0 else math.nan
     return float(np.sqrt(np.mean((y - pred) ** 2))) * y_std
 
 
-def baselines(task: Task, *, extra: bool = False) -> dict[str, dict[str, float]] | None:
+def baselines(task: Task, *, extra: bool = False, objective: str | None = None
+              ) -> dict[str, dict[str, float]] | None:
     """``{model: {"val_<m>": .., "test_<m>": ..}}`` for tabular tasks (None for others).
 
-    Metrics: accuracy for classification; RMSE (target units) and R^2 for regression.
-    ``extra`` adds scikit-learn's MLP (the benchmark compares against it too).
+    Metrics: accuracy for classification, plus the run's ``objective`` where it is balanced
+    accuracy or macro F1; RMSE (target units) and R^2 for regression. ``extra`` adds
+    scikit-learn's MLP (the benchmark compares against it too).
     """
     if not task.tabular:
         return None
@@ -68,6 +72,8 @@ def baselines(task: Task, *, extra: bool = False) -> dict[str, dict[str, float]]
           ("train", "val", "test")}
     ys = {k: getattr(task, k).y.numpy() for k in ("train", "val", "test")}
     metrics = ["rmse", "r2"] if task.kind == "regression" else ["acc"]
+    if task.kind != "regression" and objective in ("val_balanced_acc", "val_f1"):
+        metrics.append(objective.removeprefix("val_"))
     out: dict[str, dict[str, float]] = {}
     for name, model in _models(task.kind, extra).items():
         with warnings.catch_warnings():

@@ -10,8 +10,11 @@ and read as ``val_acc`` / maximize, where utility and score are the same number.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from nasforge.exceptions import ConfigError
 
@@ -27,7 +30,27 @@ BUILTIN: dict[str, tuple[Direction, str, tuple[str, ...]]] = {
     "val_loss": ("minimize", "loss", ("classification", "regression")),
     "val_rmse": ("minimize", "target units", ("regression",)),
     "val_r2": ("maximize", "R^2", ("regression",)),
+    "val_balanced_acc": ("maximize", "balanced accuracy", ("classification",)),
+    "val_f1": ("maximize", "macro F1", ("classification",)),
 }
+
+
+def class_metric(metric: str, y: Any, pred: Any) -> float:
+    """``acc``, ``balanced_acc`` (the mean over the classes present in ``y`` of their recall)
+    or ``f1`` (macro F1 over the classes in ``y`` or ``pred``) of predicted class labels."""
+    y, pred = np.asarray(y).reshape(-1), np.asarray(pred).reshape(-1)
+    if metric == "acc" or len(y) == 0:
+        return float(np.mean(pred == y)) if len(y) else math.nan
+    if metric == "balanced_acc":
+        return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
+    if metric == "f1":
+        f1s = []
+        for c in np.union1d(np.unique(y), np.unique(pred)):
+            tp = float(np.sum((pred == c) & (y == c)))
+            denom = float(np.sum(pred == c) + np.sum(y == c))
+            f1s.append(2 * tp / denom if denom else 0.0)
+        return float(np.mean(f1s))
+    raise ValueError(f"unknown classification metric {metric!r}; allowed: acc, balanced_acc, f1")
 
 
 @dataclass(frozen=True)

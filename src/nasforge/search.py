@@ -355,7 +355,8 @@ def search(
             if task is not None:
                 store.set_meta("task", task.meta())
                 if cfg.baselines and store.get_meta("baselines") is None:
-                    store.set_meta("baselines", baselines(task))
+                    fitted = baselines(task, objective=evaluator.objective.name)
+                    store.set_meta("baselines", fitted)
             if cfg.tasks is not None:
                 store.set_meta("tasks", [{"id": k, **t.meta()} for k, t in tasks.items()])
             store.set_meta("status", "running")

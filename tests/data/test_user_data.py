@@ -365,3 +365,33 @@ def test_predict_refuses_nan_where_training_had_no_missing_values(tmp_path: Path
     assert model.predict(x[:2]).shape == (2,)
     with pytest.raises(ValueError, match="trained without any"):
         model.predict([x[0, 0], np.nan, x[0, 2]])
+
+
+def test_balanced_accuracy_and_macro_f1_objectives(tmp_path: Path) -> None:
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from nasforge.objectives import class_metric
+
+    rng = np.random.default_rng(0)
+    y, pred = rng.integers(0, 4, 50), rng.integers(0, 5, 50)
+    within = np.minimum(pred, 3)  # sklearn warns about predicted classes absent from y
+    assert class_metric("balanced_acc", y, within) == pytest.approx(
+        balanced_accuracy_score(y, within))
+    assert class_metric("f1", y, pred) == pytest.approx(f1_score(y, pred, average="macro"))
+    # an imbalanced task (9:1) searched for balanced accuracy, baselines scored the same way
+    x = rng.normal(size=(200, 2))
+    lab = (x[:, 0] + 0.3 * rng.normal(size=200) > 1.2).astype(int)
+    np.savez(tmp_path / "d.npz", x=x, y=lab)
+    cfg = {"name": "imb", "seed": 0, "budget": 2, "device": "cpu",
+           "objective": "val_balanced_acc",
+           "task": {"name": "file", "path": str(tmp_path / "d.npz")},
+           "space": {"name": "tabular", "max_layers": 1}, "strategy": {"name": "random"},
+           "evaluator": {"name": "train", "max_epochs": 5, "threads": 1},
+           "final": {"seeds": 1, "candidates": 1}}
+    run = nasforge.search(cfg, run_dir=tmp_path / "run", progress=False)
+    s = run.summary()
+    assert s["objective"]["name"] == "val_balanced_acc" and "val_acc" not in s["best"]
+    assert all("val_balanced_acc" in t.result.metrics for t in run.trials)
+    assert {"test_balanced_acc", "test_f1", "test_acc"} <= set(s["best"]["test_metrics"])
+    assert set(s["baselines"]["logistic_regression"]) == {
+        "val_acc", "test_acc", "val_balanced_acc", "test_balanced_acc"}

@@ -27,7 +27,7 @@ from nasforge.data.base import Split, Task
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result, _objective_setting
 from nasforge.evaluators.batched import fit_batch
 from nasforge.evaluators.fit import Diverged, KeepBest, accuracy, count_params, train_epoch
-from nasforge.objectives import BUILTIN, DEFAULT, Objective
+from nasforge.objectives import BUILTIN, DEFAULT, Objective, class_metric
 from nasforge.seeding import seed_torch
 from nasforge.spaces.base import Architecture, SearchSpace
 
@@ -90,7 +90,8 @@ def batch_mean_accuracy(model: nn.Module, split: Split, batch: int, g: torch.Gen
 
 @torch.no_grad()
 def split_score(model: nn.Module, split: Split, task: Task, name: str, batch: int = 4096) -> float:
-    """Objective ``name`` (val_acc, val_loss, val_rmse, val_r2; a ``test_`` prefix works too)
+    """Objective ``name`` (val_acc, val_loss, val_balanced_acc, val_f1, val_rmse, val_r2; a
+    ``test_`` prefix works too)
     of ``model`` on ``split``; RMSE in the target's own units (standardisation undone)."""
     metric = name.split("_", 1)[1] if "_" in name else name
     if task.kind != "regression" and metric == "acc":
@@ -99,8 +100,10 @@ def split_score(model: nn.Module, split: Split, task: Task, name: str, batch: in
     outs = [model(split.x[i : i + batch]) for i in range(0, len(split), batch)]
     model.train()
     out = torch.cat(outs) if outs else torch.zeros(0)
-    if task.kind != "regression":  # loss
-        return float(nn.functional.cross_entropy(out, split.y))
+    if task.kind != "regression":
+        if metric in ("balanced_acc", "f1"):
+            return class_metric(metric, split.y.cpu().numpy(), out.argmax(1).cpu().numpy())
+        return float(nn.functional.cross_entropy(out, split.y))  # loss
     pred, y = out.reshape(-1).double(), split.y.double()
     sse = float(((pred - y) ** 2).sum())
     if metric == "r2":
