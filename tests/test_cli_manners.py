@@ -15,6 +15,7 @@ from nasforge.cli.main import _config_path, build_parser, main
 from nasforge.objectives import DEFAULT
 from nasforge.progress import ProgressCallback
 from nasforge.report import print_summary
+from tests.conftest import tiny_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -98,3 +99,102 @@ def test_summary_lines_wrap_within_80_columns_with_a_hanging_indent(
     at = next(i for i, ln in enumerate(lines) if ln.startswith("  picked: "))
     assert lines[at + 1].startswith(" " * 6) and lines[at + 1][6] != " "  # hanging indent
     assert "[8, Tanh] x [3]" in "\n".join(lines)  # brackets are text, not markup
+
+
+def test_history_plot_axes_name_what_a_record_is(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The x axis says epoch for one-shot runs, trial for black-box ones; whole-number
+    ticks; the legend does not sit on the best points of a minimised objective."""
+    from nasforge import viz
+    from nasforge.viz import plots
+
+    seen: dict[str, object] = {}
+    real = plots.plot_history
+
+    def spy(info: object, out: object, **kw: object) -> object:
+        seen.update(kw)
+        return real(info, out, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(viz, "plot_history", spy)
+    run = nasforge.search(tiny_config(budget=2, objective="val_loss", final={"seeds": 0}),
+                          run_dir=tmp_path / "r", progress=False)
+    viz.plot_run(run.dir)
+    assert seen["xlabel"] == "trial" and seen["label"] == "val_loss (minimize)"
+    assert viz._record_unit(SimpleNamespace(  # type: ignore[arg-type]
+        config=SimpleNamespace(strategy={"name": "darts"}), series=lambda k: [])) == "epoch"
+    assert viz._record_unit(SimpleNamespace(  # type: ignore[arg-type]
+        config=SimpleNamespace(strategy={"name": "metanas"}), series=lambda k: [])
+    ).startswith("meta-test")
+
+
+def test_config_mistakes_each_get_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def one_line(args: list[str], want: str) -> None:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and want in err, (args, err)
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    one_line(["search", str(empty), "--run-dir", str(tmp_path / "r0")], "is empty")
+    assert not (tmp_path / "r0").exists()
+    run = nasforge.search(tiny_config(budget=1, final={"seeds": 0}), run_dir=tmp_path / "r",
+                          progress=False)
+    one_line(["search", str(run.dir)], "is a run directory, not a config; to continue it")
+    one_line(["bench", str(run.dir), "--out", str(tmp_path / "b")], "is a run directory")
+    # a dotted --set into a section the config leaves out keeps that section's default name
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({k: v for k, v in tiny_config(budget=1).items()
+                                   if k != "executor"}))
+    assert main(["search", str(cfg), "--run-dir", str(tmp_path / "r2"), "--no-progress",
+                 "--set", "executor.workers=1"]) == 0
+    capsys.readouterr()
+    # tpe without optuna: one line naming the extra, not a ModuleNotFoundError
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "optuna" else real(n, *a))
+    one_line(["search", str(cfg), "--run-dir", str(tmp_path / "r3"), "--set",
+              "strategy.name=tpe"], "pip install 'nasforge[optuna]'")
+    assert not (tmp_path / "r3").exists()
+
+
+def test_a_bench_table_path_is_relative_to_its_config(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    import numpy as np
+
+    from nasforge.evaluators.table import Table
+    from nasforge.exceptions import DataError
+    from nasforge.spaces.base import make_space
+
+    space = make_space({"name": "nb201", "ops": ["none", "skip_connect"]})
+    archs = list(space.enumerate())
+    with pytest.raises(DataError, match="only NaN"):
+        Table.from_arrays(space, archs, np.full(len(archs), np.nan))
+    (tmp_path / "cfgs").mkdir()
+    Table.from_arrays(space, archs, np.linspace(0, 1, len(archs))).save(tmp_path / "cfgs/t.npz")
+    cfg = tmp_path / "cfgs" / "b.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "seeds": 1, "budget": 3, "checkpoints": [3], "space": space.spec(),
+        "evaluator": {"name": "table", "table": "t.npz"},
+        "strategies": {"random": {"name": "random", "batch_size": 1}}}))
+    monkeypatch.chdir(tmp_path)  # elsewhere: the path is the config's, not the cwd's
+    assert main(["bench", str(cfg), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    capsys.readouterr()
+    cfg.write_text(cfg.read_text().replace("t.npz", "gone.npz"))
+    assert main(["bench", str(cfg), "--out", str(tmp_path / "out2"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "table file" in err and "gone.npz" in err and "not found" in err
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from nasforge.cli.main import main; sys.exit(main(['list']))")
+    p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True,
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.stdout.strip() == "strategies:" and "error" not in p.stderr, p.stderr

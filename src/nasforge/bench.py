@@ -37,6 +37,7 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,12 +56,14 @@ from nasforge.config import (
     build_component,
     format_validation_error,
     read_yaml,
+    resolve_table_path,
 )
 from nasforge.engine.context import SearchContext
 from nasforge.evaluators.base import EVALUATORS
 from nasforge.evaluators.table import Table
 from nasforge.exceptions import ConfigError
 from nasforge.executors.local import LocalExecutor
+from nasforge.executors.pool import die_with_parent
 from nasforge.logging import get_logger
 from nasforge.objectives import DEFAULT, Objective
 from nasforge.plotting import pyplot, save_figure
@@ -107,6 +110,8 @@ def load_bench_config(
     data = dict(source) if isinstance(source, dict) else read_yaml(source)
     if overrides:
         data = apply_overrides(data, overrides)
+    if not isinstance(source, dict) and isinstance(data.get("evaluator"), dict):
+        data["evaluator"] = resolve_table_path(data["evaluator"], Path(source).resolve().parent)
     try:
         cfg = BenchConfig(**data)
     except ValidationError as err:
@@ -254,6 +259,9 @@ def bench(
     if optimum_fn is None:
         raise ConfigError(f"bench needs a tabular evaluator (name: table), got {cfg.evaluator}")
     optimum = float(optimum_fn())
+    if not math.isfinite(optimum):
+        raise ConfigError(f"table {cfg.evaluator.get('table')!r} has no finite score for any "
+                          "architecture of the configured space; nothing to benchmark")
     # check every strategy spec before the long part
 
     for label, spec in cfg.strategies.items():
@@ -302,7 +310,8 @@ def bench(
                     finished(job, run_one(*args[job]))
         else:
             with cf.ProcessPoolExecutor(
-                cfg.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+                cfg.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                initargs=(os.getpid(),),
             ) as pool:
                 futs = {pool.submit(run_one, *args[job]): job for job in todo}
                 for fut in cf.as_completed(futs):
@@ -374,7 +383,8 @@ def _done_runs(log_path: Path, cfg: BenchConfig, jobs: set[tuple[str, int, int]]
     return runs
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    die_with_parent(parent)  # no orphan workers when the driver is killed
     torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits

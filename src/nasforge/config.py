@@ -178,6 +178,13 @@ def build_component(registry: Registry[Any], kind: str, spec: Any, **extra: Any)
 # ------------------------------------------------------------------ YAML I/O
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        if (p / "run.sqlite").is_file():
+            raise ConfigError(
+                f"{str(p)!r} is a run directory, not a config; to continue it: nasforge search "
+                f"{str(p / 'config.yaml')!r} --run-dir {str(p)!r} --resume (or nasforge show "
+                f"{str(p)!r})")
+        raise ConfigError(f"{str(p)!r} is a folder; a config is a YAML file")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
     try:
@@ -199,7 +206,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"cannot parse config {str(p)!r}{where}: {problem}") from None
     if data is None:
-        data = {}
+        raise ConfigError(f"config {str(p)!r} is empty (no keys); start from an example: "
+                          "nasforge list examples, nasforge init NAME")
     if not isinstance(data, dict):
         raise ConfigError(
             f"config {str(p)!r} must be a mapping of keys, got {type(data).__name__}"
@@ -207,8 +215,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["strategy.lr=0.01", "budget=10"]`` -> a new dict; values are parsed as YAML scalars."""
+def _section_defaults() -> dict[str, Any]:
+    """The component sections a run config fills in when left out (``executor: local``...)."""
+    out = {}
+    for name, field in RunConfig.model_fields.items():
+        if field.default_factory is not None and name != "final":
+            value = field.default_factory()  # type: ignore[call-arg]
+            if isinstance(value, dict):
+                out[name] = value
+    return out
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``["strategy.lr=0.01", "budget=10"]`` -> a new dict; values are parsed as YAML scalars.
+    A dotted key into a top-level section the config leaves out starts from ``defaults``'
+    value for it (a run config's: ``executor.workers=2`` keeps ``name: local``)."""
     out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
@@ -227,7 +250,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if isinstance(child, str):  # "strategy: random" -> {"name": "random"}
                 child = {"name": child}
             if child is None:
-                child = {}
+                child = copy.deepcopy((defaults or {}).get(p, {})) if node is out else {}
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: {p!r} is not a mapping")
             node[p] = child
@@ -256,7 +279,7 @@ def load_config(
         data = read_yaml(source)
         base = Path(source).resolve().parent
     if overrides:
-        data = apply_overrides(data, overrides)
+        data = apply_overrides(data, overrides, _section_defaults())
     if base is not None:
         data = resolve_paths(data, base)
     return parse_config(data)
@@ -287,7 +310,18 @@ def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         out["task"] = one(out["task"])
     if isinstance(out.get("tasks"), list):
         out["tasks"] = [one(t) for t in out["tasks"]]
+    if isinstance(out.get("evaluator"), dict):
+        out["evaluator"] = resolve_table_path(out["evaluator"], base)
     return out
+
+
+def resolve_table_path(evaluator: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A table evaluator's ``table`` file (``*.npz``) relative to the config file's folder;
+    table names (``nb201/cifar10``, ``digits-cnn``) stay as they are."""
+    v = evaluator.get("table")
+    if not isinstance(v, str) or not v.endswith(".npz") or Path(v).expanduser().is_absolute():
+        return evaluator
+    return {**evaluator, "table": str(base / v)}
 
 
 def dump_config(config: RunConfig) -> str:

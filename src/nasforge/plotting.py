@@ -31,3 +31,11 @@ def save_figure(fig: Any, plt: ModuleType, out: str | Path, *, layout: bool = Tr
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def integer_ticks(*axes: Any) -> None:
+    """Whole-number ticks on each matplotlib axis (``ax.xaxis``...): epochs, rounds, slots."""
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in axes:
+        axis.set_major_locator(MaxNLocator(integer=True))

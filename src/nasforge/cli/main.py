@@ -7,8 +7,10 @@ problem and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import pickle
 import signal
 import sqlite3
@@ -379,6 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.DatabaseError as err:  # a store damaged while it was read
         return _one_line(f"a run store is damaged or not a nasforge store (sqlite: {err})",
                          EXIT_BAD_INPUT)
+    except BrokenPipeError:  # `nasforge list | head`: the reader left; not an error
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
+        return 0
     except OSError as err:  # a path that cannot be read or written
         where = f" {err.filename!r}" if err.filename else ""
         return _one_line(f"cannot use{where}: {err.strerror or err}", EXIT_BAD_INPUT)

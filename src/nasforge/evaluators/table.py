@@ -122,6 +122,10 @@ class Table:
                 f"Table.from_arrays: scores of shape {list(val.shape)} do not match "
                 f"{len(rows)} architectures (expected ({len(rows)},) or ({len(rows)}, seeds))"
             )
+        if np.isinf(val).any() or not np.isfinite(val).any():
+            raise DataError("Table.from_arrays: scores must be finite numbers or NaN (missing), "
+                            "with at least one finite; got "
+                            + ("inf" if np.isinf(val).any() else "only NaN"))
         secs = np.ones_like(val) if seconds is None else np.asarray(seconds, dtype=np.float64)
         if secs.ndim == 1:
             secs = secs[:, None]
@@ -292,6 +296,9 @@ def resolve_table(name: str) -> Table:
     if p.is_file():
         st = p.stat()  # a file rewritten in place is read again, not served from the cache
         return _load_cached(str(p.resolve()), st.st_mtime_ns, st.st_size)
+    if name.endswith(".npz") or "/" in name or "\\" in name:
+        raise ConfigError(f"table file {str(p)!r} not found (in a config file, a relative "
+                          "path is relative to that file)")
     allowed = [f"nb201/{d}" for d in NB201_DATASETS] + shipped_tables() + ["<path>.npz"]
     raise ConfigError(f"unknown table {name!r}; allowed: {', '.join(allowed)}")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nasforge.exceptions import RunDirError
 from nasforge.run import Run, pareto_front
+from nasforge.strategies.base import STRATEGIES
 from nasforge.viz._info import HistoryInfo, history_info
 from nasforge.viz.alphas import render_alphas
 from nasforge.viz.controller import plot_controller
@@ -23,6 +24,21 @@ RUN_PLOTS: dict[str, Callable[[Run, Path], Path]] = {
     "alphas": render_alphas,
 }
 """Extra plots by stored series kind (e.g. DARTS alphas, PBT members): kind -> renderer."""
+
+
+RECORD_UNITS = {"darts": "epoch", "oneshot": "epoch", "metanas": "meta-test (every eval_freq "
+                "meta-epochs)", "pbt": "trial (one member trained for one round)"}
+"""What one stored record is, by the strategy's loop (``phase``): the history plot's x axis."""
+
+
+def _record_unit(run: Run) -> str:
+    name = str(run.config.strategy.get("name"))
+    if name not in STRATEGIES:
+        return "trial"
+    phase = getattr(STRATEGIES.get(name), "phase", None)
+    if phase is None and run.series("pbt"):
+        phase = "pbt"
+    return RECORD_UNITS.get(str(phase), "trial")
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
@@ -43,7 +59,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
             info = info._replace(
                 values=[-v for v in info.values], best_so_far=[-v for v in info.best_so_far]
             )
-        paths.append(plot_history(info, out_path, title=run.config.name, label=label))
+        paths.append(plot_history(info, out_path, title=run.config.name, label=label,
+                                  xlabel=_record_unit(run)))
     if run.config.pareto and trials:
         pts = [(t.result.params, obj.score(t.val_acc) or 0.0) for t in trials if t.ok]
         front = [(p["params"], p["score"]) for p in pareto_front(trials, obj)]

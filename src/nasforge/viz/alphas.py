@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nasforge.plotting import pyplot, save_figure
+from nasforge.plotting import integer_ticks, pyplot, save_figure
 from nasforge.run import Run
 
 
@@ -60,6 +60,13 @@ def render_alphas(run: Run, out: Path) -> Path:
             if not ax.lines:
                 ax.axis("off")
     handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[-1]:
+        if ax.lines:
+            ax.set_xlabel("epoch", fontsize=7)
+            integer_ticks(ax.xaxis)
+    for ax_row in axes:
+        if ax_row[0].lines:
+            ax_row[0].set_ylabel("op weight", fontsize=7)
     fig.suptitle(f"{run.config.name}: op weights per edge over epochs", y=0.995, fontsize=9)
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 8), fontsize=7,
                bbox_to_anchor=(0.5, 0.965))

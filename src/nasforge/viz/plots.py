@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasforge.plotting import pyplot, save_figure
+from nasforge.plotting import integer_ticks, pyplot, save_figure
 from nasforge.viz._info import HistoryInfo
 
 __all__ = ["plot_history", "plot_pareto", "pyplot", "save_figure"]
 
 
 def plot_history(
-    info: HistoryInfo, out: str | Path, *, title: str = "", label: str = "validation accuracy"
+    info: HistoryInfo, out: str | Path, *, title: str = "", label: str = "validation accuracy",
+    xlabel: str = "trial",
 ) -> Path:
-    """Validation score per trial, with the best-so-far line and failed trials marked."""
+    """Validation score per trial (or per epoch: ``xlabel``), with the best-so-far line and
+    failed trials marked."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.scatter(info.numbers, info.values, s=8, alpha=0.5, label=f"trial {label}")
@@ -27,11 +29,12 @@ def plot_history(
             s=12,
             label=f"failed ({len(info.failed)})",
         )
-    ax.set_xlabel("trial")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(label)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    integer_ticks(ax.xaxis)
+    ax.legend(loc="best")  # not over the best points, whichever way the objective goes
     return save_figure(fig, plt, out)
 
 

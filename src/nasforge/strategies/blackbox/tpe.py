@@ -39,6 +39,7 @@ the trials' attributes (CmaEsSampler) resume with that state rebuilt from the tr
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -115,6 +116,9 @@ class OptunaTPE(AskTellStrategy):
     history: ClassVar[tuple[str, ...]] = ("study", "asked_ids", "_dists", "_open", "_rngs")
 
     def __init__(self, *, seed: int = 0, **params: Any) -> None:
+        if importlib.util.find_spec("optuna") is None:
+            raise ConfigError("strategy 'tpe' needs optuna: pip install 'nasforge[optuna]' "
+                              "(or pick another strategy: nasforge list strategies)")
         super().__init__(seed=seed, **params)
         p = self.p
         self.sampler_name: str = p.sampler
