@@ -41,6 +41,11 @@ class Run:
 
     def __init__(self, run_dir: str | Path) -> None:
         self.dir = Path(run_dir)
+        if not self.dir.exists():
+            raise RunDirError(f"run directory {str(self.dir)!r} does not exist")
+        if self.dir.is_file():
+            raise RunDirError(f"{str(self.dir)!r} is a file; a run is a directory (give the "
+                              "--run-dir of a search)")
         if not (self.dir / DB_NAME).is_file():
             raise RunDirError(f"{str(self.dir)!r} is not a nasforge run (no {DB_NAME})")
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nasforge.bench import bench
+from nasforge.bench import bench, load_bench_config
 from nasforge.cli.options import add_run_options
 from nasforge.evaluators.table import Table
 from nasforge.tabulate import tabulate
@@ -75,6 +75,7 @@ def _cmd_tabulate(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
 
+    load_bench_config(args.config, args.set)  # a bad config: its one line, before any bar
     with _progress(not args.no_progress, "bench") as update:
         results = bench(args.config, args.out, overrides=args.set, progress=update)
     print(json.dumps({"out": str(args.out), "optimum": results["optimum"],

@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from pydantic import BaseModel
+
 import nasforge
 from nasforge.cli import extra
 from nasforge.cli.options import add_run_options
@@ -27,6 +29,7 @@ from nasforge.components import load_registries
 from nasforge.data.base import TASKS
 from nasforge.evaluators.base import EVALUATORS
 from nasforge.exceptions import NasforgeError, WorkerLost
+from nasforge.executors.base import EXECUTORS
 from nasforge.objectives import Objective
 from nasforge.progress import ProgressCallback
 from nasforge.report import fmt, print_summary, say
@@ -69,19 +72,38 @@ def _version() -> str:
     return str(nasforge.__version__)
 
 
+VERBOSE_HELP = "log progress (a search: every trial) to stderr"
+
+EXAMPLES = {
+    "search": "nasforge search configs/demo.yaml --run-dir runs/demo",
+    "show": "nasforge show runs/demo --top 10 (or --json)",
+    "plot": "nasforge plot runs/demo --out history.png",
+    "export": "nasforge export runs/demo --out best/ (then nasforge.load('best/'))",
+    "list": "nasforge list strategies",
+    "init": "nasforge init tabular (writes tabular.yaml)",
+    "bench": "nasforge bench configs/bench_nb201_cifar10.yaml --out runs/b --set seeds=5",
+    "tabulate": "nasforge tabulate CONFIG --out table.npz",
+}
+"""One example command per subcommand, shown by ``nasforge CMD -h``."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nasforge", description="Neural architecture search on PyTorch.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every trial")
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     p.add_argument("--version", action="version", version=f"nasforge {_version()}")
     # -v is accepted after the subcommand as well (a shared parent parser)
     common = _Parser(add_help=False)
     common.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log every trial"
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_parser = sub.add_parser
 
     def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        if "help" in kw and "description" not in kw:  # `nasforge CMD -h` says what CMD does
+            example = EXAMPLES.get(name)
+            kw["description"] = kw["help"][0].upper() + kw["help"][1:] + "." + (
+                f" Example: {example}" if example else "")
         return _add_parser(name, parents=[common, *kw.pop("parents", [])], **kw)
 
     sub.add_parser = add_parser  # type: ignore[method-assign,assignment]
@@ -90,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "config", help="YAML config file, or the name of a packaged example (nasforge list)"
     )
-    s.add_argument("--budget", type=_positive_int, help="number of trials")
+    s.add_argument("--budget", type=_positive_int,
+                   help="trials of a black-box search (DARTS / MetaNAS run strategy.epochs / "
+                   "meta_epochs; PBT-NAS: population x rounds member-steps)")
     s.add_argument("--seed", type=_nonneg_int, help="run seed")
     s.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
     s.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
@@ -118,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="strategies, spaces, tasks, evaluators (with parameters) and examples"
     )
     ls.add_argument(
-        "kind", nargs="?", choices=["strategies", "spaces", "tasks", "evaluators", "examples"],
+        "kind", nargs="?",
+        choices=["strategies", "spaces", "tasks", "evaluators", "executors", "examples"],
         help="list only this kind (default: all)",
     )
     it = sub.add_parser("init", help="copy a packaged example config to edit")
@@ -157,8 +182,13 @@ def _params_text(cls: Any) -> str:
         return ""
     parts = []
     for name, f in model.model_fields.items():
-        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
-        parts.append(f"{name}={default}")
+        if f.is_required():
+            parts.append(f"{name}=required")
+            continue
+        value = f.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel):  # a nested block: its fields as a YAML mapping
+            value = value.model_dump(mode="json")
+        parts.append(f"{name}={json.dumps(value, default=str)}")
     return ", ".join(parts)
 
 
@@ -167,7 +197,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     load_registries()
     kinds: dict[str, Any] = {
-        "strategies": STRATEGIES, "spaces": SPACES, "tasks": TASKS, "evaluators": EVALUATORS
+        "strategies": STRATEGIES, "spaces": SPACES, "tasks": TASKS, "evaluators": EVALUATORS,
+        "executors": EXECUTORS,
     }
     for kind, reg in kinds.items():
         if args.kind not in (None, kind):

@@ -190,7 +190,8 @@ class PBTNAS(Strategy):
         if not isinstance(space, GeneSpace):
             raise ConfigError(
                 f"strategy pbt_nas needs a gene space; got {space.name!r}; "
-                "allowed: gene_cnn, gene_ac, gan_hard, gan"
+                "allowed: gene_cnn, gene_ac, gan_hard, gan (for tabular rows, search the "
+                "tabular space with random, evolution, tpe or bo_evolution)"
             )
         if self.p.soup:
             self._soup_part(space)
