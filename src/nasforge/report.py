@@ -57,9 +57,13 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("architecture", overflow="fold")
     pick = summary["best"].get("trial")
+    pick_arch = json.dumps(summary["best"].get("arch"), sort_keys=True)
     for row in summary["top"][:top]:
+        # the pick's row: its trial, or the row its architecture was listed under (a table of
+        # distinct architectures shows one trial per architecture)
+        mark = row["trial"] == pick or json.dumps(row["arch"], sort_keys=True) == pick_arch
         table.add_row(
-            str(row["trial"]) + ("*" if row["trial"] == pick else ""),
+            str(row["trial"]) + ("*" if mark else ""),
             fmt(row["score"], nd),
             str(row["params"]),
             str(row["epochs"]),
