@@ -314,8 +314,16 @@ def bench(
                 initargs=(os.getpid(),),
             ) as pool:
                 futs = {pool.submit(run_one, *args[job]): job for job in todo}
+                failed: list[BaseException] = []
                 for fut in cf.as_completed(futs):
-                    finished(futs[fut], fut.result())
+                    try:
+                        run = fut.result()
+                    except Exception as err:  # keep every other run in the log, then raise
+                        failed.append(err)
+                        continue
+                    finished(futs[fut], run)
+                if failed:
+                    raise failed[0]
     wall = time.perf_counter() - t0
     results = summarise(cfg, runs, seeds, optimum, objective=evaluator.objective)
     results["wall_seconds"] = round(wall, 1)

@@ -57,11 +57,16 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("architecture", overflow="fold")
     pick = summary["best"].get("trial")
-    pick_arch = json.dumps(summary["best"].get("arch"), sort_keys=True)
-    for row in summary["top"][:top]:
-        # the pick's row: its trial, or the row its architecture was listed under (a table of
-        # distinct architectures shows one trial per architecture)
-        mark = row["trial"] == pick or json.dumps(row["arch"], sort_keys=True) == pick_arch
+    rows = summary["top"][:top]
+    # the pick's row: its trial, or else the first row of its architecture (a table of
+    # distinct architectures shows one trial per architecture)
+    star = next((r["trial"] for r in rows if r["trial"] == pick), None)
+    if star is None:
+        pick_arch = json.dumps(summary["best"].get("arch"), sort_keys=True)
+        star = next((r["trial"] for r in rows
+                     if json.dumps(r["arch"], sort_keys=True) == pick_arch), None)
+    for row in rows:
+        mark = row["trial"] == star
         table.add_row(
             str(row["trial"]) + ("*" if mark else ""),
             fmt(row["score"], nd),
@@ -87,21 +92,20 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
     else:
         line = f"  {name} {fmt(best.get('score'), nd)} ({obj['direction']})"
         test_label = test_name
-    if best.get("test_acc") is not None:
+    test = best.get("test_score", best.get("test_acc"))
+    if test is not None:
         accs = final.get("test_accs") or []
         std = final.get("test_std")
         if accs:
             line += (
-                f", {test_label} {fmt(best['test_acc'], nd)} "
+                f", {test_label} {fmt(test, nd)} "
                 f"(mean of {len(accs)} retrainings, std {fmt(std, nd)})"
             )
         elif summary.get("metarl"):
-            line += (f", {test_label} {fmt(best['test_acc'], nd)} "
-                     "(retrained on its task)")
+            line += f", {test_label} {fmt(test, nd)} (retrained on its task)"
         else:
             spread = "" if std is None else f"std {fmt(std, nd)}; "
-            line += (f", {test_label} {fmt(best['test_acc'], nd)} "
-                     f"({spread}as trained, not retrained)")
+            line += f", {test_label} {fmt(test, nd)} ({spread}as trained, not retrained)"
     say(console, line)
     if final.get("final_fid") is not None:  # PBT-NAS on a GAN (evaluators/pbt_gan.py)
         say(console,

@@ -14,7 +14,7 @@ from torch import nn
 
 from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, load_config, read_yaml
-from nasforge.data.base import encode_columns, suite_ids
+from nasforge.data.base import MISSING_CELLS, encode_columns, suite_ids
 from nasforge.engine.final import BEST_MODEL, FinalReport, ranked_distinct
 from nasforge.envs.nsc import NSCNet
 from nasforge.exceptions import DataError, NasforgeError, RunDirError
@@ -175,9 +175,13 @@ class Run:
             }
             for r in ranked[:top]
         ]
-        if obj.name != "val_acc":  # the stored utility is not an accuracy: no such key
+        if obj.name != "val_acc":  # neither figure is an accuracy: test_score holds the test
             for row in (best, *top_rows):
                 row.pop("val_acc", None)
+            for key in ("test_acc", "test_accs"):
+                best.pop(key, None)
+            if final.retrainings:
+                best["test_scores"] = [r.test for r in final.retrainings]
         return {
             "run_dir": str(self.dir),
             "objective": obj.to_json(),
@@ -292,12 +296,15 @@ def export(run_dir: str | Path, out_dir: str | Path, *, torch_export: bool = Fal
     before = set(target.iterdir()) if target.is_dir() else None
     out = export_metarl(run, out_dir) if run.is_metarl else _export_one(run, out_dir)
     if torch_export:
-        folders = [out] if (out / EXPORT_ARCH).is_file() else sorted(
+        folders = [out] if (out / EXPORT_WEIGHTS).is_file() else sorted(
             p.parent for p in out.glob(f"*/{EXPORT_WEIGHTS}"))
         try:
+            if not folders:
+                raise RunDirError(f"{str(run.dir)!r} has no trained network to export as a "
+                                  "torch.export program (the run has no final retraining)")
             for folder in folders:
                 _write_program(folder, run.config.plugins)
-        except RunDirError:  # undo this export: what it added to the folder, or the folder
+        except BaseException:  # undo this export: what it added to the folder, or the folder
             if before is None:
                 shutil.rmtree(out, ignore_errors=True)
             else:
@@ -341,7 +348,7 @@ def _export_one(run: Run, out_dir: str | Path) -> Path:
             "or the evaluator trains no network: a user objective or a table); the pick's "
             "architecture is in `nasforge show` and run.best"
         )
-    out = _check_out(out_dir, [EXPORT_ARCH, EXPORT_WEIGHTS])
+    out = _check_out(out_dir, [EXPORT_ARCH, EXPORT_WEIGHTS, EXPORT_PROGRAM])
     # the weights must load as plain tensors before they are exported
     state_dict_of(load_checkpoint(weights, what=repr(str(weights))), repr(str(weights)))
     _make_out(out)
@@ -505,6 +512,7 @@ class LoadedModel(nn.Module):
         self.y_std = float(pre.get("y_std", 1.0))
         # a CSV's raw columns (text ones one-hot) and the training means for missing values
         self.columns: list[dict[str, Any]] | None = pre.get("columns")
+        self.missing_values: list[str] = list(pre.get("missing_values", MISSING_CELLS))
         fill = pre.get("fill")
         if fill is not None and len(fill) != math.prod(self.input_shape):
             raise ValueError(f"preprocess has {len(fill)} fill values; input_shape "
@@ -571,6 +579,8 @@ class LoadedModel(nn.Module):
         """Raw table rows (one cell per column of the file, numbers or text) as features."""
         assert self.columns is not None
         names = [c["name"] for c in self.columns]
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
         arr = np.asarray(x, dtype=object)
         single = arr.ndim == 1
         if arr.ndim not in (1, 2) or arr.shape[-1] != len(names):
@@ -579,7 +589,8 @@ class LoadedModel(nn.Module):
                 f"of its {len(names)} columns, [{len(names)}] or [N, {len(names)}] "
                 f"({', '.join(map(str, names[:6]))}{', ...' if len(names) > 6 else ''})")
         try:
-            enc = encode_columns(arr.reshape(-1, len(names)), self.columns)
+            enc = encode_columns(arr.reshape(-1, len(names)), self.columns,
+                                 self.missing_values)
         except DataError as err:
             raise ValueError(str(err)) from None
         return torch.as_tensor(enc, dtype=torch.float32), single
@@ -599,9 +610,10 @@ class LoadedModel(nn.Module):
         """Class labels or regression values for ``x`` (numpy/torch): one example or a batch
         of examples of the model's ``input_shape``; rows may also come flattened, one-channel
         images without their channel axis and colour images channels-last (H, W, C), as
-        image files load. A model of a CSV with text columns takes raw rows, one cell per
-        feature column of the file (text, numbers, empty or NA cells: as the file had them);
-        NaN features get the training split's mean wherever training had missing values."""
+        image files load. A model of a CSV takes raw rows, one cell per feature column of the
+        file (text, numbers, empty or NA cells: as the file had them, or a pandas DataFrame's
+        ``.to_numpy()``); NaN features get the training split's mean wherever training had
+        missing values."""
         if self.columns is not None:  # raw rows: text and empty cells as the file had them
             t, single = self._encode(x)
         else:

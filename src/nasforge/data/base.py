@@ -7,6 +7,7 @@ only ever sees ``train`` and ``val``; ``test`` is used once, to report the final
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, ClassVar, Literal
@@ -141,51 +142,99 @@ def check_rows(name: object, x: np.ndarray, y: np.ndarray) -> None:
 PIXEL_SCALE = 255.0
 """Image files are read as 8-bit values divided by this (an export divides raw pixels too)."""
 
-MISSING_CELLS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
-"""Table cells read as a missing value (case-insensitive, after stripping blanks)."""
+MISSING_CELLS = ("", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "<NA>", "#N/A",
+                 "?")
+"""Table cells read as a missing value by default (after stripping blanks; case-sensitive,
+as pandas' defaults, plus UCI's ``?``): ``none`` or ``na`` stay text. ``task.missing_values``
+replaces the list."""
 
 
-def is_missing(cell: Any) -> bool:
-    """A missing table cell: one of :data:`MISSING_CELLS`, None, or a float NaN."""
-    if cell is None:
+def is_missing(cell: Any, tokens: Sequence[str] = MISSING_CELLS) -> bool:
+    """A missing table cell: a text cell among ``tokens``, None, a float NaN, or pandas'
+    ``NA`` / ``NaT``."""
+    if cell is None or type(cell).__name__ in ("NAType", "NaTType"):
         return True
     if isinstance(cell, float | np.floating):
         return bool(np.isnan(cell))
-    return isinstance(cell, str) and cell.strip().lower() in MISSING_CELLS
+    return isinstance(cell, str) and cell.strip() in tokens
 
 
-def encode_columns(rows: Any, columns: list[JSONDict]) -> np.ndarray:
+def _as_number(cell: Any) -> float | None:
+    """A cell's value as a number (text that parses too), or None."""
+    if isinstance(cell, bool | np.bool_):
+        return float(cell)
+    if isinstance(cell, int | float | np.number):
+        return float(cell)
+    try:
+        return float(str(cell).strip())
+    except ValueError:
+        return None
+
+
+def encode_columns(rows: Any, columns: list[JSONDict],
+                   tokens: Sequence[str] = MISSING_CELLS) -> np.ndarray:
     """Raw table rows (cells as text or numbers, one per entry of ``columns``) as the encoded
     float features a network takes: a ``number`` column as its value, a ``category`` column
-    one-hot over its ``values`` (a value not among them: all zero); a missing cell is NaN
-    (one-hot: NaN in each of its columns), which :func:`split_arrays`' ``fill`` replaces."""
+    one-hot over its ``values`` (matched as text, or as numbers where both are numbers: 1,
+    1.0 and "1" are one value; a value not among them: all zero); a missing cell (``tokens``)
+    is NaN (one-hot: NaN in each of its columns), which :func:`split_arrays`' ``fill``
+    replaces."""
     width = sum(len(c["values"]) if c["kind"] == "category" else 1 for c in columns)
     out = np.zeros((len(rows), width), dtype=np.float64)
     j = 0
     for k, col in enumerate(columns):
         if col["kind"] == "category":
             index = {v: i for i, v in enumerate(col["values"])}
+            by_number = {num: i for i, v in enumerate(col["values"])
+                         if (num := _as_number(v)) is not None}
             n = len(index)
             for i, row in enumerate(rows):
                 cell = row[k]
-                if is_missing(cell):
+                if is_missing(cell, tokens):
                     out[i, j : j + n] = np.nan
-                elif (hit := index.get(str(cell).strip())) is not None:
+                    continue
+                hit = index.get(str(cell).strip())
+                if hit is None and (num := _as_number(cell)) is not None:
+                    hit = by_number.get(num)
+                if hit is not None:
                     out[i, j + hit] = 1.0
             j += n
         else:
             for i, row in enumerate(rows):
                 cell = row[k]
-                if is_missing(cell):
+                if is_missing(cell, tokens):
                     out[i, j] = np.nan
                     continue
-                try:
-                    out[i, j] = float(cell)
-                except (TypeError, ValueError):
+                value = _as_number(cell)
+                if value is None:
                     raise DataError(f"row {i + 1}, column {col['name']!r}: {cell!r} is not a "
-                                    "number") from None
+                                    "number")
+                out[i, j] = value
             j += 1
     return out
+
+
+def split_indices(
+    y: np.ndarray, fractions: tuple[float, float], seed: int | None, stratify: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / val / test row indices of :func:`split_arrays` (``stratify``: by class)."""
+    n = len(y)
+    f_train, f_val = fractions
+    if seed is None:
+        order = np.arange(n)
+        n_tr, n_va = int(round(n * f_train)), int(round(n * f_val))
+        return order[:n_tr], order[n_tr : n_tr + n_va], order[n_tr + n_va :]
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(n)]
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for g in groups:
+        g = rng.permutation(g)
+        a, b = int(round(len(g) * f_train)), int(round(len(g) * (f_train + f_val)))
+        parts[0].append(g[:a])
+        parts[1].append(g[a:b])
+        parts[2].append(g[b:])
+    tr, va, te = (rng.permutation(np.concatenate(p)) for p in parts)
+    return tr, va, te
 
 
 def split_arrays(
@@ -217,22 +266,7 @@ def split_arrays(
     n = len(y)
     if kind == "regression":
         stratify = False
-    f_train, f_val = fractions
-    if seed is None:
-        order = np.arange(n)
-        n_tr, n_va = int(round(n * f_train)), int(round(n * f_val))
-        idx_tr, idx_va, idx_te = order[:n_tr], order[n_tr : n_tr + n_va], order[n_tr + n_va :]
-    else:
-        rng = np.random.default_rng(seed)
-        groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(n)]
-        parts: list[list[np.ndarray]] = [[], [], []]
-        for g in groups:
-            g = rng.permutation(g)
-            a, b = int(round(len(g) * f_train)), int(round(len(g) * (f_train + f_val)))
-            parts[0].append(g[:a])
-            parts[1].append(g[a:b])
-            parts[2].append(g[b:])
-        idx_tr, idx_va, idx_te = (rng.permutation(np.concatenate(p)) for p in parts)
+    idx_tr, idx_va, idx_te = split_indices(y, fractions, seed, stratify)
     pre: JSONDict = {} if classes is None else {"classes": list(classes)}
     pre.update(preprocess or {})
     x = np.asarray(x, dtype=np.float32)

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.data.base import (
+    MISSING_CELLS,
     PIXEL_SCALE,
     TASKS,
     Task,
@@ -23,6 +24,7 @@ from nasforge.data.base import (
     encode_columns,
     is_missing,
     split_arrays,
+    split_indices,
 )
 from nasforge.data.imagefiles import read_image_folder
 from nasforge.exceptions import DataError
@@ -283,6 +285,9 @@ class FileParams(BaseModel):
     missing: Literal["mean", "error"] = Field(
         default="mean", description="empty / NA / ? cells and NaN features: the training "
         "split's mean of the feature (mean), or refuse them (error)")
+    missing_values: list[str] = Field(
+        default_factory=lambda: list(MISSING_CELLS), description="CSV cells that read as "
+        "missing (after stripping blanks; case-sensitive)")
 
 
 @TASKS.register("file")
@@ -320,11 +325,13 @@ class FileTask(TaskFactory):
             raise DataError(f"data file {str(path)!r} not found")
         classes: list[Any] | None = None
         columns: list[dict[str, Any]] | None = None
+        cells: list[list[str]] = []
         if fmt == "images":
-            x, y, classes = read_image_folder(path, p.image_size, "auto",
+            x, y, classes = read_image_folder(path, p.image_size, "auto", resample="bicubic",
                                               size_key="task.image_size: [height, width]")
         elif fmt == "csv":
-            x, y, columns = _read_csv(path, p)
+            cells, y, columns = _read_csv(path, p)
+            x = encode_columns(cells, columns, p.missing_values)
         elif fmt == "npz":
             x, y = _read_npz(path)
         else:
@@ -336,6 +343,12 @@ class FileTask(TaskFactory):
             classes = mapped
         shape = _input_shape(path, x, p.input_shape)
         _check_split(p.train, p.val, len(y))
+        if columns is not None and any(c["kind"] == "category" for c in columns):
+            # categories from the training rows alone (the split split_arrays makes below)
+            train, _, _ = split_indices(y, (p.train, p.val), p.seed, kind != "regression")
+            columns = _train_values(cells, columns, train, p.missing_values)
+            x = encode_columns(cells, columns, p.missing_values)
+            shape = (x.shape[1],)
         standardize = p.standardize if p.standardize is not None else len(shape) == 1
         spec: dict[str, Any] = {"name": self.name, **p.model_dump()}
         return split_arrays(
@@ -350,7 +363,8 @@ class FileTask(TaskFactory):
             standardize=standardize,
             classes=classes,
             preprocess={"pixel_scale": PIXEL_SCALE} if fmt == "images"
-            else {"columns": columns} if columns else None,
+            else {"columns": columns, "missing_values": list(p.missing_values)}
+            if columns is not None else None,
         )
 
 
@@ -370,9 +384,9 @@ def _check_split(f_train: float, f_val: float, n: int) -> None:
 
 def _read_csv(
     path: Path, p: FileParams
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]] | None]:
-    """Features (NaN where missing; text columns one-hot), labels, and the column encoding
-    when a column is categorical (None: every column is a number)."""
+) -> tuple[list[list[str]], np.ndarray, list[dict[str, Any]]]:
+    """The feature cells as read (one list per row), the labels, and each feature column's
+    kind (``number``, or ``category`` with its values in all rows)."""
     try:
         with path.open(newline="") as fh:
             rows = [r for r in csv.reader(fh, delimiter=p.delimiter) if any(c.strip() for c in r)]
@@ -423,12 +437,24 @@ def _read_csv(
         except ValueError:
             return None
 
+    tokens = p.missing_values
+
+    def missing(cell: str) -> bool:
+        return is_missing(cell, tokens)
+
     if not p.header and len(rows) > 1:
-        # a header row: text over every column whose other cells are numbers
-        numeric = [j for j in feats
-                   if all(is_missing(r[j]) or number(r[j]) is not None for r in rows[1:])]
-        if numeric and all(number(rows[0][j]) is None and not is_missing(rows[0][j])
-                           for j in numeric):
+        # a header row: text over every column (label included) whose other cells are
+        # numbers; with no such column, a label seen once above labels that repeat
+        numeric = [j for j in range(width)
+                   if all(missing(r[j]) or number(r[j]) is not None for r in rows[1:])]
+        labels_below = [r[col].strip() for r in rows[1:]]
+        if numeric:
+            looks = all(number(rows[0][j]) is None and not missing(rows[0][j])
+                        for j in numeric)
+        else:
+            looks = (rows[0][col].strip() not in labels_below
+                     and len(set(labels_below)) < len(labels_below))
+        if looks:
             raise DataError(
                 f"{path}: row 1 looks like a header ({', '.join(rows[0][:4])}"
                 f"{', ...' if width > 4 else ''}); set task.header: true"
@@ -436,7 +462,7 @@ def _read_csv(
     columns: list[dict[str, Any]] = []
     for j in feats:
         label = names[j] if names else str(j)
-        text = [(i, r[j]) for i, r in enumerate(rows) if not is_missing(r[j])
+        text = [(i, r[j]) for i, r in enumerate(rows) if not missing(r[j])
                 and number(r[j]) is None]
         if not text:
             columns.append({"name": label, "kind": "number"})
@@ -449,24 +475,24 @@ def _read_csv(
                 "features must be numeric with task.categorical: false (true one-hot encodes "
                 "text columns)"
             )
-        values = sorted({r[j].strip() for r in rows if not is_missing(r[j])})
+        values = sorted({r[j].strip() for r in rows if not missing(r[j])})
         columns.append({"name": label, "kind": "category", "values": values})
     if p.missing == "error":
         for i, r in enumerate(rows):
             for j in feats:
-                if is_missing(r[j]):
+                if missing(r[j]):
                     line = i + 1 + (1 if p.header else 0)
                     label = names[j] if names else str(j)
                     raise DataError(
                         f"{path}: row {line}, column {label} is missing ({r[j]!r}); set "
                         "task.missing: mean to fill it with the training split's mean"
                     )
-    x = encode_columns([[r[j] for j in feats] for r in rows], columns)
     for i, r in enumerate(rows):
-        if is_missing(r[col]):
+        if missing(r[col]):
             line = i + 1 + (1 if p.header else 0)
             raise DataError(f"{path}: row {line} has no label ({r[col]!r} in the label "
-                            "column); every row needs one")
+                            "column; task.missing_values lists what reads as missing); every "
+                            "row needs one")
     labels = [r[col].strip() for r in rows]
     nums = [number(v) for v in labels]
     y: np.ndarray
@@ -474,7 +500,20 @@ def _read_csv(
         y = np.asarray(nums, dtype=np.float64)
     else:
         y = np.asarray(labels, dtype=object)
-    return x, y, (columns if any(c["kind"] == "category" for c in columns) else None)
+    return [[r[j] for j in feats] for r in rows], y, columns
+
+
+def _train_values(cells: list[list[str]], columns: list[dict[str, Any]], train: np.ndarray,
+                  tokens: list[str]) -> list[dict[str, Any]]:
+    """The columns with each category's values as seen in the training rows only (a value
+    only in validation or test rows is then unseen: all zero, like one at predict time)."""
+    out = []
+    for k, col in enumerate(columns):
+        if col["kind"] == "category":
+            seen = {cells[i][k].strip() for i in train if not is_missing(cells[i][k], tokens)}
+            col = {**col, "values": sorted(seen)}
+        out.append(col)
+    return out
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -65,9 +65,9 @@ class Table:
     _mean: np.ndarray | None = field(default=None, repr=False)
 
     def digest(self) -> str:
-        """A hash of the table's contents (rows, scores, costs, parameters): two tables with
-        the same digest answer every query alike."""
-        h = hashlib.sha1()
+        """A hash of the table's contents (objective, rows, scores, costs, parameters): two
+        tables with the same digest answer every query alike."""
+        h = hashlib.sha1(json.dumps(self.objective.to_json(), sort_keys=True).encode())
         for a in (self.indices, self.val_acc, self.train_seconds, self.params):
             arr = np.ascontiguousarray(a)
             h.update(f"{arr.dtype.str}{arr.shape}".encode())

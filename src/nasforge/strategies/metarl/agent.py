@@ -596,7 +596,8 @@ class MetaA2C(Strategy):
     def finalize(self, ctx: SearchContext) -> FinalReport:
         """Retrain the best ``final.top`` networks of each task with the longer final protocol
         (filters 2^(5+i), exponential lr decay) and test each once. The report's architecture
-        is the primary (first) task's best; every task's networks are under ``extra.tasks``."""
+        is the best network over all tasks (``extra.lead_task`` names its task); every task's
+        networks are under ``extra.tasks``."""
         f = self.p.final
         out: dict[str, Any] = {"tasks": {}, "task_shapes": {}, "space": self.p.space,
                                "padding": self.settings.padding}
