@@ -379,9 +379,10 @@ def _done_runs(log_path: Path, cfg: BenchConfig, jobs: set[tuple[str, int, int]]
     """The runs of the log that this config would run again: same label, seed, budget and
     strategy spec (a run depends on nothing else once space and evaluator match)."""
     runs: dict[tuple[str, int, int], dict[str, Any]] = {}
+    specs = json.loads(json.dumps(cfg.strategies))  # as the log holds them
     for line in read_jsonl(log_path):
         job = (str(line["label"]), int(line["seed"]), int(line["budget"]))
-        if job not in jobs or line["spec"] != json.loads(json.dumps(cfg.strategies[job[0]])):
+        if job not in jobs or line["spec"] != specs[job[0]]:
             continue
         runs[job] = {
             **{k: np.array(line[k], dtype=float) for k in ("obs", "true", "cost")},

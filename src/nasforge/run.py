@@ -14,7 +14,7 @@ from torch import nn
 
 from nasforge.components import load_plugins, load_registries
 from nasforge.config import RunConfig, load_config, read_yaml
-from nasforge.data.base import MISSING_CELLS, encode_columns, suite_ids
+from nasforge.data.base import MISSING_CELLS, encode_columns, encoded_width, suite_ids
 from nasforge.engine.final import BEST_MODEL, FinalReport, ranked_distinct
 from nasforge.envs.nsc import NSCNet
 from nasforge.exceptions import DataError, NasforgeError, RunDirError
@@ -520,8 +520,7 @@ class LoadedModel(nn.Module):
         self.register_buffer("fill", None if fill is None else torch.tensor(
             fill, dtype=torch.float32).reshape(self.input_shape))
         if self.columns is not None:
-            width = sum(len(c["values"]) if c["kind"] == "category" else 1
-                        for c in self.columns)
+            width = encoded_width(self.columns)
             if (width,) != self.input_shape:
                 raise ValueError(f"preprocess.columns encode {width} features; input_shape is "
                                  f"{list(self.input_shape)}")

@@ -16,7 +16,6 @@ compact table (:class:`nasforge.evaluators.table.Table`, ``.npz``) is written at
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -37,7 +36,7 @@ from nasforge.exceptions import ConfigError
 from nasforge.logging import get_logger
 from nasforge.search import build_parts
 from nasforge.seeding import derive_seed
-from nasforge.storage.joblog import check_fingerprint, read_jsonl
+from nasforge.storage.joblog import append_jsonl, check_fingerprint, read_jsonl
 
 _logger = get_logger(__name__)
 
@@ -152,8 +151,7 @@ def tabulate(
     n_done = len(done)
     with log_path.open("a") as log:
         if jobs:
-            log.write(json.dumps({"session": len(sessions), "start": start, **settings}) + "\n")
-            log.flush()
+            append_jsonl(log, {"session": len(sessions), "start": start, **settings})
         since_sync = 0
         try:
             for b in range(0, len(jobs), tp.batch):
@@ -170,14 +168,12 @@ def tabulate(
                     }
                     if not res.ok:
                         line["error"] = res.error
-                    log.write(json.dumps(line) + "\n")
-                    log.flush()
+                    since_sync += 1
+                    sync = since_sync >= tp.sync_every
+                    append_jsonl(log, line, sync=sync)
+                    since_sync = 0 if sync else since_sync
                     done[(i, k)] = line
                     n_done += 1
-                    since_sync += 1
-                    if since_sync >= tp.sync_every:
-                        os.fsync(log.fileno())
-                        since_sync = 0
                     if progress is not None:
                         progress(n_done, total)
             os.fsync(log.fileno())

@@ -159,7 +159,7 @@ def is_missing(cell: Any, tokens: Sequence[str] = MISSING_CELLS) -> bool:
     return isinstance(cell, str) and cell.strip() in tokens
 
 
-def _as_number(cell: Any) -> float | None:
+def as_number(cell: Any) -> float | None:
     """A cell's value as a number (text that parses too), or None."""
     if isinstance(cell, bool | np.bool_):
         return float(cell)
@@ -171,6 +171,12 @@ def _as_number(cell: Any) -> float | None:
         return None
 
 
+def encoded_width(columns: list[JSONDict]) -> int:
+    """Features :func:`encode_columns` makes of ``columns``: one per number, one per value of a
+    category."""
+    return sum(len(c["values"]) if c["kind"] == "category" else 1 for c in columns)
+
+
 def encode_columns(rows: Any, columns: list[JSONDict],
                    tokens: Sequence[str] = MISSING_CELLS) -> np.ndarray:
     """Raw table rows (cells as text or numbers, one per entry of ``columns``) as the encoded
@@ -179,14 +185,13 @@ def encode_columns(rows: Any, columns: list[JSONDict],
     1.0 and "1" are one value; a value not among them: all zero); a missing cell (``tokens``)
     is NaN (one-hot: NaN in each of its columns), which :func:`split_arrays`' ``fill``
     replaces."""
-    width = sum(len(c["values"]) if c["kind"] == "category" else 1 for c in columns)
-    out = np.zeros((len(rows), width), dtype=np.float64)
+    out = np.zeros((len(rows), encoded_width(columns)), dtype=np.float64)
     j = 0
     for k, col in enumerate(columns):
         if col["kind"] == "category":
             index = {v: i for i, v in enumerate(col["values"])}
             by_number = {num: i for i, v in enumerate(col["values"])
-                         if (num := _as_number(v)) is not None}
+                         if (num := as_number(v)) is not None}
             n = len(index)
             for i, row in enumerate(rows):
                 cell = row[k]
@@ -194,7 +199,7 @@ def encode_columns(rows: Any, columns: list[JSONDict],
                     out[i, j : j + n] = np.nan
                     continue
                 hit = index.get(str(cell).strip())
-                if hit is None and (num := _as_number(cell)) is not None:
+                if hit is None and (num := as_number(cell)) is not None:
                     hit = by_number.get(num)
                 if hit is not None:
                     out[i, j + hit] = 1.0
@@ -205,7 +210,7 @@ def encode_columns(rows: Any, columns: list[JSONDict],
                 if is_missing(cell, tokens):
                     out[i, j] = np.nan
                     continue
-                value = _as_number(cell)
+                value = as_number(cell)
                 if value is None:
                     raise DataError(f"row {i + 1}, column {col['name']!r}: {cell!r} is not a "
                                     "number")

@@ -20,6 +20,7 @@ from nasforge.data.base import (
     Task,
     TaskFactory,
     TaskKind,
+    as_number,
     check_rows,
     encode_columns,
     is_missing,
@@ -331,24 +332,24 @@ class FileTask(TaskFactory):
                                               size_key="task.image_size: [height, width]")
         elif fmt == "csv":
             cells, y, columns = _read_csv(path, p)
-            x = encode_columns(cells, columns, p.missing_values)
         elif fmt == "npz":
             x, y = _read_npz(path)
         else:
             x, y = _read_npy(path, p)
-        x = _check_features(path, x, allow_nan=p.missing == "mean")
-        check_rows(path, x, y)  # before the labels are read as classes
+        if columns is None:
+            x = _check_features(path, x, allow_nan=p.missing == "mean")
+            check_rows(path, x, y)  # before the labels are read as classes
         kind, y, mapped = _labels(path, y, p.kind, p.max_classes)
         if classes is None:
             classes = mapped
-        shape = _input_shape(path, x, p.input_shape)
         _check_split(p.train, p.val, len(y))
-        if columns is not None and any(c["kind"] == "category" for c in columns):
-            # categories from the training rows alone (the split split_arrays makes below)
+        if columns is not None:  # a CSV: categories from the training rows alone (the split
+            # split_arrays makes below), then encoded once
             train, _, _ = split_indices(y, (p.train, p.val), p.seed, kind != "regression")
             columns = _train_values(cells, columns, train, p.missing_values)
-            x = encode_columns(cells, columns, p.missing_values)
-            shape = (x.shape[1],)
+            x = _check_features(path, encode_columns(cells, columns, p.missing_values),
+                                allow_nan=p.missing == "mean")
+        shape = _input_shape(path, x, p.input_shape)
         standardize = p.standardize if p.standardize is not None else len(shape) == 1
         spec: dict[str, Any] = {"name": self.name, **p.model_dump()}
         return split_arrays(
@@ -386,7 +387,8 @@ def _read_csv(
     path: Path, p: FileParams
 ) -> tuple[list[list[str]], np.ndarray, list[dict[str, Any]]]:
     """The feature cells as read (one list per row), the labels, and each feature column's
-    kind (``number``, or ``category`` with its values in all rows)."""
+    kind (``number``, or ``category``, whose values :func:`_train_values` takes from the
+    training rows)."""
     try:
         with path.open(newline="") as fh:
             rows = [r for r in csv.reader(fh, delimiter=p.delimiter) if any(c.strip() for c in r)]
@@ -431,12 +433,6 @@ def _read_csv(
         raise DataError(f"{path}: no feature columns (only the label column){hint}")
     feats = [j for j in range(width) if j != col]
 
-    def number(cell: str) -> float | None:
-        try:
-            return float(cell)
-        except ValueError:
-            return None
-
     tokens = p.missing_values
 
     def missing(cell: str) -> bool:
@@ -446,10 +442,10 @@ def _read_csv(
         # a header row: text over every column (label included) whose other cells are
         # numbers; with no such column, a label seen once above labels that repeat
         numeric = [j for j in range(width)
-                   if all(missing(r[j]) or number(r[j]) is not None for r in rows[1:])]
+                   if all(missing(r[j]) or as_number(r[j]) is not None for r in rows[1:])]
         labels_below = [r[col].strip() for r in rows[1:]]
         if numeric:
-            looks = all(number(rows[0][j]) is None and not missing(rows[0][j])
+            looks = all(as_number(rows[0][j]) is None and not missing(rows[0][j])
                         for j in numeric)
         else:
             looks = (rows[0][col].strip() not in labels_below
@@ -463,7 +459,7 @@ def _read_csv(
     for j in feats:
         label = names[j] if names else str(j)
         text = [(i, r[j]) for i, r in enumerate(rows) if not missing(r[j])
-                and number(r[j]) is None]
+                and as_number(r[j]) is None]
         if not text:
             columns.append({"name": label, "kind": "number"})
             continue
@@ -475,8 +471,7 @@ def _read_csv(
                 "features must be numeric with task.categorical: false (true one-hot encodes "
                 "text columns)"
             )
-        values = sorted({r[j].strip() for r in rows if not missing(r[j])})
-        columns.append({"name": label, "kind": "category", "values": values})
+        columns.append({"name": label, "kind": "category", "values": []})  # see _train_values
     if p.missing == "error":
         for i, r in enumerate(rows):
             for j in feats:
@@ -494,7 +489,7 @@ def _read_csv(
                             "column; task.missing_values lists what reads as missing); every "
                             "row needs one")
     labels = [r[col].strip() for r in rows]
-    nums = [number(v) for v in labels]
+    nums = [as_number(v) for v in labels]
     y: np.ndarray
     if all(v is not None for v in nums):
         y = np.asarray(nums, dtype=np.float64)

@@ -35,10 +35,7 @@ def _record_unit(run: Run) -> str:
     name = str(run.config.strategy.get("name"))
     if name not in STRATEGIES:
         return "trial"
-    phase = getattr(STRATEGIES.get(name), "phase", None)
-    if phase is None and run.series("pbt"):
-        phase = "pbt"
-    return RECORD_UNITS.get(str(phase), "trial")
+    return RECORD_UNITS.get(str(getattr(STRATEGIES.get(name), "phase", None)), "trial")
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:

@@ -166,6 +166,7 @@ def decode_state(blob: bytes) -> PBTState:
 class PBTNAS(Strategy):
     """PBT-NAS; see the module docstring."""
 
+    phase: ClassVar[str] = "pbt"  # its own loop counts rounds (progress, plots)
     name: ClassVar[str] = "pbt_nas"
     Params: ClassVar[type[BaseModel]] = PBTNASParams
 
@@ -287,7 +288,7 @@ class PBTNAS(Strategy):
                 "PBT round %d/%d: best %.4f mean %.4f", g + 1, rounds, best,
                 float(np.nanmean(fits)) if any(math.isfinite(f) for f in fits) else math.nan,
             )
-            ctx.emit_step(g + 1, rounds, {"phase": "pbt", "best": best})
+            ctx.emit_step(g + 1, rounds, {"phase": self.phase, "best": best})
 
     def _eval_seed(self, g: int) -> int:
         return derive_seed(self.seed, "eval", g)
