@@ -102,6 +102,29 @@ def test_summary_lines_wrap_within_80_columns_with_a_hanging_indent(
     assert "[8, Tanh] x [3]" in "\n".join(lines)  # brackets are text, not markup
 
 
+@pytest.mark.parametrize("rows, expect", [
+    ([(4, [1]), (0, [2])], "best architecture (*, trial 4)"),
+    ([(1, [1]), (0, [2])], "best architecture (trial 4; * marks trial 1, the same architecture)"),
+    ([(0, [2])], "best architecture (trial 4, not in the rows above)"),
+])
+def test_best_line_says_which_row_the_star_marks(
+    rows: list[tuple[int, list[int]]], expect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PBT-NAS pick is a late trial whose architecture an earlier row may show: the star
+    must not be read as the pick's own trial."""
+    summary = {
+        "run_dir": "r", "trials": 5, "failed": 0, "cached": 0, "errors": [],
+        "top": [{"trial": t, "score": 0.9, "params": 1, "epochs": 1, "arch": {"tokens": a}}
+                for t, a in rows],
+        "best": {"trial": 4, "arch": {"tokens": [1]}, "score": 0.8, "test_acc": None},
+        "final": {},
+    }
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert expect in out
+    assert out.count("*") == (0 if "not in the rows" in expect else 2)
+
+
 def test_history_plot_axes_name_what_a_record_is(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The x axis says epoch for one-shot runs, trial for black-box ones; whole-number

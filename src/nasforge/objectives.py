@@ -119,6 +119,12 @@ class Objective:
 DEFAULT = Objective("val_acc", "maximize", "accuracy")
 
 
+def task_objectives(kind: str, first: str) -> list[str]:
+    """The built-in objectives that can score a task of ``kind``, ``first`` first."""
+    names = [n for n, (_, _, kinds) in BUILTIN.items() if kind in kinds]
+    return sorted(names, key=lambda n: n != first)
+
+
 def utility(record: Record) -> float:
     """The helper strategies rank by: a record's utility (higher is better, any direction)."""
     return record.result.val_acc

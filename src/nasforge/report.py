@@ -80,9 +80,13 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
     best = summary["best"]
     if best.get("arch") is None:
         return
-    say(console,
-        f"best architecture (*, trial {best.get('trial')}): {best.get('describe') or best['arch']}"
-    )
+    if star is None:
+        where = f"trial {best.get('trial')}, not in the rows above"
+    elif star == best.get("trial"):
+        where = f"*, trial {star}"
+    else:  # a later trial of the architecture marked in the table
+        where = f"trial {best.get('trial')}; * marks trial {star}, the same architecture"
+    say(console, f"best architecture ({where}): {best.get('describe') or best['arch']}")
     if best.get("why"):
         say(console, f"  picked: {best['why']}")
     test_name = Objective.from_json(obj).test_name

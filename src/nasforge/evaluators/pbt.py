@@ -12,9 +12,11 @@ from its checkpoint, then scores it (fitness, higher is better). A checkpoint is
 The optimiser state is keyed by parameter name (not position), so PBT-NAS can drop the state of
 exactly the layers a child inherits from its donor (quirk P3, default).
 
-``pbt_train`` (this module) trains a classifier on the task's train split and scores validation
-accuracy; ``pbt_rl`` (``evaluators/pbt_rl.py``) trains an actor-critic with PPO. Both also work as
-ordinary evaluators: ``evaluate(arch, seed)`` trains a fresh member for ``full_units``.
+``pbt_train`` (this module) trains a classifier (or a regressor) on the task's train split and
+scores it on validation under the run's objective (validation accuracy by default, RMSE for a
+regression task); ``pbt_rl`` (``evaluators/pbt_rl.py``) trains an actor-critic with PPO. Both
+also work as ordinary evaluators: ``evaluate(arch, seed)`` trains a fresh member for
+``full_units``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nasforge.data.base import Task
-from nasforge.evaluators.base import EVALUATORS, Evaluator, Result
+from nasforge.evaluators.base import EVALUATORS, Evaluator, Result, _objective_setting
 from nasforge.evaluators.fit import accuracy, count_params, train_epoch
+from nasforge.evaluators.train import split_score
+from nasforge.exceptions import ConfigError
+from nasforge.objectives import DEFAULT, Objective, task_objectives
 from nasforge.spaces.base import Architecture, SearchSpace
+from nasforge.spaces.genes import GeneACSpace, GeneCNNSpace
 
 Checkpoint = dict[str, Any]
 
@@ -276,8 +282,11 @@ class PBTTrainParams(BaseModel):
 
 @EVALUATORS.register("pbt_train")
 class PBTClassifierTrainer(MemberTrainer):
-    """Classifier member trainer: one unit = one epoch over the train split (minibatches from a
-    seeded permutation); fitness = validation accuracy; final score = test accuracy."""
+    """Classifier / regressor member trainer for ``gene_cnn`` (images) and ``gene_mlp`` (rows):
+    one unit = one epoch over the train split (minibatches from a seeded permutation) on
+    cross-entropy (mean squared error for regression); fitness = the objective's utility on the
+    validation split (validation accuracy by default, RMSE for regression); final score = the
+    objective on the test split."""
 
     name: ClassVar[str] = "pbt_train"
     Params: ClassVar[type[BaseModel]] = PBTTrainParams
@@ -289,6 +298,24 @@ class PBTClassifierTrainer(MemberTrainer):
         self.p = PBTTrainParams(**params)
         self.space, self.task, self.device = space, task, torch.device(device)
         self.threads, self.full_units = self.p.threads, self.p.full_units
+        if isinstance(space, GeneCNNSpace) and len(task.input_shape) != 3:
+            raise ConfigError(
+                f"space gene_cnn needs image inputs (C, H, W); task {task.name!r} has input "
+                f"shape {list(task.input_shape)}; for feature rows use space gene_mlp"
+            )
+        if isinstance(space, GeneACSpace):
+            raise ConfigError(
+                "space gene_ac is an actor-critic space for evaluator pbt_rl; evaluator "
+                "pbt_train trains classifiers and regressors: use space gene_cnn or gene_mlp"
+            )
+        if task.kind == "regression":
+            self.objective = Objective.builtin("val_rmse")
+
+    def objectives(self) -> list[str]:
+        return task_objectives(self.task.kind, self.objective.name)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), **_objective_setting(self.objective)}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -317,13 +344,25 @@ class PBTClassifierTrainer(MemberTrainer):
         train = self.task.train.to(self.device)
         g = torch.Generator().manual_seed(int(seed))
         last = float("nan")
+        loss_fn = _mse if self.task.kind == "regression" else nn.functional.cross_entropy
         for _ in range(units):
             last = train_epoch(model, opt, train, batch_size=self.p.batch_size, generator=g,
-                               loss_fn=nn.functional.cross_entropy)
+                               loss_fn=loss_fn)
         return {"train_loss": last}, extra
 
     def fitness(self, model: nn.Module, *, eval_seed: int) -> float:
-        return accuracy(model, self.task.val.to(self.device))
+        val = self.task.val.to(self.device)
+        if self.objective == DEFAULT:
+            return accuracy(model, val)
+        return self.objective.utility(split_score(model, val, self.task, self.objective.name))
 
     def test_score(self, model: nn.Module, *, seed: int) -> TestScore:
-        return TestScore(accuracy(model.to(self.device), self.task.test.to(self.device)))
+        test = self.task.test.to(self.device)
+        if self.objective == DEFAULT:
+            return TestScore(accuracy(model.to(self.device), test))
+        return TestScore(split_score(model.to(self.device), test, self.task,
+                                     self.objective.test_name))
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.mse_loss(out.reshape(-1), y)

@@ -27,7 +27,7 @@ from nasforge.data.base import Split, Task
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result, _objective_setting
 from nasforge.evaluators.batched import fit_batch
 from nasforge.evaluators.fit import Diverged, KeepBest, accuracy, count_params, train_epoch
-from nasforge.objectives import BUILTIN, DEFAULT, Objective, class_metric
+from nasforge.objectives import BUILTIN, DEFAULT, Objective, class_metric, task_objectives
 from nasforge.seeding import seed_torch
 from nasforge.spaces.base import Architecture, SearchSpace
 
@@ -134,8 +134,7 @@ class TrainEvaluator(Evaluator):
 
     def objectives(self) -> list[str]:
         kind = self.task.kind if self.task is not None else "classification"
-        names = [n for n, (_, _, kinds) in BUILTIN.items() if kind in kinds]
-        return sorted(names, key=lambda n: n != self.objective.name)
+        return task_objectives(kind, self.objective.name)
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,7 @@ from nasforge.spaces.base import SPACES, Architecture, SearchSpace, make_space
 from nasforge.spaces.cell import CellSpace
 from nasforge.spaces.darts import DartsSpace
 from nasforge.spaces.gan import GanHardSpace, GanSpace
-from nasforge.spaces.genes import GeneACSpace, GeneCNNSpace
+from nasforge.spaces.genes import GeneACSpace, GeneCNNSpace, GeneMLPSpace
 from nasforge.spaces.sequence import SequenceSpace
 from nasforge.spaces.state_space import CNNSpace, StateSpace
 from nasforge.spaces.tabular import TabularSpace
@@ -19,6 +19,7 @@ __all__ = [
     "GanSpace",
     "GeneACSpace",
     "GeneCNNSpace",
+    "GeneMLPSpace",
     "SearchSpace",
     "SequenceSpace",
     "StateSpace",

@@ -18,6 +18,9 @@ Spaces:
   searchable positions with an operation gene (id, linear, residual_0.5, residual_2) and an
   activation gene (id, tanh, relu, swish), and a fixed output layer. ``build`` returns an
   :class:`ActorCritic` whose ``forward`` gives the policy logits (``value`` gives the critic).
+* ``gene_mlp``: the same MLP positions as one classifier or regressor for tabular rows (any
+  input is flattened): a fixed input layer (linear + tanh to ``width``), ``num_layers``
+  searchable positions and a fixed linear output to the classes (one output for regression).
 """
 
 from __future__ import annotations
@@ -158,6 +161,13 @@ class GeneMLP(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.out(x)
+
+
+class FlatGeneMLP(GeneMLP):
+    """:class:`GeneMLP` over flattened inputs (``gene_mlp``: tabular rows, or any shape)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1))
 
 
 class ActorCritic(nn.Module):
@@ -396,3 +406,48 @@ class GeneACSpace(GeneSpace):
             (actor[0::2], actor[1::2]), (critic[0::2], critic[1::2]), int(input_shape[0]),
             num_classes, self.hidden, continuous,
         )
+
+
+class GeneMLPParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    width: int = Field(default=64, ge=2, le=4096, description="width of every position")
+    num_layers: int = Field(default=3, ge=1, le=16, description="searchable positions")
+    ops: list[str] = Field(default_factory=lambda: list(MLP_OPS), min_length=1)
+    acts: list[str] = Field(default_factory=lambda: list(ACTS), min_length=1)
+
+
+@SPACES.register("gene_mlp")
+class GeneMLPSpace(GeneSpace):
+    """An MLP classifier / regressor for tabular rows; genes ``layer{i}.op`` (own
+    ``layers.{i}``) and ``layer{i}.act``. Inputs of any shape are flattened."""
+
+    name: ClassVar[str] = "gene_mlp"
+    Params: ClassVar[type[BaseModel]] = GeneMLPParams
+
+    def __init__(
+        self, *, width: int = 64, num_layers: int = 3, ops: Sequence[str] = tuple(MLP_OPS),
+        acts: Sequence[str] = tuple(ACTS),
+    ) -> None:
+        super().__init__()
+        self.width, self.num_layers = int(width), int(num_layers)
+        self.ops = _check_names("gene_mlp op", ops, MLP_OPS)
+        self.acts = _check_names("gene_mlp activation", acts, ACTS)
+        self._genes = tuple(
+            g for i in range(self.num_layers)
+            for g in (Gene(f"layer{i}.op", self.ops, (f"layers.{i}",)),
+                      Gene(f"layer{i}.act", self.acts, ()))
+        )
+
+    def spec(self) -> JSONDict:
+        return {
+            "name": self.name, "width": self.width, "num_layers": self.num_layers,
+            "ops": list(self.ops), "acts": list(self.acts),
+        }
+
+    def build(
+        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
+    ) -> nn.Module:
+        self.encode(arch)
+        toks = [str(t) for t in arch.tokens]
+        return FlatGeneMLP(toks[0::2], toks[1::2], math.prod(input_shape), self.width,
+                           num_classes)

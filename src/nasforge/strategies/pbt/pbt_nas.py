@@ -191,8 +191,7 @@ class PBTNAS(Strategy):
         if not isinstance(space, GeneSpace):
             raise ConfigError(
                 f"strategy pbt_nas needs a gene space; got {space.name!r}; "
-                "allowed: gene_cnn, gene_ac, gan_hard, gan (for tabular rows, search the "
-                "tabular space with random, evolution, tpe or bo_evolution)"
+                "allowed: gene_cnn, gene_mlp (feature rows), gene_ac, gan_hard, gan"
             )
         if self.p.soup:
             self._soup_part(space)
