@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nasforge.bench import bench, incumbent_scores, load_bench_config, scores_at_seconds
+from nasforge.bench import bench, gather, incumbent_scores, load_bench_config, scores_at_seconds
 from nasforge.cli.main import main
 from nasforge.exceptions import ConfigError
 
@@ -125,3 +127,20 @@ def test_a_bench_of_a_changed_table_file_is_refused(tmp_path: Path) -> None:
     Table.from_arrays(space, archs, np.linspace(1, 0, len(archs))).save(path)
     with pytest.raises(ConfigError, match="differs at table_digest"):
         bench(cfg, tmp_path / "out")
+
+
+def test_a_failed_parallel_run_is_raised_after_the_others_are_logged() -> None:
+    """bench's pool loop: every run that finishes is handed on (and so logged) even when an
+    earlier-submitted one fails; the failure is raised at the end, not lost."""
+    def job(i: int) -> int:
+        if i == 0:
+            raise RuntimeError("run 0 broke")
+        time.sleep(0.05 * i)  # finishes after the failure
+        return i * 10
+
+    done: list[tuple[int, int]] = []
+    with cf.ThreadPoolExecutor(2) as pool:
+        futs = {pool.submit(job, i): i for i in range(4)}
+        with pytest.raises(RuntimeError, match="run 0 broke"):
+            gather(futs, lambda j, r: done.append((j, r)))
+    assert sorted(done) == [(1, 10), (2, 20), (3, 30)]

@@ -313,17 +313,7 @@ def bench(
                 cfg.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                 initargs=(os.getpid(),),
             ) as pool:
-                futs = {pool.submit(run_one, *args[job]): job for job in todo}
-                failed: list[BaseException] = []
-                for fut in cf.as_completed(futs):
-                    try:
-                        run = fut.result()
-                    except Exception as err:  # keep every other run in the log, then raise
-                        failed.append(err)
-                        continue
-                    finished(futs[fut], run)
-                if failed:
-                    raise failed[0]
+                gather({pool.submit(run_one, *args[job]): job for job in todo}, finished)
     wall = time.perf_counter() - t0
     results = summarise(cfg, runs, seeds, optimum, objective=evaluator.objective)
     results["wall_seconds"] = round(wall, 1)
@@ -340,6 +330,21 @@ def bench(
 
 BENCH_LOG = "runs.jsonl"
 BENCH_FINGERPRINT = "bench.json"
+
+
+def gather(futs: dict[cf.Future[Any], Any], finished: Callable[[Any, Any], None]) -> None:
+    """``finished(job, result)`` for every future as it completes; a failed run is raised only
+    after every other run has finished (and is in the log), so a rerun redoes just that one."""
+    failed: list[BaseException] = []
+    for fut in cf.as_completed(futs):
+        try:
+            run = fut.result()
+        except Exception as err:
+            failed.append(err)
+            continue
+        finished(futs[fut], run)
+    if failed:
+        raise failed[0]
 
 
 def _open_bench_dir(outdir: Path, cfg: BenchConfig, table: str | None) -> Path:
