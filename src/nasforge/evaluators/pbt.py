@@ -34,7 +34,7 @@ from torch import nn
 from nasforge.data.base import Task
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Result, _objective_setting
 from nasforge.evaluators.fit import accuracy, count_params, train_epoch
-from nasforge.evaluators.train import split_score
+from nasforge.evaluators.train import split_score, task_test_metrics
 from nasforge.exceptions import ConfigError
 from nasforge.objectives import DEFAULT, Objective, task_objectives
 from nasforge.spaces.base import Architecture, SearchSpace
@@ -362,6 +362,11 @@ class PBTClassifierTrainer(MemberTrainer):
             return TestScore(accuracy(model.to(self.device), test))
         return TestScore(split_score(model.to(self.device), test, self.task,
                                      self.objective.test_name))
+
+    def test_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Every built-in metric of the task on the test split (test accuracy beside a val_loss
+        objective), for the final report."""
+        return task_test_metrics(model, self.task, self.device)
 
 
 def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

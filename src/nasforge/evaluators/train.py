@@ -115,6 +115,16 @@ def split_score(model: nn.Module, split: Split, task: Task, name: str, batch: in
     return math.sqrt(mse) * float(task.preprocess.get("y_std", 1.0))
 
 
+def task_test_metrics(model: nn.Module, task: Task, device: torch.device) -> dict[str, float]:
+    """Every built-in metric of ``task``'s kind on its test split (``test_acc``, ``test_loss``,
+    ...), for the final report."""
+    test = task.test.to(device)
+    names = [n for n, (_, _, kinds) in BUILTIN.items() if task.kind in kinds]
+    return {"test_" + n.removeprefix("val_"): split_score(model.to(device), test, task,
+                                                          "test_" + n.removeprefix("val_"))
+            for n in names}
+
+
 @EVALUATORS.register("train")
 class TrainEvaluator(Evaluator):
     """Trains each child from scratch with the configured optimizer, batch size and patience."""
@@ -269,13 +279,7 @@ class TrainEvaluator(Evaluator):
     def test_metrics(self, model: nn.Module) -> dict[str, float]:
         """Every built-in metric of the task on the test split (e.g. test_acc and test_loss
         when the objective is val_loss), for the final report."""
-        test = self.task.test.to(self.device)
-        names = [n for n, (_, _, kinds) in BUILTIN.items() if self.task.kind in kinds]
-        out = {}
-        for n in names:
-            t = "test_" + n.removeprefix("val_")
-            out[t] = split_score(model.to(self.device), test, self.task, t)
-        return out
+        return task_test_metrics(model, self.task, self.device)
 
     def test_accuracy(self, model: nn.Module) -> float:
         """The objective's score on the test split (accuracy by default; RMSE, R^2 or loss)."""

@@ -12,6 +12,7 @@ import pytest
 import torch
 from sklearn.datasets import load_diabetes, load_wine
 
+from nasforge.cli.main import main
 from nasforge.data.base import make_task
 from nasforge.evaluators.pbt import PBTClassifierTrainer
 from nasforge.exceptions import ConfigError
@@ -114,3 +115,15 @@ def test_pbt_train_scores_the_chosen_objective() -> None:
     assert out.fitness < 0  # utility = minus the validation cross-entropy
     with pytest.raises(ConfigError, match="cannot score objective 'val_rmse'"):
         trainer.set_objective(Objective.builtin("val_rmse"))
+
+
+def test_packaged_tabular_pbt_example_runs_and_reports_test_accuracy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["search", "tabular_pbt_nas", "--run-dir", str(tmp_path / "r"), "--no-progress",
+            "--set", "budget=8", "--set", "strategy.population_size=4",
+            "--set", "strategy.step_units=1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "val_loss" in out and "test metrics (as trained): test_acc" in out
+    assert "logistic_regression" in out

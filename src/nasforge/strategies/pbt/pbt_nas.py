@@ -63,7 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge.data.base import Task
 from nasforge.engine.final import FinalReport, build_report
-from nasforge.evaluators.base import Result
+from nasforge.evaluators.base import ReportsTestMetrics, Result
 from nasforge.evaluators.pbt import Checkpoint, MemberTrainer, StepJob, member_step, seeded_build
 from nasforge.exceptions import ConfigError, RunDirError
 from nasforge.logging import get_logger
@@ -544,4 +544,6 @@ class PBTNAS(Strategy):
             ctx, arch=arch, trial=g_last * self.p.population_size + best.slot, val_acc=val,
             params=sum(p.numel() for p in model.parameters()), test_acc=test.score,
             test_std=test.std, model=model, extra=extra,
+            test_metrics=trainer.test_metrics(model)
+            if isinstance(trainer, ReportsTestMetrics) else None,
         )
