@@ -19,7 +19,7 @@ Spaces:
   activation gene (id, tanh, relu, swish), and a fixed output layer. ``build`` returns an
   :class:`ActorCritic` whose ``forward`` gives the policy logits (``value`` gives the critic).
 * ``gene_mlp``: the same MLP positions as one classifier or regressor for tabular rows (any
-  input is flattened): a fixed input layer (linear + tanh to ``width``), ``num_layers``
+  input is flattened): a fixed input layer (linear + tanh to ``hidden``), ``num_layers``
   searchable positions and a fixed linear output to the classes (one output for regression).
 """
 
@@ -348,7 +348,9 @@ class GeneCNNSpace(GeneSpace):
                        self.reduce_after)
 
 
-class GeneACParams(BaseModel):
+class MLPGeneParams(BaseModel):
+    """The MLP gene spaces' keys (``gene_ac``: per network; ``gene_mlp``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     hidden: int = Field(default=64, ge=2, le=4096, description="width of every position")
     num_layers: int = Field(default=3, ge=1, le=16, description="searchable positions per net")
@@ -356,16 +358,12 @@ class GeneACParams(BaseModel):
     acts: list[str] = Field(default_factory=lambda: list(ACTS), min_length=1)
 
 
-@SPACES.register("gene_ac")
-class GeneACSpace(GeneSpace):
-    """Actor-critic MLPs; genes ``{actor,critic}{i}.op`` (own ``{net}.layers.{i}``) and ``.act``.
+class MLPGeneSpace(GeneSpace):
+    """MLP positions of fixed width ``hidden``: for each network ``(gene name, module prefix)``
+    of ``NETS``, genes ``{name}{i}.op`` (own ``{prefix}.{i}``) and ``{name}{i}.act``."""
 
-    ``build(arch, (obs_dim,), n_actions)`` returns an :class:`ActorCritic`.
-    """
-
-    name: ClassVar[str] = "gene_ac"
-    Params: ClassVar[type[BaseModel]] = GeneACParams
-    NETS: ClassVar[tuple[str, ...]] = ("actor", "critic")
+    Params: ClassVar[type[BaseModel]] = MLPGeneParams
+    NETS: ClassVar[tuple[tuple[str, str], ...]]
 
     def __init__(
         self, *, hidden: int = 64, num_layers: int = 3, ops: Sequence[str] = tuple(MLP_OPS),
@@ -373,20 +371,31 @@ class GeneACSpace(GeneSpace):
     ) -> None:
         super().__init__()
         self.hidden, self.num_layers = int(hidden), int(num_layers)
-        self.ops = _check_names("gene_ac op", ops, MLP_OPS)
-        self.acts = _check_names("gene_ac activation", acts, ACTS)
-        genes = []
-        for net in self.NETS:
-            for i in range(self.num_layers):
-                genes.append(Gene(f"{net}{i}.op", self.ops, (f"{net}.layers.{i}",)))
-                genes.append(Gene(f"{net}{i}.act", self.acts, ()))
-        self._genes = tuple(genes)
+        self.ops = _check_names(f"{self.name} op", ops, MLP_OPS)
+        self.acts = _check_names(f"{self.name} activation", acts, ACTS)
+        self._genes = tuple(
+            g for net, prefix in self.NETS for i in range(self.num_layers)
+            for g in (Gene(f"{net}{i}.op", self.ops, (f"{prefix}.{i}",)),
+                      Gene(f"{net}{i}.act", self.acts, ()))
+        )
 
     def spec(self) -> JSONDict:
         return {
             "name": self.name, "hidden": self.hidden, "num_layers": self.num_layers,
             "ops": list(self.ops), "acts": list(self.acts),
         }
+
+
+@SPACES.register("gene_ac")
+class GeneACSpace(MLPGeneSpace):
+    """Actor-critic MLPs; genes ``{actor,critic}{i}.op`` (own ``{net}.layers.{i}``) and ``.act``.
+
+    ``build(arch, (obs_dim,), n_actions)`` returns an :class:`ActorCritic`.
+    """
+
+    name: ClassVar[str] = "gene_ac"
+    NETS: ClassVar[tuple[tuple[str, str], ...]] = (("actor", "actor.layers"),
+                                                   ("critic", "critic.layers"))
 
     def build(
         self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int,
@@ -408,46 +417,18 @@ class GeneACSpace(GeneSpace):
         )
 
 
-class GeneMLPParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    width: int = Field(default=64, ge=2, le=4096, description="width of every position")
-    num_layers: int = Field(default=3, ge=1, le=16, description="searchable positions")
-    ops: list[str] = Field(default_factory=lambda: list(MLP_OPS), min_length=1)
-    acts: list[str] = Field(default_factory=lambda: list(ACTS), min_length=1)
-
-
 @SPACES.register("gene_mlp")
-class GeneMLPSpace(GeneSpace):
+class GeneMLPSpace(MLPGeneSpace):
     """An MLP classifier / regressor for tabular rows; genes ``layer{i}.op`` (own
     ``layers.{i}``) and ``layer{i}.act``. Inputs of any shape are flattened."""
 
     name: ClassVar[str] = "gene_mlp"
-    Params: ClassVar[type[BaseModel]] = GeneMLPParams
-
-    def __init__(
-        self, *, width: int = 64, num_layers: int = 3, ops: Sequence[str] = tuple(MLP_OPS),
-        acts: Sequence[str] = tuple(ACTS),
-    ) -> None:
-        super().__init__()
-        self.width, self.num_layers = int(width), int(num_layers)
-        self.ops = _check_names("gene_mlp op", ops, MLP_OPS)
-        self.acts = _check_names("gene_mlp activation", acts, ACTS)
-        self._genes = tuple(
-            g for i in range(self.num_layers)
-            for g in (Gene(f"layer{i}.op", self.ops, (f"layers.{i}",)),
-                      Gene(f"layer{i}.act", self.acts, ()))
-        )
-
-    def spec(self) -> JSONDict:
-        return {
-            "name": self.name, "width": self.width, "num_layers": self.num_layers,
-            "ops": list(self.ops), "acts": list(self.acts),
-        }
+    NETS: ClassVar[tuple[tuple[str, str], ...]] = (("layer", "layers"),)
 
     def build(
         self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
     ) -> nn.Module:
         self.encode(arch)
         toks = [str(t) for t in arch.tokens]
-        return FlatGeneMLP(toks[0::2], toks[1::2], math.prod(input_shape), self.width,
+        return FlatGeneMLP(toks[0::2], toks[1::2], math.prod(input_shape), self.hidden,
                            num_classes)

@@ -26,7 +26,7 @@ from nasforge.spaces.genes import GeneACSpace, GeneCNNSpace, GeneMLPSpace
 def cfg(task: dict[str, Any], **top: Any) -> dict[str, Any]:
     return {
         "seed": 1, "budget": 24, "task": task,
-        "space": {"name": "gene_mlp", "width": 16, "num_layers": 2},
+        "space": {"name": "gene_mlp", "hidden": 16, "num_layers": 2},
         "strategy": {"name": "pbt_nas", "population_size": 4, "step_units": 3},
         "evaluator": {"name": "pbt_train", "lr": 0.01, "batch_size": 32},
         "executor": {"name": "local", "workers": 1}, **top,
@@ -34,7 +34,7 @@ def cfg(task: dict[str, Any], **top: Any) -> dict[str, Any]:
 
 
 def test_gene_mlp_genes_own_their_layers_and_flatten_any_input() -> None:
-    space = GeneMLPSpace(width=8, num_layers=3)
+    space = GeneMLPSpace(hidden=8, num_layers=3)
     arch = Architecture(("linear", "relu", "residual_2", "id", "id", "tanh"))
     net = space.build(arch, (2, 3), 5)
     assert net(torch.zeros(7, 2, 3)).shape == (7, 5)
@@ -70,7 +70,7 @@ def test_pbt_nas_on_csv_rows_learns_and_exports_raw_row_predictions(tmp_path: Pa
     config.write_text(
         "seed: 1\nbudget: 24\n"
         "task: {name: file, path: wine.csv, header: true, label_column: cultivar}\n"
-        "space: {name: gene_mlp, width: 16, num_layers: 2}\n"
+        "space: {name: gene_mlp, hidden: 16, num_layers: 2}\n"
         "strategy: {name: pbt_nas, population_size: 4, step_units: 3}\n"
         "evaluator: {name: pbt_train, lr: 0.01, batch_size: 32}\n"
     )
@@ -104,7 +104,7 @@ def test_pbt_nas_regression_scores_rmse_in_target_units(tmp_path: Path) -> None:
 
 def test_pbt_train_scores_the_chosen_objective() -> None:
     task = make_task({"name": "sklearn", "dataset": "iris"})
-    space = GeneMLPSpace(width=8, num_layers=1)
+    space = GeneMLPSpace(hidden=8, num_layers=1)
     trainer = PBTClassifierTrainer(space=space, task=task)
     assert trainer.objectives()[0] == "val_acc"
     arch = Architecture(("linear", "relu"))
