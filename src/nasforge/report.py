@@ -86,7 +86,7 @@ def print_summary(summary: dict[str, Any], top: int = 5) -> None:
         where = f"*, trial {star}"
     else:  # a later trial of the architecture marked in the table
         where = f"trial {best.get('trial')}; * marks trial {star}, the same architecture"
-    say(console, f"best architecture ({where}): {best.get('describe') or best['arch']}")
+    say(console, f"best architecture ({where}): {_arch_text(best)}")
     if best.get("why"):
         say(console, f"  picked: {best['why']}")
     test_name = Objective.from_json(obj).test_name

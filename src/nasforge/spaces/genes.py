@@ -353,7 +353,8 @@ class MLPGeneParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     hidden: int = Field(default=64, ge=2, le=4096, description="width of every position")
-    num_layers: int = Field(default=3, ge=1, le=16, description="searchable positions per net")
+    num_layers: int = Field(default=3, ge=1, le=16,
+                            description="searchable positions (per network in gene_ac)")
     ops: list[str] = Field(default_factory=lambda: list(MLP_OPS), min_length=1)
     acts: list[str] = Field(default_factory=lambda: list(ACTS), min_length=1)
 
