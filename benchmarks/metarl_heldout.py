@@ -281,7 +281,8 @@ def run_all(args: argparse.Namespace) -> None:
 
     for seed in range(args.seed0, args.seed0 + args.seeds):
         policy: Path | None = None
-        need_frozen = any(("deploy", frozen, t, seed) not in have for t in TEST_TASKS)
+        need_frozen = (not args.only or frozen in args.only) and any(
+            ("deploy", frozen, t, seed) not in have for t in TEST_TASKS)
         if need_frozen:
             meta_dir = work / f"meta_r{args.meta_rounds}{_suffix(rv)}_s{seed}"
             if ("meta_train", None, None, seed) in have and (meta_dir / "policy.pt").is_file():
@@ -353,13 +354,15 @@ def live(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------- report
-METHODS = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0", "frozen_meta_r5_rv0", "a2c_scratch",
-           "a2c_scratch_rv0", "dqn", "random")
-FROZEN = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0", "frozen_meta_r5_rv0")
+FROZEN = ("frozen_meta", "frozen_meta_r5", "frozen_meta_rv0", "frozen_meta_r5_rv0",
+          "frozen_meta_r30_rv0")
+METHODS = (*FROZEN, "a2c_scratch", "a2c_scratch_rv0", "dqn", "random")
 LABELS = {"frozen_meta": "meta-A2C, frozen (meta-trained on 3 tables, one pass)",
           "frozen_meta_r5": "meta-A2C, frozen (meta-trained on 3 tables, 5 passes)",
           "frozen_meta_rv0": "meta-A2C, frozen, `revisit_reward: 0` (trained so, one pass)",
           "frozen_meta_r5_rv0": "meta-A2C, frozen, `revisit_reward: 0` (trained so, 5 passes)",
+          "frozen_meta_r30_rv0": "meta-A2C, frozen, `revisit_reward: 0` (trained so, 30 passes "
+                                 "of 200 steps, 6000 steps per task)",
           "a2c_scratch": "A2C-LSTM from scratch",
           "a2c_scratch_rv0": "A2C-LSTM from scratch, `revisit_reward: 0`",
           "dqn": "SB3 DQN from scratch", "random": "random search"}
@@ -382,7 +385,7 @@ def _transfer_bound(table: dict[str, Any], task: str) -> str:
 
 
 def report(args: argparse.Namespace) -> None:
-    docs = _read_jsonl(Path(args.out))
+    docs = [d for out in args.out for d in _read_jsonl(Path(out))]
     table = json.loads(Path(args.table).read_text())
     dep = [d for d in docs if d["kind"] == "deploy"]
     lines = []
@@ -549,7 +552,8 @@ def main() -> None:
     lv.add_argument("--tasks", nargs="*")
     p = sub.add_parser("report")
     p.add_argument("--table", default=str(DEFAULT_TABLE))
-    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--out", nargs="+", default=[str(DEFAULT_OUT)],
+                   help="result files (JSON lines) to report together")
     p.add_argument("--md")
     p.add_argument("--png")
     args = ap.parse_args()
