@@ -488,17 +488,19 @@ def _plot(meta: list[dict[str, Any]], dep: list[dict[str, Any]], png: Path) -> N
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(TRAIN_TASKS) + len(TEST_TASKS), figsize=(17, 3.4))
+    groups = sorted({(d.get("meta_rounds", 1), d.get("revisit_reward")) for d in meta}, key=str)
     for ax, task in zip(axes, TRAIN_TASKS, strict=False):
-        for rounds, color in ((1, "C0"), (5, "C1")):
+        for i, (rounds, rv) in enumerate(groups):
+            color = f"C{i}"
             curves = [np.asarray(d["rewards_by_task"][task]) for d in meta
-                      if d.get("meta_rounds", 1) == rounds]
-            if not curves:
-                continue
+                      if (d.get("meta_rounds", 1), d.get("revisit_reward")) == (rounds, rv)]
             n = min(len(c) for c in curves)
             for c in curves:
-                ax.plot(_smooth(c[:n], 50), color=color, alpha=0.2, lw=0.8)
+                ax.plot(_smooth(c[:n], 50), color=color, alpha=0.15, lw=0.6)
+            label = f"{rounds} pass{'es' if rounds > 1 else ''}"
+            label += "" if rv is None else f", revisit {rv:g}"
             ax.plot(_smooth(np.mean([c[:n] for c in curves], 0), 50), color=color, lw=2,
-                    label=f"{rounds} pass{'es' if rounds > 1 else ''} (mean of {len(curves)})")
+                    label=f"{label} (mean of {len(curves)})")
         ax.set_title(f"meta-train: {task}")
         ax.set_xlabel("this task's steps (all visits)")
         ax.legend(fontsize=7)
