@@ -324,7 +324,11 @@ def live(args: argparse.Namespace) -> None:
     table_path = Path(args.table).resolve()
     table = TableReward(table_path)
     doc = json.loads(table_path.read_text())
-    policy = Path(args.work) / f"meta_r1_s{args.seed}"
+    rv = args.revisit_reward
+    policy = Path(args.work) / f"meta_r{args.meta_rounds}{_suffix(rv)}_s{args.seed}"
+    method = ("frozen_meta" if args.meta_rounds == 1 else f"frozen_meta_r{args.meta_rounds}")
+    method += _suffix(rv)
+    extra: dict[str, Any] = {} if rv is None else {"revisit_reward": rv}
     if not (policy / "policy.pt").is_file():
         raise SystemExit(f"error: no meta-trained policy in {policy}; run `run` first")
     out = Path(args.out)
@@ -332,18 +336,18 @@ def live(args: argparse.Namespace) -> None:
         rdir = Path(args.work) / f"live_{task}_s{args.seed}"
         shutil.rmtree(rdir, ignore_errors=True)
         cfg = _meta_cfg(table_path, table.depth, [task], args.steps, args.seed,
-                        policy=str(policy), train=False)
+                        policy=str(policy), train=False, **extra)
         cfg["strategy"]["reward"] = {"kind": "train", "epochs": doc["protocol"]["epochs"],
                                      "max_train": doc["protocol"]["max_train"]}
         c0, w0 = _cpu(), time.perf_counter()
         search(cfg, run_dir=rdir, progress=False)
         trials = Run(rdir).trials
-        rs = [float(r.result.metrics["reward"]) for r in trials]
+        rs = [r for _, r in _run_rewards(rdir)]  # the network's accuracy (base reward)
         tab = table.tasks[task]["rewards"]
         assert isinstance(tab, dict)
-        diffs = [abs(float(r.result.metrics["reward"]) - float(tab[r.result.metrics["nsc_hash"]]))
-                 for r in trials if r.ok]
-        res = {"kind": "live", "method": "frozen_meta", "task": task, "seed": args.seed,
+        diffs = [abs(float(r.result.metrics.get("base_reward", r.result.metrics["reward"]))
+                     - float(tab[r.result.metrics["nsc_hash"]])) for r in trials if r.ok]
+        res = {"kind": "live", "method": method, "task": task, "seed": args.seed,
                "rewards": rs, "best_at": best_at(rs), "first50_mean": float(np.mean(rs[:50])),
                "trainings": sum(1 for r in trials if not r.result.metrics.get("cached")),
                "max_abs_diff_vs_table": max(diffs) if diffs else None,
@@ -432,9 +436,10 @@ def report(args: argparse.Namespace) -> None:
         lines.append("")
     for lv in (d for d in docs if d["kind"] == "live"):
         same = [d for d in dep if d["task"] == lv["task"] and d["seed"] == lv["seed"]
-                and d["method"] == "frozen_meta"]
+                and d["method"] == lv.get("method", "frozen_meta")]
         tab = same[0]["rewards"][: lv["steps"]] if same else None
-        lines.append(f"Live child training, frozen policy, {lv['task']}, seed {lv['seed']}, "
+        lines.append(f"Live child training, frozen policy ({lv.get('method', 'frozen_meta')}), "
+                     f"{lv['task']}, seed {lv['seed']}, "
                      f"{lv['steps']} steps: best {max(lv['rewards']):.4f}, mean reward "
                      f"{np.mean(lv['rewards']):.4f}, {lv['trainings']} trainings, CPU "
                      f"{lv['cpu_s']:.0f} s, wall {lv['wall_s']:.0f} s, load {lv['load1']:.2f}; "
@@ -552,6 +557,9 @@ def main() -> None:
     lv.add_argument("--seed", type=int, default=0)
     lv.add_argument("--steps", type=int, default=50)
     lv.add_argument("--tasks", nargs="*")
+    lv.add_argument("--meta-rounds", type=int, default=1, help="the policy's meta-training passes")
+    lv.add_argument("--revisit-reward", type=float, default=None,
+                    help="the policy's revisit_reward (deployed with it)")
     p = sub.add_parser("report")
     p.add_argument("--table", default=str(DEFAULT_TABLE))
     p.add_argument("--out", nargs="+", default=[str(DEFAULT_OUT)],
