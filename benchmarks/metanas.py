@@ -57,6 +57,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "darts_minus": True, "aux_skip_beta": "fixed:0.7"},
     "pc_darts_minus": {"darts_minus": True, "pc": {"k": 2}},
     "sharp": {"sharp": {}}, "tse": {"tse": {}}, "tse_sharp": {"tse": {}, "sharp": {}},
+    "tse_reference": {"tse": {}, "preset": "reference"},
     # P-DARTS in the meta setting: 3 stages over the meta-epochs, keep 5 then 3 ops per edge,
     # skip dropout 0 / 0.3 / 0.6, at most 2 skips in the normal cell
     "pdarts": {"pdarts": {}},
