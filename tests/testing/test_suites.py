@@ -37,6 +37,7 @@ SPACE_ARGS: dict[str, tuple[dict[str, Any], tuple[int, ...], int]] = {
     "cnn": ({}, (1, 8, 8), 3),
     "darts": ({"nodes": 2, "channels": 4, "layers": 2, "reductions": [1]}, (1, 8, 8), 3),
     "gene_cnn": ({"channels": 4, "num_layers": 2, "reduce_after": [0]}, (1, 8, 8), 3),
+    "gene_mlp": ({"hidden": 8, "num_layers": 2}, (6,), 3),
     "mlp": ({}, (2,), 2),
     "tabular": ({}, (6,), 3),
     "nb201": ({"channels": 4, "cells_per_stage": 1}, (1, 8, 8), 3),
